@@ -1,0 +1,236 @@
+// Package nn builds the models of this module as Gorgonia expression graphs and runs them.
+//
+// A model is described once, as a function of a *Builder, in the words of diffusers: parameters
+// are bound by their module path (b.Sub("down_blocks").Sub("0").Param("conv1.weight", ...)) and
+// layers are the custom Gorgonia ops of this package (Conv2d, Linear, GroupNorm, Attention, ...).
+// Build turns that description into a gorgonia.ExprGraph and compiles it into a Program: the
+// nodes in topological order, with every intermediate buffer allocated once and reused by
+// liveness, so that running the program allocates nothing.
+//
+// Every op is a real gorgonia.Op (it also implements gorgonia.UsePreallocDoer), so the same graph
+// runs under Gorgonia's TapeMachine; the Program is the lean executor used in production.
+package nn
+
+import (
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"sync"
+
+	"gorgonia.org/gorgonia"
+	"gorgonia.org/tensor"
+)
+
+// Source provides named float32 tensors, such as a safetensors file or a set of them.
+type Source interface {
+	// Float32 returns the tensor called name converted to float32, and its shape.
+	Float32(name string) ([]float32, []int, error)
+	// Names lists the tensors the source holds.
+	Names() []string
+}
+
+// Params caches the parameters of one model, loaded from a Source, so that graphs built for
+// several image sizes share one copy of the weights. It is safe for concurrent use.
+type Params struct {
+	src  Source
+	mu   sync.Mutex
+	vals map[string]*tensor.Dense
+	// Transform, when set, is applied to a parameter once, right after it is loaded (used to
+	// merge LoRA adapters into the weights).
+	transform func(name string, data []float32, shape []int) error
+}
+
+// NewParams returns a parameter cache over src.
+func NewParams(src Source) *Params {
+	return &Params{src: src, vals: make(map[string]*tensor.Dense)}
+}
+
+// SetTransform sets a function applied to every parameter once, when it is first loaded.
+func (p *Params) SetTransform(fn func(name string, data []float32, shape []int) error) {
+	p.mu.Lock()
+	p.transform = fn
+	p.mu.Unlock()
+}
+
+// Get loads (once) the parameter name and checks that it has the wanted shape.
+func (p *Params) Get(name string, shape []int) (*tensor.Dense, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if v, ok := p.vals[name]; ok {
+		if !equalShape(v.Shape(), shape) {
+			return nil, &ShapeError{Name: name, Want: shape, Got: v.Shape()}
+		}
+		return v, nil
+	}
+	data, got, err := p.src.Float32(name)
+	if err != nil {
+		return nil, &MissingError{Name: name, Err: err}
+	}
+	if !equalShape(got, shape) {
+		return nil, &ShapeError{Name: name, Want: shape, Got: got}
+	}
+	if p.transform != nil {
+		if err := p.transform(name, data, shape); err != nil {
+			return nil, fmt.Errorf("tensor %q: %w", name, err)
+		}
+	}
+	d := tensor.New(tensor.WithShape(shape...), tensor.WithBacking(data))
+	p.vals[name] = d
+	return d, nil
+}
+
+// Unused lists the tensors of the source whose names start with prefix and that no graph has
+// asked for. Names for which ignore returns true are left out.
+func (p *Params) Unused(prefix string, ignore func(string) bool) []string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var out []string
+	for _, n := range p.src.Names() {
+		if !strings.HasPrefix(n, prefix) {
+			continue
+		}
+		if _, ok := p.vals[n]; ok {
+			continue
+		}
+		if ignore != nil && ignore(n) {
+			continue
+		}
+		out = append(out, n)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// MissingError reports a parameter the model needs and the weights do not have.
+type MissingError struct {
+	Name string
+	Err  error
+}
+
+func (e *MissingError) Error() string {
+	return fmt.Sprintf("tensor %q is missing: %v", e.Name, e.Err)
+}
+
+func (e *MissingError) Unwrap() error { return e.Err }
+
+// ShapeError reports a parameter whose shape differs from what the model's config implies.
+type ShapeError struct {
+	Name      string
+	Want, Got []int
+}
+
+func (e *ShapeError) Error() string {
+	return fmt.Sprintf("tensor %q has shape %v, the config implies %v", e.Name, e.Got, e.Want)
+}
+
+func equalShape(a, b []int) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// Builder builds one graph. Its methods that take or return *Node panic with a build error on
+// misuse; Build recovers those and returns them as errors.
+type Builder struct {
+	st     *buildState
+	prefix string
+}
+
+type buildState struct {
+	g      *gorgonia.ExprGraph
+	params *Params
+	inputs map[string]*Node
+	kids   map[int64][]*Node // the inputs of every op node, in order
+	nextID uint64
+}
+
+// Node is a node of the graph: a parameter, an input or the result of an op.
+type Node = gorgonia.Node
+
+type buildError struct{ err error }
+
+func fail(format string, args ...any) {
+	panic(buildError{fmt.Errorf(format, args...)})
+}
+
+// Sub returns a builder whose parameter names are prefixed with name and a dot.
+func (b *Builder) Sub(name string) *Builder {
+	p := name
+	if b.prefix != "" {
+		p = b.prefix + "." + name
+	}
+	return &Builder{st: b.st, prefix: p}
+}
+
+// Subf is Sub with a formatted name.
+func (b *Builder) Subf(format string, args ...any) *Builder {
+	return b.Sub(fmt.Sprintf(format, args...))
+}
+
+// Path returns the full name of a parameter under this builder.
+func (b *Builder) Path(name string) string {
+	if b.prefix == "" {
+		return name
+	}
+	return b.prefix + "." + name
+}
+
+// Param returns the parameter name (under the builder's prefix) with the given shape.
+func (b *Builder) Param(name string, shape ...int) *Node {
+	full := b.Path(name)
+	v, err := b.st.params.Get(full, shape)
+	if err != nil {
+		panic(buildError{err})
+	}
+	return gorgonia.NewTensor(b.st.g, tensor.Float32, len(shape), gorgonia.WithShape(shape...),
+		gorgonia.WithName(full), gorgonia.WithValue(v))
+}
+
+// Has reports whether the weights hold the parameter name under this builder's prefix.
+func (b *Builder) Has(name string) bool {
+	_, _, err := b.st.params.src.Float32(b.Path(name))
+	return err == nil
+}
+
+// Input declares a graph input, set before every run with Program.SetInput.
+func (b *Builder) Input(name string, shape ...int) *Node {
+	if _, ok := b.st.inputs[name]; ok {
+		fail("input %q declared twice", name)
+	}
+	v := tensor.New(tensor.Of(tensor.Float32), tensor.WithShape(shape...))
+	n := gorgonia.NewTensor(b.st.g, tensor.Float32, len(shape), gorgonia.WithShape(shape...),
+		gorgonia.WithName("input:"+name), gorgonia.WithValue(v))
+	b.st.inputs[name] = n
+	return n
+}
+
+// Graph returns the Gorgonia graph being built.
+func (b *Builder) Graph() *gorgonia.ExprGraph { return b.st.g }
+
+// Build describes a graph with fn, which returns its named outputs, and compiles it.
+func Build(params *Params, fn func(b *Builder) map[string]*Node) (prog *Program, err error) {
+	st := &buildState{g: gorgonia.NewGraph(), params: params, inputs: make(map[string]*Node), kids: make(map[int64][]*Node)}
+	defer func() {
+		if r := recover(); r != nil {
+			be, ok := r.(buildError)
+			if !ok {
+				panic(r)
+			}
+			prog, err = nil, be.err
+		}
+	}()
+	outs := fn(&Builder{st: st})
+	if len(outs) == 0 {
+		return nil, errors.New("nn: graph has no outputs")
+	}
+	return compile(st, outs)
+}
+
+func shapeOf(n *Node) []int { return []int(n.Shape()) }

@@ -1,0 +1,488 @@
+package nn
+
+import (
+	"math"
+	"runtime"
+	"sync"
+)
+
+// parallelFor splits [0, n) into at most GOMAXPROCS contiguous chunks of at least minChunk and
+// runs fn on each, concurrently.
+func parallelFor(n, minChunk int, fn func(lo, hi int)) {
+	if n <= 0 {
+		return
+	}
+	p := runtime.GOMAXPROCS(0)
+	if minChunk < 1 {
+		minChunk = 1
+	}
+	if q := n / minChunk; q < p {
+		p = q
+	}
+	if p <= 1 {
+		fn(0, n)
+		return
+	}
+	var wg sync.WaitGroup
+	chunk := (n + p - 1) / p
+	for lo := 0; lo < n; lo += chunk {
+		hi := min(lo+chunk, n)
+		wg.Add(1)
+		go func(lo, hi int) {
+			defer wg.Done()
+			fn(lo, hi)
+		}(lo, hi)
+	}
+	wg.Wait()
+}
+
+// ---- convolution ----
+
+type convKernel struct {
+	cin, h, w, cout, k, stride, pad, ho, wo int
+	bias                                    bool
+}
+
+// colBudget bounds the im2col buffer of one convolution chunk (in floats).
+const colBudget = 1 << 21
+
+func (c *convKernel) direct() bool { return c.k == 1 && c.stride == 1 && c.pad == 0 }
+
+func (c *convKernel) tile() int {
+	kdim := c.cin * c.k * c.k
+	hw := c.ho * c.wo
+	t := colBudget / kdim
+	if t >= hw {
+		return hw
+	}
+	t = max(64, t&^63)
+	return min(t, hw)
+}
+
+func (c *convKernel) scratchSize() int {
+	if c.direct() {
+		return 0
+	}
+	return c.cin * c.k * c.k * c.tile()
+}
+
+func (c *convKernel) inplace() int { return -1 }
+
+func (c *convKernel) run(out []float32, in [][]float32, scratch []float32) {
+	x, w := in[0], in[1]
+	hw := c.ho * c.wo
+	beta := float32(0)
+	if c.bias {
+		bias := in[2]
+		for co := 0; co < c.cout; co++ {
+			row := out[co*hw : (co+1)*hw]
+			bv := bias[co]
+			for i := range row {
+				row[i] = bv
+			}
+		}
+		beta = 1
+	}
+	if c.direct() {
+		sgemm(false, false, c.cout, hw, c.cin, 1, w, c.cin, x, hw, beta, out, hw)
+		return
+	}
+	kdim := c.cin * c.k * c.k
+	t := c.tile()
+	for p0 := 0; p0 < hw; p0 += t {
+		n := min(t, hw-p0)
+		col := scratch[:kdim*n]
+		c.im2col(x, col, p0, n)
+		sgemm(false, false, c.cout, n, kdim, 1, w, kdim, col, n, beta, out[p0:], hw)
+	}
+}
+
+// im2col fills col [Cin·k·k, n] with the input patches of output positions p0 … p0+n−1.
+func (c *convKernel) im2col(x, col []float32, p0, n int) {
+	kk := c.k * c.k
+	parallelFor(c.cin*kk, 8, func(lo, hi int) {
+		for r := lo; r < hi; r++ {
+			ci, kr := r/kk, r%kk
+			ky, kx := kr/c.k, kr%c.k
+			dst := col[r*n : (r+1)*n]
+			src := x[ci*c.h*c.w : (ci+1)*c.h*c.w]
+			oy, ox := p0/c.wo, p0%c.wo
+			for i := 0; i < n; {
+				iy := oy*c.stride + ky - c.pad
+				run := min(c.wo-ox, n-i)
+				if iy < 0 || iy >= c.h {
+					clear(dst[i : i+run])
+				} else {
+					srow := src[iy*c.w : (iy+1)*c.w]
+					if c.stride == 1 {
+						// Input columns ox+kx−pad … for run outputs; pad the edges with zeros.
+						base := kx - c.pad
+						for j := 0; j < run; j++ {
+							ix := ox + j + base
+							if ix >= 0 && ix < c.w {
+								dst[i+j] = srow[ix]
+							} else {
+								dst[i+j] = 0
+							}
+						}
+					} else {
+						for j := 0; j < run; j++ {
+							ix := (ox+j)*c.stride + kx - c.pad
+							if ix >= 0 && ix < c.w {
+								dst[i+j] = srow[ix]
+							} else {
+								dst[i+j] = 0
+							}
+						}
+					}
+				}
+				i += run
+				ox = 0
+				oy++
+			}
+		}
+	})
+}
+
+// ---- linear ----
+
+type linearKernel struct {
+	n, in, out int
+	bias       bool
+}
+
+func (l *linearKernel) scratchSize() int { return 0 }
+func (l *linearKernel) inplace() int     { return -1 }
+
+func (l *linearKernel) run(out []float32, in [][]float32, _ []float32) {
+	x, w := in[0], in[1]
+	beta := float32(0)
+	if l.bias {
+		bias := in[2]
+		for i := 0; i < l.n; i++ {
+			copy(out[i*l.out:(i+1)*l.out], bias)
+		}
+		beta = 1
+	}
+	sgemm(false, true, l.n, l.out, l.in, 1, x, l.in, w, l.in, beta, out, l.out)
+}
+
+// ---- normalisation ----
+
+type groupNormKernel struct {
+	c, s, groups int
+	eps          float64
+	silu         bool
+}
+
+func (g *groupNormKernel) scratchSize() int { return 0 }
+func (g *groupNormKernel) inplace() int     { return 0 }
+
+func (g *groupNormKernel) run(out []float32, in [][]float32, _ []float32) {
+	x, gamma, beta := in[0], in[1], in[2]
+	cg := g.c / g.groups
+	parallelFor(g.groups, 1, func(lo, hi int) {
+		for gi := lo; gi < hi; gi++ {
+			seg := x[gi*cg*g.s : (gi+1)*cg*g.s]
+			mean, rstd := meanRstd(seg, g.eps)
+			for cc := 0; cc < cg; cc++ {
+				ch := gi*cg + cc
+				a := float32(rstd) * gamma[ch]
+				b := beta[ch] - float32(mean)*a
+				src := x[ch*g.s : (ch+1)*g.s]
+				dst := out[ch*g.s : (ch+1)*g.s]
+				for i, v := range src {
+					dst[i] = v*a + b
+				}
+				if g.silu {
+					siluSlice(dst, dst)
+				}
+			}
+		}
+	})
+}
+
+// meanRstd returns the mean and 1/sqrt(var+eps) of x (biased variance), summed in float64.
+func meanRstd(x []float32, eps float64) (float64, float64) {
+	var s float64
+	for _, v := range x {
+		s += float64(v)
+	}
+	mean := s / float64(len(x))
+	var q float64
+	for _, v := range x {
+		d := float64(v) - mean
+		q += d * d
+	}
+	return mean, 1 / math.Sqrt(q/float64(len(x))+eps)
+}
+
+type layerNormKernel struct {
+	rows, c int
+	eps     float64
+}
+
+func (l *layerNormKernel) scratchSize() int { return 0 }
+func (l *layerNormKernel) inplace() int     { return 0 }
+
+func (l *layerNormKernel) run(out []float32, in [][]float32, _ []float32) {
+	x, gamma, beta := in[0], in[1], in[2]
+	parallelFor(l.rows, 64, func(lo, hi int) {
+		for r := lo; r < hi; r++ {
+			src := x[r*l.c : (r+1)*l.c]
+			dst := out[r*l.c : (r+1)*l.c]
+			mean, rstd := meanRstd(src, l.eps)
+			m, rs := float32(mean), float32(rstd)
+			for i, v := range src {
+				dst[i] = (v-m)*rs*gamma[i] + beta[i]
+			}
+		}
+	})
+}
+
+// ---- attention ----
+
+type attentionKernel struct {
+	nq, nk, c, heads int
+	causal           bool
+}
+
+// attnRows is the number of query rows whose scores are held at once.
+const attnRows = 256
+
+func (a *attentionKernel) scratchSize() int { return min(attnRows, a.nq) * a.nk }
+func (a *attentionKernel) inplace() int     { return -1 }
+
+func (a *attentionKernel) run(out []float32, in [][]float32, scratch []float32) {
+	q, k, v := in[0], in[1], in[2]
+	d := a.c / a.heads
+	scale := float32(1 / math.Sqrt(float64(d)))
+	for h := 0; h < a.heads; h++ {
+		for r0 := 0; r0 < a.nq; r0 += attnRows {
+			rows := min(attnRows, a.nq-r0)
+			s := scratch[:rows*a.nk]
+			sgemm(false, true, rows, a.nk, d, scale, q[r0*a.c+h*d:], a.c, k[h*d:], a.c, 0, s, a.nk)
+			parallelFor(rows, 16, func(lo, hi int) {
+				for r := lo; r < hi; r++ {
+					row := s[r*a.nk : (r+1)*a.nk]
+					if a.causal {
+						for j := r0 + r + 1; j < a.nk; j++ {
+							row[j] = float32(math.Inf(-1))
+						}
+					}
+					softmaxRow(row)
+				}
+			})
+			sgemm(false, false, rows, d, a.nk, 1, s, a.nk, v[h*d:], a.c, 0, out[r0*a.c+h*d:], a.c)
+		}
+	}
+}
+
+func softmaxRow(row []float32) {
+	m := float32(math.Inf(-1))
+	for _, v := range row {
+		if v > m {
+			m = v
+		}
+	}
+	var sum float64
+	for i, v := range row {
+		e := float32(math.Exp(float64(v - m)))
+		row[i] = e
+		sum += float64(e)
+	}
+	inv := float32(1 / sum)
+	for i := range row {
+		row[i] *= inv
+	}
+}
+
+// ---- element-wise ----
+
+type addKernel struct{}
+
+func (addKernel) scratchSize() int { return 0 }
+func (addKernel) inplace() int     { return 0 }
+func (addKernel) run(out []float32, in [][]float32, _ []float32) {
+	a, b := in[0], in[1]
+	parallelFor(len(out), 1<<14, func(lo, hi int) {
+		for i := lo; i < hi; i++ {
+			out[i] = a[i] + b[i]
+		}
+	})
+}
+
+type addChannelKernel struct{ c, s int }
+
+func (addChannelKernel) scratchSize() int { return 0 }
+func (addChannelKernel) inplace() int     { return 0 }
+func (k addChannelKernel) run(out []float32, in [][]float32, _ []float32) {
+	x, v := in[0], in[1]
+	for c := 0; c < k.c; c++ {
+		bv := v[c]
+		src := x[c*k.s : (c+1)*k.s]
+		dst := out[c*k.s : (c+1)*k.s]
+		for i, xv := range src {
+			dst[i] = xv + bv
+		}
+	}
+}
+
+type unaryKernel struct{ f func(dst, src []float32) }
+
+func (unaryKernel) scratchSize() int { return 0 }
+func (unaryKernel) inplace() int     { return 0 }
+func (u unaryKernel) run(out []float32, in [][]float32, _ []float32) {
+	src := in[0]
+	parallelFor(len(out), 1<<14, func(lo, hi int) { u.f(out[lo:hi], src[lo:hi]) })
+}
+
+func siluSlice(dst, src []float32) {
+	for i, v := range src {
+		dst[i] = v / (1 + float32(math.Exp(float64(-v))))
+	}
+}
+
+func geluSlice(dst, src []float32) {
+	for i, v := range src {
+		dst[i] = float32(0.5 * float64(v) * (1 + math.Erf(float64(v)/math.Sqrt2)))
+	}
+}
+
+func quickGELUSlice(dst, src []float32) {
+	for i, v := range src {
+		dst[i] = v / (1 + float32(math.Exp(float64(-1.702*v))))
+	}
+}
+
+func reluSlice(dst, src []float32) {
+	for i, v := range src {
+		dst[i] = max(v, 0)
+	}
+}
+
+type gegluKernel struct{ n, f int }
+
+func (gegluKernel) scratchSize() int { return 0 }
+func (gegluKernel) inplace() int     { return -1 }
+func (g gegluKernel) run(out []float32, in [][]float32, _ []float32) {
+	x := in[0]
+	parallelFor(g.n, 16, func(lo, hi int) {
+		for r := lo; r < hi; r++ {
+			val := x[r*2*g.f : r*2*g.f+g.f]
+			gate := x[r*2*g.f+g.f : (r+1)*2*g.f]
+			dst := out[r*g.f : (r+1)*g.f]
+			geluSlice(dst, gate)
+			for i := range dst {
+				dst[i] *= val[i]
+			}
+		}
+	})
+}
+
+// ---- data movement ----
+
+type transposeKernel struct{ rows, cols int }
+
+func (transposeKernel) scratchSize() int { return 0 }
+func (transposeKernel) inplace() int     { return -1 }
+func (t transposeKernel) run(out []float32, in [][]float32, _ []float32) {
+	x := in[0]
+	const bs = 32
+	parallelFor((t.rows+bs-1)/bs, 1, func(lo, hi int) {
+		for r0 := lo * bs; r0 < min(hi*bs, t.rows); r0 += bs {
+			for c0 := 0; c0 < t.cols; c0 += bs {
+				for r := r0; r < min(r0+bs, t.rows); r++ {
+					for c := c0; c < min(c0+bs, t.cols); c++ {
+						out[c*t.rows+r] = x[r*t.cols+c]
+					}
+				}
+			}
+		}
+	})
+}
+
+type copyKernel struct{}
+
+func (copyKernel) scratchSize() int { return 0 }
+func (copyKernel) inplace() int     { return 0 }
+func (copyKernel) run(out []float32, in [][]float32, _ []float32) {
+	if &out[0] != &in[0][0] {
+		copy(out, in[0])
+	}
+}
+
+type sliceKernel struct{ off int }
+
+func (sliceKernel) scratchSize() int { return 0 }
+func (sliceKernel) inplace() int     { return -1 }
+func (s sliceKernel) run(out []float32, in [][]float32, _ []float32) {
+	copy(out, in[0][s.off:])
+}
+
+type concatKernel struct{ sizes []int }
+
+func (concatKernel) scratchSize() int { return 0 }
+func (concatKernel) inplace() int     { return -1 }
+func (c concatKernel) run(out []float32, in [][]float32, _ []float32) {
+	off := 0
+	for i, x := range in {
+		copy(out[off:], x[:c.sizes[i]])
+		off += c.sizes[i]
+	}
+}
+
+type upsampleKernel struct{ c, h, w, ho, wo int }
+
+func (upsampleKernel) scratchSize() int { return 0 }
+func (upsampleKernel) inplace() int     { return -1 }
+func (u upsampleKernel) run(out []float32, in [][]float32, _ []float32) {
+	x := in[0]
+	xi := nearestIndex(u.w, u.wo)
+	yi := nearestIndex(u.h, u.ho)
+	parallelFor(u.c, 1, func(lo, hi int) {
+		for c := lo; c < hi; c++ {
+			src := x[c*u.h*u.w : (c+1)*u.h*u.w]
+			dst := out[c*u.ho*u.wo : (c+1)*u.ho*u.wo]
+			for oy := 0; oy < u.ho; oy++ {
+				srow := src[yi[oy]*u.w : (yi[oy]+1)*u.w]
+				drow := dst[oy*u.wo : (oy+1)*u.wo]
+				for ox := range drow {
+					drow[ox] = srow[xi[ox]]
+				}
+			}
+		}
+	})
+}
+
+// nearestIndex maps each of out positions to its source among in positions the way PyTorch's
+// "nearest" interpolation does: floor(dst · in/out) computed in float32, clamped.
+func nearestIndex(in, out int) []int {
+	idx := make([]int, out)
+	scale := float32(in) / float32(out)
+	for i := range idx {
+		s := int(float32(math.Floor(float64(float32(i) * scale))))
+		if out == 2*in {
+			s = i / 2
+		}
+		idx[i] = min(s, in-1)
+	}
+	return idx
+}
+
+type embeddingKernel struct{ v, d int }
+
+func (embeddingKernel) scratchSize() int { return 0 }
+func (embeddingKernel) inplace() int     { return -1 }
+func (e embeddingKernel) run(out []float32, in [][]float32, _ []float32) {
+	table, ids := in[0], in[1]
+	for i, f := range ids {
+		id := int(f)
+		if id < 0 || id >= e.v {
+			// Ids are checked before a run; an out-of-range id gives a zero row, never a panic.
+			clear(out[i*e.d : (i+1)*e.d])
+			continue
+		}
+		copy(out[i*e.d:(i+1)*e.d], table[id*e.d:(id+1)*e.d])
+	}
+}

@@ -1,0 +1,332 @@
+package nn
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+	"gorgonia.org/gorgonia"
+	"gorgonia.org/tensor"
+)
+
+type memSource map[string]struct {
+	d []float32
+	s []int
+}
+
+func (m memSource) Float32(name string) ([]float32, []int, error) {
+	v, ok := m[name]
+	if !ok {
+		return nil, nil, fmt.Errorf("no tensor %q", name)
+	}
+	return append([]float32(nil), v.d...), v.s, nil
+}
+
+func (m memSource) Names() []string {
+	var out []string
+	for k := range m {
+		out = append(out, k)
+	}
+	return out
+}
+
+func randn(r *rand.Rand, n int) []float32 {
+	x := make([]float32, n)
+	for i := range x {
+		x[i] = float32(r.NormFloat64())
+	}
+	return x
+}
+
+func (m memSource) add(r *rand.Rand, name string, shape ...int) []float32 {
+	d := randn(r, len1(shape))
+	m[name] = struct {
+		d []float32
+		s []int
+	}{d, shape}
+	return d
+}
+
+func maxAbsDiff(a, b []float32) float64 {
+	var m float64
+	for i := range a {
+		d := math.Abs(float64(a[i]) - float64(b[i]))
+		if d > m || math.IsNaN(d) {
+			m = d
+		}
+	}
+	return m
+}
+
+// naiveConv is a direct convolution in float64.
+func naiveConv(x []float32, cin, h, w int, wt []float32, cout, k int, bias []float32, stride, pad int) ([]float32, int, int) {
+	ho := (h+2*pad-k)/stride + 1
+	wo := (w+2*pad-k)/stride + 1
+	out := make([]float32, cout*ho*wo)
+	for co := 0; co < cout; co++ {
+		for oy := 0; oy < ho; oy++ {
+			for ox := 0; ox < wo; ox++ {
+				var s float64
+				if bias != nil {
+					s = float64(bias[co])
+				}
+				for ci := 0; ci < cin; ci++ {
+					for ky := 0; ky < k; ky++ {
+						for kx := 0; kx < k; kx++ {
+							iy, ix := oy*stride+ky-pad, ox*stride+kx-pad
+							if iy < 0 || iy >= h || ix < 0 || ix >= w {
+								continue
+							}
+							s += float64(x[(ci*h+iy)*w+ix]) * float64(wt[((co*cin+ci)*k+ky)*k+kx])
+						}
+					}
+				}
+				out[(co*ho+oy)*wo+ox] = float32(s)
+			}
+		}
+	}
+	return out, ho, wo
+}
+
+func TestConvMatchesDirect(t *testing.T) {
+	r := rand.New(rand.NewPCG(1, 2))
+	for _, tc := range []struct{ cin, h, w, cout, k, stride, pad int }{
+		{3, 7, 5, 4, 3, 1, 1},
+		{5, 9, 11, 7, 3, 2, 1},
+		{4, 6, 6, 3, 1, 1, 0},
+		{2, 5, 8, 3, 3, 1, 0},
+		{17, 13, 3, 5, 3, 2, 1},
+	} {
+		t.Run(fmt.Sprint(tc), func(t *testing.T) {
+			src := memSource{}
+			wt := src.add(r, "c.weight", tc.cout, tc.cin, tc.k, tc.k)
+			bias := src.add(r, "c.bias", tc.cout)
+			x := randn(r, tc.cin*tc.h*tc.w)
+			prog, err := Build(NewParams(src), func(b *Builder) map[string]*Node {
+				in := b.Input("x", tc.cin, tc.h, tc.w)
+				return map[string]*Node{"y": b.ConvLayer("c", in, tc.cout, tc.k, tc.stride, tc.pad, true)}
+			})
+			require.NoError(t, err)
+			want, ho, wo := naiveConv(x, tc.cin, tc.h, tc.w, wt, tc.cout, tc.k, bias, tc.stride, tc.pad)
+			require.Equal(t, []int{tc.cout, ho, wo}, prog.OutputShape("y"))
+			got := make([]float32, len(want))
+			require.NoError(t, prog.Run(context.Background(), map[string][]float32{"x": x}, map[string][]float32{"y": got}))
+			require.Less(t, maxAbsDiff(got, want), 1e-4)
+		})
+	}
+}
+
+func TestConvTiledIm2col(t *testing.T) {
+	// Enough input channels that the im2col buffer is split into several column tiles.
+	r := rand.New(rand.NewPCG(3, 4))
+	cin, h, w, cout := 300, 11, 13, 3
+	src := memSource{}
+	wt := src.add(r, "c.weight", cout, cin, 3, 3)
+	x := randn(r, cin*h*w)
+	require.Greater(t, (&convKernel{cin: cin, h: h, w: w, cout: cout, k: 3, stride: 1, pad: 1, ho: h, wo: w}).scratchSize(), 0)
+	require.Less(t, (&convKernel{cin: cin, h: h, w: w, cout: cout, k: 3, stride: 1, pad: 1, ho: h, wo: w}).tile(), h*w, "the test must split im2col into tiles")
+	prog, err := Build(NewParams(src), func(b *Builder) map[string]*Node {
+		return map[string]*Node{"y": b.ConvLayer("c", b.Input("x", cin, h, w), cout, 3, 1, 1, false)}
+	})
+	require.NoError(t, err)
+	want, _, _ := naiveConv(x, cin, h, w, wt, cout, 3, nil, 1, 1)
+	got := make([]float32, len(want))
+	require.NoError(t, prog.Run(context.Background(), map[string][]float32{"x": x}, map[string][]float32{"y": got}))
+	require.Less(t, maxAbsDiff(got, want), 1e-3)
+}
+
+func naiveAttention(q, k, v []float32, nq, nk, c, heads int, causal bool) []float32 {
+	d := c / heads
+	out := make([]float32, nq*c)
+	for h := 0; h < heads; h++ {
+		for i := 0; i < nq; i++ {
+			s := make([]float64, nk)
+			m := math.Inf(-1)
+			for j := 0; j < nk; j++ {
+				if causal && j > i {
+					s[j] = math.Inf(-1)
+					continue
+				}
+				var dot float64
+				for e := 0; e < d; e++ {
+					dot += float64(q[i*c+h*d+e]) * float64(k[j*c+h*d+e])
+				}
+				s[j] = dot / math.Sqrt(float64(d))
+				m = math.Max(m, s[j])
+			}
+			var sum float64
+			for j := range s {
+				s[j] = math.Exp(s[j] - m)
+				sum += s[j]
+			}
+			for e := 0; e < d; e++ {
+				var acc float64
+				for j := 0; j < nk; j++ {
+					acc += s[j] / sum * float64(v[j*c+h*d+e])
+				}
+				out[i*c+h*d+e] = float32(acc)
+			}
+		}
+	}
+	return out
+}
+
+func TestAttention(t *testing.T) {
+	r := rand.New(rand.NewPCG(5, 6))
+	for _, tc := range []struct {
+		nq, nk, c, heads int
+		causal           bool
+	}{
+		{7, 7, 12, 3, true},
+		{300, 13, 16, 2, false},
+		{33, 300, 10, 5, false},
+	} {
+		q, k, v := randn(r, tc.nq*tc.c), randn(r, tc.nk*tc.c), randn(r, tc.nk*tc.c)
+		prog, err := Build(NewParams(memSource{}), func(b *Builder) map[string]*Node {
+			return map[string]*Node{"o": b.Attention(b.Input("q", tc.nq, tc.c), b.Input("k", tc.nk, tc.c), b.Input("v", tc.nk, tc.c), tc.heads, tc.causal)}
+		})
+		require.NoError(t, err)
+		got := make([]float32, tc.nq*tc.c)
+		require.NoError(t, prog.Run(context.Background(), map[string][]float32{"q": q, "k": k, "v": v}, map[string][]float32{"o": got}))
+		require.Less(t, maxAbsDiff(got, naiveAttention(q, k, v, tc.nq, tc.nk, tc.c, tc.heads, tc.causal)), 1e-4, "%+v", tc)
+	}
+}
+
+func TestGroupNormAndLayerNorm(t *testing.T) {
+	r := rand.New(rand.NewPCG(7, 8))
+	src := memSource{}
+	c, h, w, groups := 12, 5, 3, 4
+	g := src.add(r, "gn.weight", c)
+	bb := src.add(r, "gn.bias", c)
+	lg := src.add(r, "ln.weight", w)
+	lb := src.add(r, "ln.bias", w)
+	x := randn(r, c*h*w)
+	prog, err := Build(NewParams(src), func(b *Builder) map[string]*Node {
+		in := b.Input("x", c, h, w)
+		return map[string]*Node{
+			"gn": b.GroupNorm("gn", in, groups, 1e-5, true),
+			"ln": b.LayerNorm("ln", b.Reshape(in, c*h, w), 1e-5),
+		}
+	})
+	require.NoError(t, err)
+	gn := make([]float32, c*h*w)
+	ln := make([]float32, c*h*w)
+	require.NoError(t, prog.Run(context.Background(), map[string][]float32{"x": x}, map[string][]float32{"gn": gn, "ln": ln}))
+	cg := c / groups
+	for gi := 0; gi < groups; gi++ {
+		seg := x[gi*cg*h*w : (gi+1)*cg*h*w]
+		var m, v float64
+		for _, e := range seg {
+			m += float64(e)
+		}
+		m /= float64(len(seg))
+		for _, e := range seg {
+			v += (float64(e) - m) * (float64(e) - m)
+		}
+		v /= float64(len(seg))
+		for i := range seg {
+			ch := gi*cg + i/(h*w)
+			y := (float64(seg[i])-m)/math.Sqrt(v+1e-5)*float64(g[ch]) + float64(bb[ch])
+			y = y / (1 + math.Exp(-y))
+			require.InDelta(t, y, gn[gi*cg*h*w+i], 1e-5)
+		}
+	}
+	for row := 0; row < c*h; row++ {
+		seg := x[row*w : (row+1)*w]
+		var m, v float64
+		for _, e := range seg {
+			m += float64(e)
+		}
+		m /= float64(w)
+		for _, e := range seg {
+			v += (float64(e) - m) * (float64(e) - m)
+		}
+		v /= float64(w)
+		for i := range seg {
+			y := (float64(seg[i])-m)/math.Sqrt(v+1e-5)*float64(lg[i]) + float64(lb[i])
+			require.InDelta(t, y, ln[row*w+i], 1e-5)
+		}
+	}
+}
+
+func TestUpsampleNearest(t *testing.T) {
+	require.Equal(t, []int{0, 0, 1, 1, 2, 2}, nearestIndex(3, 6))
+	// PyTorch: floor(i·(5/7)) in float32.
+	require.Equal(t, []int{0, 0, 1, 2, 2, 3, 4}, nearestIndex(5, 7))
+}
+
+// TestProgramMatchesTapeMachine runs one graph under Gorgonia's TapeMachine and under the
+// Program, whose buffers are planned and reused, and expects the same numbers.
+func TestProgramMatchesTapeMachine(t *testing.T) {
+	r := rand.New(rand.NewPCG(9, 10))
+	src := memSource{}
+	src.add(r, "conv.weight", 8, 4, 3, 3)
+	src.add(r, "conv.bias", 8)
+	src.add(r, "norm.weight", 8)
+	src.add(r, "norm.bias", 8)
+	src.add(r, "proj.weight", 8, 8)
+	src.add(r, "proj.bias", 8)
+	x := randn(r, 4*6*5)
+	var out *Node
+	prog, err := Build(NewParams(src), func(b *Builder) map[string]*Node {
+		in := b.Input("x", 4, 6, 5)
+		h := b.ConvLayer("conv", in, 8, 3, 1, 1, true)
+		res := h
+		h = b.GroupNorm("norm", h, 2, 1e-5, true)
+		tok := b.Transpose(h, 30, 8)
+		tok = b.LinearLayer("proj", tok, 8, true)
+		tok = b.Attention(tok, tok, tok, 2, false)
+		h = b.Transpose(tok, 8, 6, 5)
+		h = b.Add(h, res)
+		h = b.Upsample(b.Act(ActSiLU, h), 12, 10)
+		out = b.Concat(h, h)
+		return map[string]*Node{"y": out}
+	})
+	require.NoError(t, err)
+	got := make([]float32, 16*12*10)
+	require.NoError(t, prog.Run(context.Background(), map[string][]float32{"x": x}, map[string][]float32{"y": got}))
+
+	in := prog.Graph().ByName("input:x")[0]
+	require.NoError(t, gorgonia.Let(in, tensor.New(tensor.WithShape(4, 6, 5), tensor.WithBacking(append([]float32(nil), x...)))))
+	vm := gorgonia.NewTapeMachine(prog.Graph())
+	defer vm.Close()
+	require.NoError(t, vm.RunAll())
+	want := out.Value().(*tensor.Dense).Float32s()
+	require.Less(t, maxAbsDiff(got, want), 1e-5)
+
+	// Running again gives the same result (buffers are reused, not corrupted).
+	again := make([]float32, len(got))
+	require.NoError(t, prog.Run(context.Background(), map[string][]float32{"x": x}, map[string][]float32{"y": again}))
+	require.Equal(t, got, again)
+}
+
+func TestBuildErrors(t *testing.T) {
+	r := rand.New(rand.NewPCG(11, 12))
+	src := memSource{}
+	src.add(r, "conv.weight", 8, 3, 3, 3)
+	_, err := Build(NewParams(src), func(b *Builder) map[string]*Node {
+		return map[string]*Node{"y": b.ConvLayer("conv", b.Input("x", 4, 6, 5), 8, 3, 1, 1, false)}
+	})
+	require.ErrorContains(t, err, `"conv.weight"`)
+	require.ErrorContains(t, err, "[8 3 3 3]")
+	require.ErrorContains(t, err, "[8 4 3 3]")
+	_, err = Build(NewParams(src), func(b *Builder) map[string]*Node {
+		return map[string]*Node{"y": b.ConvLayer("missing", b.Input("x", 3, 6, 5), 8, 3, 1, 1, false)}
+	})
+	require.ErrorContains(t, err, `"missing.weight" is missing`)
+}
+
+func TestRunCancelled(t *testing.T) {
+	prog, err := Build(NewParams(memSource{}), func(b *Builder) map[string]*Node {
+		return map[string]*Node{"y": b.Act(ActReLU, b.Input("x", 3))}
+	})
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	err = prog.Run(ctx, map[string][]float32{"x": {1, 2, 3}}, nil)
+	require.ErrorIs(t, err, context.Canceled)
+	require.ErrorContains(t, prog.Run(context.Background(), map[string][]float32{"x": {1}}, nil), `input "x"`)
+}
