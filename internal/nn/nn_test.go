@@ -122,7 +122,7 @@ func TestConvMatchesDirect(t *testing.T) {
 func TestConvTiledIm2col(t *testing.T) {
 	// Enough input channels that the im2col buffer is split into several column tiles.
 	r := rand.New(rand.NewPCG(3, 4))
-	cin, h, w, cout := 300, 11, 13, 3
+	cin, h, w, cout := 1000, 37, 41, 3
 	src := memSource{}
 	wt := src.add(r, "c.weight", cout, cin, 3, 3)
 	x := randn(r, cin*h*w)
