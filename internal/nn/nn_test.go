@@ -135,7 +135,7 @@ func TestConvTiledIm2col(t *testing.T) {
 	want, _, _ := naiveConv(x, cin, h, w, wt, cout, 3, nil, 1, 1)
 	got := make([]float32, len(want))
 	require.NoError(t, prog.Run(context.Background(), map[string][]float32{"x": x}, map[string][]float32{"y": got}))
-	require.Less(t, maxAbsDiff(got, want), 1e-3)
+	require.Less(t, maxAbsDiff(got, want), 5e-3) // sums of 9000 products of size ~95
 }
 
 func naiveAttention(q, k, v []float32, nq, nk, c, heads int, causal bool) []float32 {
