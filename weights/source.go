@@ -1,0 +1,142 @@
+package weights
+
+import (
+	"fmt"
+	"slices"
+	"sort"
+	"sync"
+)
+
+// Source is where a model takes its parameters from: a safetensors File, a sharded Set, or
+// tensors held in memory (MemSource). Float32 returns a slice the caller owns unless the
+// source documents otherwise.
+type Source interface {
+	// Float32 returns the tensor called name as float32 values and its shape.
+	Float32(name string) ([]float32, []int, error)
+	// Info describes the tensor called name.
+	Info(name string) (TensorInfo, bool)
+	// Names lists every tensor name, sorted.
+	Names() []string
+}
+
+var (
+	_ Source = (*File)(nil)
+	_ Source = (*Set)(nil)
+	_ Source = (*MemSource)(nil)
+)
+
+type memTensor struct {
+	shape []int
+	data  []float32
+}
+
+// MemSource is a Source backed by float32 tensors in memory, for models built from random or
+// computed parameters (benchmarks of full-size models, tests). The zero value is ready to use
+// and it is safe for concurrent use.
+type MemSource struct {
+	// NoCopy makes Float32 return the stored slice itself instead of a copy, saving memory for
+	// large models; callers must then not modify it.
+	NoCopy bool
+
+	mu sync.RWMutex
+	m  map[string]memTensor
+}
+
+// NewMemSource returns an empty MemSource.
+func NewMemSource() *MemSource { return &MemSource{} }
+
+// Add stores data under name with the given shape, replacing any tensor of that name. The
+// source keeps data itself (no copy). Add panics if len(data) is not the product of shape,
+// which is a programming error.
+func (m *MemSource) Add(name string, shape []int, data []float32) {
+	n := 1
+	for _, d := range shape {
+		if d < 0 {
+			panic(fmt.Sprintf("weights: MemSource.Add(%q): negative dimension in shape %v", name, shape))
+		}
+		n *= d
+	}
+	if n != len(data) {
+		panic(fmt.Sprintf("weights: MemSource.Add(%q): shape %v has %d elements, data has %d", name, shape, n, len(data)))
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.m == nil {
+		m.m = make(map[string]memTensor)
+	}
+	m.m[name] = memTensor{shape: slices.Clone(shape), data: data}
+}
+
+// Delete removes the tensor called name, if present.
+func (m *MemSource) Delete(name string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	delete(m.m, name)
+}
+
+// Len returns the number of tensors.
+func (m *MemSource) Len() int {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	return len(m.m)
+}
+
+// Has reports whether a tensor called name is stored.
+func (m *MemSource) Has(name string) bool {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	_, ok := m.m[name]
+	return ok
+}
+
+// Float32 returns the tensor called name (a copy unless NoCopy is set) and a copy of its shape.
+func (m *MemSource) Float32(name string) ([]float32, []int, error) {
+	m.mu.RLock()
+	t, ok := m.m[name]
+	m.mu.RUnlock()
+	if !ok {
+		return nil, nil, fmt.Errorf("weights: in-memory source: %w: %q", ErrNotFound, name)
+	}
+	if m.NoCopy {
+		return t.data, slices.Clone(t.shape), nil
+	}
+	return slices.Clone(t.data), slices.Clone(t.shape), nil
+}
+
+// Float32Into copies the tensor called name into dst, whose length must equal its size.
+func (m *MemSource) Float32Into(name string, dst []float32) error {
+	m.mu.RLock()
+	t, ok := m.m[name]
+	m.mu.RUnlock()
+	if !ok {
+		return fmt.Errorf("weights: in-memory source: %w: %q", ErrNotFound, name)
+	}
+	if len(dst) != len(t.data) {
+		return fmt.Errorf("weights: in-memory source: tensor %q has %d elements (shape %v), destination has %d", name, len(t.data), t.shape, len(dst))
+	}
+	copy(dst, t.data)
+	return nil
+}
+
+// Info describes the tensor called name as an F32 tensor (Begin 0, End its byte size).
+func (m *MemSource) Info(name string) (TensorInfo, bool) {
+	m.mu.RLock()
+	t, ok := m.m[name]
+	m.mu.RUnlock()
+	if !ok {
+		return TensorInfo{}, false
+	}
+	return TensorInfo{Name: name, DType: F32, Shape: slices.Clone(t.shape), End: 4 * int64(len(t.data))}, true
+}
+
+// Names returns the stored tensor names, sorted.
+func (m *MemSource) Names() []string {
+	m.mu.RLock()
+	names := make([]string, 0, len(m.m))
+	for n := range m.m {
+		names = append(names, n)
+	}
+	m.mu.RUnlock()
+	sort.Strings(names)
+	return names
+}
