@@ -1,0 +1,213 @@
+package main
+
+import (
+	"fmt"
+
+	. "github.com/mmcloughlin/avo/build"
+	. "github.com/mmcloughlin/avo/operand"
+	"github.com/mmcloughlin/avo/reg"
+)
+
+// zmm returns the physical register Zi.
+func zmm(i int) reg.VecPhysical {
+	return []reg.VecPhysical{
+		reg.Z0, reg.Z1, reg.Z2, reg.Z3, reg.Z4, reg.Z5, reg.Z6, reg.Z7,
+		reg.Z8, reg.Z9, reg.Z10, reg.Z11, reg.Z12, reg.Z13, reg.Z14, reg.Z15,
+		reg.Z16, reg.Z17, reg.Z18, reg.Z19, reg.Z20, reg.Z21, reg.Z22, reg.Z23,
+		reg.Z24, reg.Z25, reg.Z26, reg.Z27, reg.Z28, reg.Z29, reg.Z30, reg.Z31,
+	}[i]
+}
+
+// ymm returns the physical register Yi.
+func ymm(i int) reg.VecPhysical {
+	return []reg.VecPhysical{
+		reg.Y0, reg.Y1, reg.Y2, reg.Y3, reg.Y4, reg.Y5, reg.Y6, reg.Y7,
+		reg.Y8, reg.Y9, reg.Y10, reg.Y11, reg.Y12, reg.Y13, reg.Y14, reg.Y15,
+	}[i]
+}
+
+const sgemmSig = "func(kc int, a, b, c *float32, ldc int, beta float32, accum int)"
+
+// genSgemmAVX512 emits an mr×(16·nv) micro-kernel. For p < kc it reads column
+// p of the packed A panel at a[p*mr:], row p of the packed B panel at
+// b[p*nr:], accumulates the outer products in registers, and then writes the
+// tile to c (row stride ldc elements): c = acc when accum == 0, otherwise
+// c = acc + beta*c. A is read with embedded broadcasts, so all registers but
+// nv hold accumulators.
+func genSgemmAVX512(mr, nv int) {
+	nr := 16 * nv
+	if mr*nv+nv > 32 {
+		panic("too many registers")
+	}
+	name := fmt.Sprintf("sgemmKernel%dx%dAVX512", mr, nr)
+	TEXT(name, NOSPLIT, sgemmSig)
+	Doc(fmt.Sprintf("%s computes one %d×%d tile of C from packed panels.", name, mr, nr))
+	acc := func(i, v int) reg.VecPhysical { return zmm(nv + i*nv + v) }
+	bv := func(v int) reg.VecPhysical { return zmm(v) }
+
+	kc := Load(Param("kc"), GP64())
+	pa := Load(Param("a"), GP64())
+	pb := Load(Param("b"), GP64())
+	for i := 0; i < mr; i++ {
+		for v := 0; v < nv; v++ {
+			VPXORD(acc(i, v), acc(i, v), acc(i, v))
+		}
+	}
+	const unroll = 4
+	step := func(u int) {
+		for v := 0; v < nv; v++ {
+			VMOVUPS(Mem{Base: pb, Disp: 4 * (u*nr + 16*v)}, bv(v))
+		}
+		for i := 0; i < mr; i++ {
+			for v := 0; v < nv; v++ {
+				VFMADD231PS_BCST(Mem{Base: pa, Disp: 4 * (u*mr + i)}, bv(v), acc(i, v))
+			}
+		}
+	}
+	CMPQ(kc, Imm(unroll))
+	JL(LabelRef(name + "_tail"))
+	Label(name + "_loop4")
+	PREFETCHT0(Mem{Base: pa, Disp: 4 * mr * 16})
+	step(0)
+	step(1)
+	PREFETCHT0(Mem{Base: pa, Disp: 4*mr*16 + 64})
+	step(2)
+	step(3)
+	ADDQ(U32(4*unroll*mr), pa)
+	ADDQ(U32(4*unroll*nr), pb)
+	SUBQ(Imm(unroll), kc)
+	CMPQ(kc, Imm(unroll))
+	JGE(LabelRef(name + "_loop4"))
+
+	Label(name + "_tail")
+	TESTQ(kc, kc)
+	JZ(LabelRef(name + "_store"))
+	Label(name + "_loop1")
+	step(0)
+	ADDQ(U32(4*mr), pa)
+	ADDQ(U32(4*nr), pb)
+	DECQ(kc)
+	JNZ(LabelRef(name + "_loop1"))
+
+	Label(name + "_store")
+	pc := Load(Param("c"), GP64())
+	ldc := Load(Param("ldc"), GP64())
+	SHLQ(Imm(2), ldc)
+	accum := Load(Param("accum"), GP64())
+	TESTQ(accum, accum)
+	JZ(LabelRef(name + "_overwrite"))
+	beta := Load(Param("beta"), XMM())
+	VBROADCASTSS(beta, bv(0))
+	for i := 0; i < mr; i++ {
+		for v := 0; v < nv; v++ {
+			VFMADD231PS(Mem{Base: pc, Disp: 64 * v}, bv(0), acc(i, v))
+			VMOVUPS(acc(i, v), Mem{Base: pc, Disp: 64 * v})
+		}
+		if i+1 < mr {
+			ADDQ(ldc, pc)
+		}
+	}
+	VZEROUPPER()
+	RET()
+
+	Label(name + "_overwrite")
+	for i := 0; i < mr; i++ {
+		for v := 0; v < nv; v++ {
+			VMOVUPS(acc(i, v), Mem{Base: pc, Disp: 64 * v})
+		}
+		if i+1 < mr {
+			ADDQ(ldc, pc)
+		}
+	}
+	VZEROUPPER()
+	RET()
+}
+
+// genSgemmAVX2 emits the 6×16 AVX2+FMA micro-kernel with the same contract
+// as genSgemmAVX512.
+func genSgemmAVX2() {
+	const mr, nr, nv = 6, 16, 2
+	name := "sgemmKernel6x16AVX2"
+	TEXT(name, NOSPLIT, sgemmSig)
+	Doc(fmt.Sprintf("%s computes one %d×%d tile of C from packed panels.", name, mr, nr))
+	acc := func(i, v int) reg.VecPhysical { return ymm(i*nv + v) }
+	bv := func(v int) reg.VecPhysical { return ymm(12 + v) }
+	bc := ymm(14)
+
+	kc := Load(Param("kc"), GP64())
+	pa := Load(Param("a"), GP64())
+	pb := Load(Param("b"), GP64())
+	for i := 0; i < mr; i++ {
+		for v := 0; v < nv; v++ {
+			VXORPS(acc(i, v), acc(i, v), acc(i, v))
+		}
+	}
+	const unroll = 4
+	step := func(u int) {
+		for v := 0; v < nv; v++ {
+			VMOVUPS(Mem{Base: pb, Disp: 4 * (u*nr + 8*v)}, bv(v))
+		}
+		for i := 0; i < mr; i++ {
+			VBROADCASTSS(Mem{Base: pa, Disp: 4 * (u*mr + i)}, bc)
+			for v := 0; v < nv; v++ {
+				VFMADD231PS(bc, bv(v), acc(i, v))
+			}
+		}
+	}
+	CMPQ(kc, Imm(unroll))
+	JL(LabelRef(name + "_tail"))
+	Label(name + "_loop4")
+	PREFETCHT0(Mem{Base: pa, Disp: 4 * mr * 16})
+	step(0)
+	step(1)
+	step(2)
+	step(3)
+	ADDQ(U32(4*unroll*mr), pa)
+	ADDQ(U32(4*unroll*nr), pb)
+	SUBQ(Imm(unroll), kc)
+	CMPQ(kc, Imm(unroll))
+	JGE(LabelRef(name + "_loop4"))
+
+	Label(name + "_tail")
+	TESTQ(kc, kc)
+	JZ(LabelRef(name + "_store"))
+	Label(name + "_loop1")
+	step(0)
+	ADDQ(U32(4*mr), pa)
+	ADDQ(U32(4*nr), pb)
+	DECQ(kc)
+	JNZ(LabelRef(name + "_loop1"))
+
+	Label(name + "_store")
+	pc := Load(Param("c"), GP64())
+	ldc := Load(Param("ldc"), GP64())
+	SHLQ(Imm(2), ldc)
+	accum := Load(Param("accum"), GP64())
+	TESTQ(accum, accum)
+	JZ(LabelRef(name + "_overwrite"))
+	beta := Load(Param("beta"), XMM())
+	VBROADCASTSS(beta, bv(0))
+	for i := 0; i < mr; i++ {
+		for v := 0; v < nv; v++ {
+			VFMADD231PS(Mem{Base: pc, Disp: 32 * v}, bv(0), acc(i, v))
+			VMOVUPS(acc(i, v), Mem{Base: pc, Disp: 32 * v})
+		}
+		if i+1 < mr {
+			ADDQ(ldc, pc)
+		}
+	}
+	VZEROUPPER()
+	RET()
+
+	Label(name + "_overwrite")
+	for i := 0; i < mr; i++ {
+		for v := 0; v < nv; v++ {
+			VMOVUPS(acc(i, v), Mem{Base: pc, Disp: 32 * v})
+		}
+		if i+1 < mr {
+			ADDQ(ldc, pc)
+		}
+	}
+	VZEROUPPER()
+	RET()
+}

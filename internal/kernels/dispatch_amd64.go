@@ -1,0 +1,45 @@
+//go:build !noasm
+
+package kernels
+
+import "golang.org/x/sys/cpu"
+
+var (
+	avx512Kernel = microKernel{name: "avx512_12x32", mr: 12, nr: 32, kc: 384, mc: 192, nc: 2048, asm: sgemmKernel12x32AVX512}
+	avx2Kernel   = microKernel{name: "avx2_6x16", mr: 6, nr: 16, kc: 256, mc: 144, nc: 2048, asm: sgemmKernel6x16AVX2}
+)
+
+// hasAVX512 and hasAVX2 tell which assembly kernels this CPU can run.
+var (
+	hasAVX512 = cpu.X86.HasAVX512F && cpu.X86.HasAVX512BW && cpu.X86.HasAVX512DQ && cpu.X86.HasAVX512VL
+	hasAVX2   = cpu.X86.HasAVX2 && cpu.X86.HasFMA
+)
+
+// activeKernel is the micro-kernel Sgemm uses, chosen once at start-up.
+var activeKernel = func() microKernel {
+	switch {
+	case hasAVX512:
+		return avx512Kernel
+	case hasAVX2:
+		return avx2Kernel
+	}
+	return goKernel
+}()
+
+// asmKernels returns every assembly micro-kernel this CPU can run, for tests
+// and benchmarks.
+func asmKernels() []microKernel {
+	var ks []microKernel
+	if hasAVX512 {
+		ks = append(ks, avx512Kernel,
+			microKernel{name: "avx512_8x32", mr: 8, nr: 32, kc: 384, mc: 192, nc: 2048, asm: sgemmKernel8x32AVX512},
+			microKernel{name: "avx512_14x32", mr: 14, nr: 32, kc: 384, mc: 196, nc: 2048, asm: sgemmKernel14x32AVX512},
+			microKernel{name: "avx512_6x64", mr: 6, nr: 64, kc: 384, mc: 192, nc: 2048, asm: sgemmKernel6x64AVX512},
+			microKernel{name: "avx512_8x48", mr: 8, nr: 48, kc: 384, mc: 192, nc: 2016, asm: sgemmKernel8x48AVX512},
+		)
+	}
+	if hasAVX2 {
+		ks = append(ks, avx2Kernel)
+	}
+	return ks
+}

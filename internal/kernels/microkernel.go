@@ -1,0 +1,94 @@
+package kernels
+
+// microKernel describes the micro-kernel in use and the block sizes that
+// suit it.
+type microKernel struct {
+	name       string
+	mr, nr     int // tile of C computed by one call
+	kc, mc, nc int // blocking of k, m and n for the packed buffers
+	// asm is the assembly kernel, or nil to run kernelGo.
+	asm func(kc int, a, b, c *float32, ldc int, beta float32, accum int)
+}
+
+// run computes one mr×nr tile: c = Σ_p a[p·mr:]⊗b[p·nr:] (accum false) or
+// c = that + beta·c (accum true).
+func (kn *microKernel) run(kc int, a, b, c []float32, ldc int, beta float32, accum bool) {
+	if kn.asm == nil || kc == 0 {
+		kernelGo(kn.mr, kn.nr, kc, a, b, c, ldc, beta, accum)
+		return
+	}
+	acc := 0
+	if accum {
+		acc = 1
+	}
+	_ = c[(kn.mr-1)*ldc+kn.nr-1]
+	_ = a[kc*kn.mr-1]
+	_ = b[kc*kn.nr-1]
+	kn.asm(kc, &a[0], &b[0], &c[0], ldc, beta, acc)
+}
+
+// kernelGo is the plain-Go twin of the assembly micro-kernels: it computes
+// the mr×nr tile of the product of the packed panels a (kc columns of mr
+// values) and b (kc rows of nr values) and stores it into c (row stride ldc),
+// adding beta·c when accum is set.
+func kernelGo(mr, nr, kc int, a, b, c []float32, ldc int, beta float32, accum bool) {
+	if mr == 4 && nr == 8 {
+		kernelGo4x8(kc, a, b, c, ldc, beta, accum)
+		return
+	}
+	var accBuf [16 * 64]float32
+	acc := accBuf[:mr*nr]
+	for p := 0; p < kc; p++ {
+		ap := a[p*mr : p*mr+mr]
+		bp := b[p*nr : p*nr+nr]
+		for i, av := range ap {
+			row := acc[i*nr : i*nr+nr]
+			for j, bv := range bp {
+				row[j] += av * bv
+			}
+		}
+	}
+	for i := 0; i < mr; i++ {
+		row := acc[i*nr : i*nr+nr]
+		dst := c[i*ldc : i*ldc+nr]
+		if accum {
+			for j, v := range row {
+				dst[j] = v + beta*dst[j]
+			}
+		} else {
+			copy(dst, row)
+		}
+	}
+}
+
+// kernelGo4x8 is kernelGo for 4×8 tiles with the accumulators in locals,
+// the kernel of the portable path.
+func kernelGo4x8(kc int, a, b, c []float32, ldc int, beta float32, accum bool) {
+	var c0, c1, c2, c3 [8]float32
+	a = a[:kc*4]
+	b = b[:kc*8]
+	for p := 0; p < kc; p++ {
+		ap := (*[4]float32)(a[p*4:])
+		bp := (*[8]float32)(b[p*8:])
+		a0, a1, a2, a3 := ap[0], ap[1], ap[2], ap[3]
+		for j, bv := range bp {
+			c0[j] += a0 * bv
+			c1[j] += a1 * bv
+			c2[j] += a2 * bv
+			c3[j] += a3 * bv
+		}
+	}
+	for i, row := range [4]*[8]float32{&c0, &c1, &c2, &c3} {
+		dst := (*[8]float32)(c[i*ldc:])
+		if accum {
+			for j, v := range row {
+				dst[j] = v + beta*dst[j]
+			}
+		} else {
+			*dst = *row
+		}
+	}
+}
+
+// goKernel is the portable configuration.
+var goKernel = microKernel{name: "go4x8", mr: 4, nr: 8, kc: 256, mc: 128, nc: 1024}

@@ -1,0 +1,378 @@
+package kernels
+
+import (
+	"fmt"
+	"runtime"
+	"sync"
+	"sync/atomic"
+)
+
+// Sgemm computes C = alpha·op(A)·op(B) + beta·C on row-major float32
+// matrices, with BLAS semantics: op(X) is X, or its transpose when the
+// matching trans flag is set; op(A) is m×k, op(B) is k×n and C is m×n.
+// lda, ldb and ldc are the row strides of the matrices as stored (so A is
+// stored m×k with lda ≥ k, or k×m with lda ≥ m when transA is set). When beta
+// is zero C is not read, so NaNs in it are overwritten. Sgemm panics when a
+// dimension is negative, a stride is too small or a slice is too short.
+//
+// The work is split across runtime.GOMAXPROCS(0) goroutines (read at each
+// call) when it is large enough to gain from it. C must not overlap A or B.
+func Sgemm(transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
+	checkMatrix("A", transA, m, k, a, lda)
+	checkMatrix("B", transB, k, n, b, ldb)
+	checkMatrix("C", false, m, n, c, ldc)
+	if m == 0 || n == 0 {
+		return
+	}
+	if k == 0 || alpha == 0 {
+		scaleMatrix(m, n, beta, c, ldc)
+		return
+	}
+	g := gemmArgs{transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc}
+	if m == 1 || n == 1 {
+		gemv(&g)
+		return
+	}
+	threads := runtime.GOMAXPROCS(0)
+	if threads > maxThreads {
+		threads = maxThreads
+	}
+	// Below a few MFLOP the hand-off to other goroutines costs more than it saves.
+	if threads < 2 || float64(m)*float64(n)*float64(k) < 1<<20 {
+		ws := getWorkspace()
+		gemmSerial(ws, &g)
+		putWorkspace(ws)
+		return
+	}
+	gemmParallel(&g, threads)
+}
+
+// maxThreads bounds the number of goroutines one call uses.
+const maxThreads = 64
+
+// checkMatrix panics unless s holds a rows×cols matrix (cols×rows when trans
+// is set) with row stride ld.
+func checkMatrix(name string, trans bool, rows, cols int, s []float32, ld int) {
+	if rows < 0 || cols < 0 {
+		panic(fmt.Sprintf("kernels: Sgemm: negative dimension of %s (%d×%d)", name, rows, cols))
+	}
+	if trans {
+		rows, cols = cols, rows
+	}
+	if ld < 1 || ld < cols {
+		panic(fmt.Sprintf("kernels: Sgemm: ld%s = %d is less than %d columns", name, ld, cols))
+	}
+	if rows == 0 || cols == 0 {
+		return
+	}
+	if need := (rows-1)*ld + cols; len(s) < need {
+		panic(fmt.Sprintf("kernels: Sgemm: %s has %d elements, need %d for %d×%d with stride %d", name, len(s), need, rows, cols, ld))
+	}
+}
+
+// scaleMatrix sets C = beta·C, writing zeros (not reading C) when beta is 0.
+func scaleMatrix(m, n int, beta float32, c []float32, ldc int) {
+	for i := 0; i < m; i++ {
+		row := c[i*ldc : i*ldc+n]
+		switch beta {
+		case 0:
+			clear(row)
+		case 1:
+		default:
+			for j := range row {
+				row[j] *= beta
+			}
+		}
+	}
+}
+
+// gemmArgs holds the arguments of one Sgemm call or of one part of it.
+type gemmArgs struct {
+	transA, transB bool
+	m, n, k        int
+	alpha          float32
+	a              []float32
+	lda            int
+	b              []float32
+	ldb            int
+	beta           float32
+	c              []float32
+	ldc            int
+}
+
+// rows returns the arguments restricted to rows [i0, i1) of C.
+func (g *gemmArgs) rows(i0, i1 int) gemmArgs {
+	s := *g
+	s.m = i1 - i0
+	if g.transA {
+		s.a = g.a[i0:]
+	} else {
+		s.a = g.a[i0*g.lda:]
+	}
+	s.c = g.c[i0*g.ldc:]
+	return s
+}
+
+// cols returns the arguments restricted to columns [j0, j1) of C.
+func (g *gemmArgs) cols(j0, j1 int) gemmArgs {
+	s := *g
+	s.n = j1 - j0
+	if g.transB {
+		s.b = g.b[j0*g.ldb:]
+	} else {
+		s.b = g.b[j0:]
+	}
+	s.c = g.c[j0:]
+	return s
+}
+
+// workspace holds the packing buffers of one goroutine.
+type workspace struct {
+	a, b []float32
+	tmp  []float32
+}
+
+var workspaces sync.Pool
+
+func getWorkspace() *workspace {
+	if ws, ok := workspaces.Get().(*workspace); ok {
+		return ws
+	}
+	kn := &activeKernel
+	return &workspace{
+		a:   make([]float32, kn.mc*kn.kc),
+		b:   make([]float32, kn.kc*kn.nc),
+		tmp: make([]float32, kn.mr*kn.nr),
+	}
+}
+
+func putWorkspace(ws *workspace) { workspaces.Put(ws) }
+
+// gemmSerial runs the blocked algorithm on one goroutine: for each nc-wide
+// block of columns and kc-deep slice of k it packs op(B) into NR-wide
+// micro-panels, then for each mc-high block of rows packs op(A) into MR-high
+// micro-panels (scaled by alpha) and runs the micro-kernel over every tile.
+func gemmSerial(ws *workspace, g *gemmArgs) {
+	kn := &activeKernel
+	MR, NR := kn.mr, kn.nr
+	for jc := 0; jc < g.n; jc += kn.nc {
+		nc := min(kn.nc, g.n-jc)
+		for pc := 0; pc < g.k; pc += kn.kc {
+			kc := min(kn.kc, g.k-pc)
+			packB(ws.b, g.transB, g.b, g.ldb, pc, jc, kc, nc, NR)
+			beta, accum := g.beta, g.beta != 0
+			if pc > 0 {
+				beta, accum = 1, true
+			}
+			for ic := 0; ic < g.m; ic += kn.mc {
+				mc := min(kn.mc, g.m-ic)
+				packA(ws.a, g.transA, g.a, g.lda, ic, pc, mc, kc, MR, g.alpha)
+				for jr := 0; jr < nc; jr += NR {
+					nr := min(NR, nc-jr)
+					bp := ws.b[jr*kc : (jr+NR)*kc]
+					for ir := 0; ir < mc; ir += MR {
+						mr := min(MR, mc-ir)
+						ap := ws.a[ir*kc : (ir+MR)*kc]
+						off := (ic+ir)*g.ldc + jc + jr
+						if mr == MR && nr == NR {
+							kn.run(kc, ap, bp, g.c[off:], g.ldc, beta, accum)
+							continue
+						}
+						kn.run(kc, ap, bp, ws.tmp, NR, 0, false)
+						mergeTile(mr, nr, ws.tmp, NR, g.c[off:], g.ldc, beta, accum)
+					}
+				}
+			}
+		}
+	}
+}
+
+// mergeTile writes the top-left mr×nr corner of tile t into c: c = t, or
+// c = t + beta·c when accum is set.
+func mergeTile(mr, nr int, t []float32, ldt int, c []float32, ldc int, beta float32, accum bool) {
+	for i := 0; i < mr; i++ {
+		src := t[i*ldt : i*ldt+nr]
+		dst := c[i*ldc : i*ldc+nr]
+		if !accum {
+			copy(dst, src)
+			continue
+		}
+		for j, v := range src {
+			dst[j] = v + beta*dst[j]
+		}
+	}
+}
+
+// packB copies the kc×nc block of op(B) starting at row pc, column jc into
+// dst as NR-wide micro-panels: panel q holds columns [q·NR, q·NR+NR) row
+// after row, at dst[q·NR·kc:], zero-padded on the right.
+func packB(dst []float32, trans bool, b []float32, ldb, pc, jc, kc, nc, NR int) {
+	for jr := 0; jr < nc; jr += NR {
+		nr := min(NR, nc-jr)
+		panel := dst[jr*kc : jr*kc+NR*kc]
+		if !trans {
+			for p := 0; p < kc; p++ {
+				src := b[(pc+p)*ldb+jc+jr:]
+				row := panel[p*NR : p*NR+NR]
+				copy(row, src[:nr])
+				clear(row[nr:])
+			}
+			continue
+		}
+		// op(B)[p][j] = b[j·ldb + p]: each stored row is one column of the panel.
+		for j := 0; j < nr; j++ {
+			src := b[(jc+jr+j)*ldb+pc:]
+			src = src[:kc]
+			for p, v := range src {
+				panel[p*NR+j] = v
+			}
+		}
+		for j := nr; j < NR; j++ {
+			for p := 0; p < kc; p++ {
+				panel[p*NR+j] = 0
+			}
+		}
+	}
+}
+
+// packA copies alpha times the mc×kc block of op(A) starting at row ic,
+// column pc into dst as MR-high micro-panels: panel q holds rows
+// [q·MR, q·MR+MR) column after column, at dst[q·MR·kc:], zero-padded below.
+func packA(dst []float32, trans bool, a []float32, lda, ic, pc, mc, kc, MR int, alpha float32) {
+	for ir := 0; ir < mc; ir += MR {
+		mr := min(MR, mc-ir)
+		panel := dst[ir*kc : ir*kc+MR*kc]
+		if trans {
+			// op(A)[i][p] = a[p·lda + i]: stored rows are panel columns.
+			for p := 0; p < kc; p++ {
+				src := a[(pc+p)*lda+ic+ir:]
+				src = src[:mr]
+				col := panel[p*MR : p*MR+MR]
+				if alpha == 1 {
+					copy(col, src)
+				} else {
+					for i, v := range src {
+						col[i] = alpha * v
+					}
+				}
+				clear(col[mr:])
+			}
+			continue
+		}
+		for i := 0; i < mr; i++ {
+			src := a[(ic+ir+i)*lda+pc:]
+			src = src[:kc]
+			if alpha == 1 {
+				for p, v := range src {
+					panel[p*MR+i] = v
+				}
+			} else {
+				for p, v := range src {
+					panel[p*MR+i] = alpha * v
+				}
+			}
+		}
+		for i := mr; i < MR; i++ {
+			for p := 0; p < kc; p++ {
+				panel[p*MR+i] = 0
+			}
+		}
+	}
+}
+
+// gemmJob is one multi-threaded Sgemm call, cut into parts along M or N.
+type gemmJob struct {
+	g      gemmArgs
+	splitN bool
+	unit   int // rows or columns per unit of work (MR or NR)
+	units  int
+	parts  int
+	next   atomic.Int64
+	wg     sync.WaitGroup
+}
+
+// part returns the arguments of part p.
+func (j *gemmJob) part(p int) gemmArgs {
+	u0 := p * j.units / j.parts
+	u1 := (p + 1) * j.units / j.parts
+	if j.splitN {
+		return j.g.cols(u0*j.unit, min(u1*j.unit, j.g.n))
+	}
+	return j.g.rows(u0*j.unit, min(u1*j.unit, j.g.m))
+}
+
+// work runs parts until none is left.
+func (j *gemmJob) work() {
+	ws := getWorkspace()
+	for {
+		p := int(j.next.Add(1)) - 1
+		if p >= j.parts {
+			break
+		}
+		sub := j.part(p)
+		gemmSerial(ws, &sub)
+	}
+	putWorkspace(ws)
+}
+
+var jobs = sync.Pool{New: func() any { return new(gemmJob) }}
+
+// workQueue feeds the helper goroutines; each item asks for one more worker
+// on a job.
+var workQueue = make(chan *gemmJob, maxThreads)
+
+var workers struct {
+	sync.Mutex
+	n int
+}
+
+// ensureWorkers starts helper goroutines until there are at least n. They
+// live as long as the process and sleep when there is no work.
+func ensureWorkers(n int) {
+	workers.Lock()
+	for workers.n < n {
+		workers.n++
+		go func() {
+			for j := range workQueue {
+				j.work()
+				j.wg.Done()
+			}
+		}()
+	}
+	workers.Unlock()
+}
+
+func gemmParallel(g *gemmArgs, threads int) {
+	kn := &activeKernel
+	j := jobs.Get().(*gemmJob)
+	j.g = *g
+	tm := (g.m + kn.mr - 1) / kn.mr
+	tn := (g.n + kn.nr - 1) / kn.nr
+	// Split the dimension that gives each part the most tiles.
+	j.splitN = g.n*kn.mr >= g.m*kn.nr/2 && tn >= threads || tm < threads
+	if j.splitN {
+		j.unit, j.units = kn.nr, tn
+	} else {
+		j.unit, j.units = kn.mr, tm
+	}
+	j.parts = min(threads*partsPerThread, j.units)
+	threads = min(threads, j.parts)
+	j.next.Store(0)
+	ensureWorkers(threads - 1)
+	j.wg.Add(threads - 1)
+	for t := 1; t < threads; t++ {
+		workQueue <- j
+	}
+	j.work()
+	j.wg.Wait()
+	j.g = gemmArgs{}
+	jobs.Put(j)
+}
+
+// partsPerThread is how many parts each goroutine gets on average; more
+// parts balance better when a core is shared, at the cost of packing more.
+const partsPerThread = 1
+
+// syncPoolReset returns an empty workspace pool (used when the kernel, and so
+// the buffer sizes, change in tests).
+func syncPoolReset() sync.Pool { return sync.Pool{} }

@@ -1,0 +1,332 @@
+package kernels
+
+import (
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"testing"
+)
+
+// refGemm is the naive triple loop in float64.
+func refGemm(transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) []float64 {
+	out := make([]float64, len(c))
+	for i := range c {
+		out[i] = float64(c[i])
+	}
+	for i := 0; i < m; i++ {
+		for j := 0; j < n; j++ {
+			var s float64
+			for p := 0; p < k; p++ {
+				var av, bv float32
+				if transA {
+					av = a[p*lda+i]
+				} else {
+					av = a[i*lda+p]
+				}
+				if transB {
+					bv = b[j*ldb+p]
+				} else {
+					bv = b[p*ldb+j]
+				}
+				s += float64(av) * float64(bv)
+			}
+			v := float64(alpha) * s
+			if beta != 0 {
+				v += float64(beta) * float64(c[i*ldc+j])
+			}
+			out[i*ldc+j] = v
+		}
+	}
+	return out
+}
+
+func randSlice(r *rand.Rand, n int) []float32 {
+	s := make([]float32, n)
+	for i := range s {
+		s[i] = float32(r.NormFloat64())
+	}
+	return s
+}
+
+// checkGemm runs Sgemm on one case and compares it with refGemm.
+func checkGemm(t *testing.T, r *rand.Rand, transA, transB bool, m, n, k int, alpha, beta float32, pad int) {
+	t.Helper()
+	lda, ldb, ldc := k, n, n
+	if transA {
+		lda = m
+	}
+	if transB {
+		ldb = k
+	}
+	lda = max(lda, 1) + r.IntN(pad+1)
+	ldb = max(ldb, 1) + r.IntN(pad+1)
+	ldc = max(ldc, 1) + r.IntN(pad+1)
+	ar, br := m, k
+	if transA {
+		ar = k
+	}
+	if transB {
+		br = n
+	}
+	a := randSlice(r, max(ar*lda, 1))
+	b := randSlice(r, max(br*ldb, 1))
+	c := randSlice(r, max(m*ldc, 1))
+	if beta == 0 {
+		for i := range c {
+			c[i] = float32(math.NaN())
+		}
+	}
+	want := refGemm(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+	Sgemm(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+	tol := 1e-5 * math.Sqrt(float64(k)+1)
+	for i := 0; i < m; i++ {
+		for j := 0; j < ldc && i*ldc+j < len(c); j++ {
+			got, w := float64(c[i*ldc+j]), want[i*ldc+j]
+			if j >= n {
+				// Padding must be left alone (NaN stays NaN).
+				if !(got == w || math.IsNaN(got) && math.IsNaN(w)) {
+					t.Fatalf("transA=%v transB=%v m=%d n=%d k=%d: padding C[%d][%d] changed to %v", transA, transB, m, n, k, i, j, got)
+				}
+				continue
+			}
+			if math.IsNaN(got) || math.Abs(got-w) > tol*(1+math.Abs(w)) {
+				t.Fatalf("transA=%v transB=%v m=%d n=%d k=%d alpha=%v beta=%v lda=%d ldb=%d ldc=%d: C[%d][%d] = %v, want %v",
+					transA, transB, m, n, k, alpha, beta, lda, ldb, ldc, i, j, got, w)
+			}
+		}
+	}
+}
+
+func TestSgemmRandom(t *testing.T) {
+	r := rand.New(rand.NewPCG(1, 2))
+	alphas := []float32{1, -0.5, 2.25}
+	betas := []float32{0, 1, -1.5, 0.3}
+	for it := 0; it < 400; it++ {
+		m, n, k := 1+r.IntN(130), 1+r.IntN(130), 1+r.IntN(130)
+		checkGemm(t, r, r.IntN(2) == 1, r.IntN(2) == 1, m, n, k,
+			alphas[r.IntN(len(alphas))], betas[r.IntN(len(betas))], 5*r.IntN(2))
+	}
+}
+
+func TestSgemmBlockEdges(t *testing.T) {
+	r := rand.New(rand.NewPCG(3, 4))
+	kn := &activeKernel
+	ms := []int{kn.mr - 1, kn.mr + 1, kn.mc - 1, kn.mc + 1, 2*kn.mc + 3}
+	ns := []int{kn.nr - 1, kn.nr + 1, kn.nc + 5}
+	ks := []int{kn.kc - 1, kn.kc + 1, 2*kn.kc + 7}
+	for _, m := range ms {
+		for _, n := range ns {
+			for _, k := range ks {
+				tA, tB := r.IntN(2) == 1, r.IntN(2) == 1
+				checkGemm(t, r, tA, tB, m, n, k, 1.5, []float32{0, 0.5}[r.IntN(2)], 3)
+			}
+		}
+	}
+}
+
+func TestSgemmShapes(t *testing.T) {
+	r := rand.New(rand.NewPCG(5, 6))
+	for _, s := range []struct{ m, n, k int }{
+		{1, 1, 1}, {1, 1280, 320}, {1, 37, 1}, {1, 77, 1000}, {77, 1, 200}, {300, 1, 3},
+		{77, 768, 768}, {512, 77, 80}, {5, 3, 0}, {0, 4, 4}, {4, 0, 4}, {33, 65, 1}, {2, 2, 2},
+	} {
+		for _, tA := range []bool{false, true} {
+			for _, tB := range []bool{false, true} {
+				checkGemm(t, r, tA, tB, s.m, s.n, s.k, 0.75, 0, 2)
+				checkGemm(t, r, tA, tB, s.m, s.n, s.k, 1, 0.5, 0)
+			}
+		}
+	}
+}
+
+func TestSgemmAlphaZero(t *testing.T) {
+	c := []float32{1, 2, float32(math.NaN()), 4}
+	Sgemm(false, false, 2, 2, 3, 0, make([]float32, 6), 3, make([]float32, 6), 2, 2, c, 2)
+	if c[0] != 2 || c[1] != 4 || !math.IsNaN(float64(c[2])) || c[3] != 8 {
+		t.Fatalf("alpha=0 beta=2: got %v", c)
+	}
+	Sgemm(false, false, 2, 2, 3, 0, make([]float32, 6), 3, make([]float32, 6), 2, 0, c, 2)
+	for _, v := range c {
+		if v != 0 {
+			t.Fatalf("alpha=0 beta=0: got %v", c)
+		}
+	}
+}
+
+func TestSgemmPanics(t *testing.T) {
+	for i, f := range []func(){
+		func() { Sgemm(false, false, 2, 2, 2, 1, make([]float32, 3), 2, make([]float32, 4), 2, 0, make([]float32, 4), 2) },
+		func() { Sgemm(false, false, 2, 2, 2, 1, make([]float32, 4), 1, make([]float32, 4), 2, 0, make([]float32, 4), 2) },
+		func() { Sgemm(false, false, -1, 2, 2, 1, nil, 2, make([]float32, 4), 2, 0, nil, 2) },
+		func() { Sgemm(false, true, 2, 3, 2, 1, make([]float32, 4), 2, make([]float32, 6), 2, 0, make([]float32, 5), 3) },
+	} {
+		func() {
+			defer func() {
+				if recover() == nil {
+					t.Errorf("case %d did not panic", i)
+				}
+			}()
+			f()
+		}()
+	}
+}
+
+// TestKernelsMatchGo compares every assembly micro-kernel with kernelGo.
+func TestKernelsMatchGo(t *testing.T) {
+	r := rand.New(rand.NewPCG(7, 8))
+	for _, kn := range asmKernels() {
+		t.Run(kn.name, func(t *testing.T) {
+			for it := 0; it < 200; it++ {
+				kc := r.IntN(70)
+				if it%10 == 0 {
+					kc = 300 + r.IntN(200)
+				}
+				ldc := kn.nr + r.IntN(9)
+				a := randSlice(r, max(kc*kn.mr, 1))
+				b := randSlice(r, max(kc*kn.nr, 1))
+				c := randSlice(r, kn.mr*ldc)
+				accum := r.IntN(2) == 1
+				beta := float32(r.NormFloat64())
+				if !accum {
+					for i := range c {
+						c[i] = float32(math.NaN())
+					}
+				}
+				want := append([]float32(nil), c...)
+				kernelGo(kn.mr, kn.nr, kc, a, b, want, ldc, beta, accum)
+				kn.run(kc, a, b, c, ldc, beta, accum)
+				for i := range c {
+					g, w := float64(c[i]), float64(want[i])
+					if i%ldc >= kn.nr {
+						if !(g == w || math.IsNaN(g) && math.IsNaN(w)) {
+							t.Fatalf("kc=%d: padding %d changed", kc, i)
+						}
+						continue
+					}
+					if math.IsNaN(g) || math.Abs(g-w) > 1e-5*math.Sqrt(float64(kc)+1)*(1+math.Abs(w)) {
+						t.Fatalf("kc=%d accum=%v: c[%d] = %v, want %v", kc, accum, i, g, w)
+					}
+				}
+			}
+		})
+	}
+}
+
+// TestSgemmAllKernels runs random products through every micro-kernel.
+func TestSgemmAllKernels(t *testing.T) {
+	saved := activeKernel
+	defer func() { activeKernel = saved; workspaces = syncPoolReset() }()
+	for _, kn := range append(asmKernels(), goKernel) {
+		activeKernel = kn
+		workspaces = syncPoolReset()
+		t.Run(kn.name, func(t *testing.T) {
+			r := rand.New(rand.NewPCG(9, 10))
+			for it := 0; it < 60; it++ {
+				m, n, k := 1+r.IntN(200), 1+r.IntN(200), 1+r.IntN(500)
+				checkGemm(t, r, r.IntN(2) == 1, r.IntN(2) == 1, m, n, k, 1.25, []float32{0, 1, 0.5}[r.IntN(3)], 2)
+			}
+		})
+	}
+}
+
+func TestSdotSaxpy(t *testing.T) {
+	r := rand.New(rand.NewPCG(11, 12))
+	for n := 0; n < 200; n++ {
+		x, y := randSlice(r, n), randSlice(r, n+3)
+		var want float64
+		for i := range x {
+			want += float64(x[i]) * float64(y[i])
+		}
+		if got := Sdot(x, y); math.Abs(float64(got)-want) > 1e-5*math.Sqrt(float64(n)+1)*(1+math.Abs(want)) {
+			t.Fatalf("Sdot n=%d: %v, want %v", n, got, want)
+		}
+		y0 := append([]float32(nil), y...)
+		Saxpy(-0.75, x, y)
+		for i := range y {
+			w := y0[i]
+			if i < n {
+				w += -0.75 * x[i]
+			}
+			if math.Abs(float64(y[i]-w)) > 1e-6*(1+math.Abs(float64(w))) {
+				t.Fatalf("Saxpy n=%d: y[%d] = %v, want %v", n, i, y[i], w)
+			}
+		}
+	}
+}
+
+func TestSgemmNoAllocs(t *testing.T) {
+	m, n, k := 256, 512, 300
+	a, b, c := make([]float32, m*k), make([]float32, k*n), make([]float32, m*n)
+	Sgemm(false, false, m, n, k, 1, a, k, b, n, 0, c, n)
+	allocs := testing.AllocsPerRun(20, func() {
+		Sgemm(false, false, m, n, k, 1, a, k, b, n, 0, c, n)
+	})
+	if allocs > 0.5 {
+		t.Errorf("Sgemm allocates %v times per call", allocs)
+	}
+}
+
+var benchShapes = []struct {
+	name           string
+	transB         bool
+	m, n, k        int
+}{
+	{"conv_M320_N4096_K2880", false, 320, 4096, 2880},
+	{"conv_M640_N1024_K5760", false, 640, 1024, 5760},
+	{"linear_M4096_N320_K320", false, 4096, 320, 320},
+	{"linear_M4096_N320_K320_transB", true, 4096, 320, 320},
+	{"attn_M4096_N4096_K40_transB", true, 4096, 4096, 40},
+	{"attn_M4096_N77_K80_transB", true, 4096, 77, 80},
+}
+
+func benchGemm(b *testing.B, transB bool, m, n, k int) {
+	r := rand.New(rand.NewPCG(1, 1))
+	a := randSlice(r, m*k)
+	bb := randSlice(r, k*n)
+	c := make([]float32, m*n)
+	ldb := n
+	if transB {
+		ldb = k
+	}
+	Sgemm(false, transB, m, n, k, 1, a, k, bb, ldb, 0, c, n)
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		Sgemm(false, transB, m, n, k, 1, a, k, bb, ldb, 0, c, n)
+	}
+	b.ReportMetric(2*float64(m)*float64(n)*float64(k)*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
+}
+
+func BenchmarkSgemm(b *testing.B) {
+	for _, s := range benchShapes {
+		b.Run(s.name, func(b *testing.B) { benchGemm(b, s.transB, s.m, s.n, s.k) })
+	}
+}
+
+// BenchmarkKernel measures each micro-kernel alone on panels in cache.
+func BenchmarkKernel(b *testing.B) {
+	for _, kn := range append(asmKernels(), goKernel) {
+		b.Run(kn.name, func(b *testing.B) {
+			const kc = 256
+			r := rand.New(rand.NewPCG(1, 1))
+			a, bb := randSlice(r, kc*kn.mr), randSlice(r, kc*kn.nr)
+			c := make([]float32, kn.mr*kn.nr)
+			for i := 0; i < b.N; i++ {
+				kn.run(kc, a, bb, c, kn.nr, 0, false)
+			}
+			b.ReportMetric(2*float64(kc*kn.mr*kn.nr)*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
+		})
+	}
+}
+
+// BenchmarkSgemmKernels runs the benchmark shapes with every micro-kernel.
+func BenchmarkSgemmKernels(b *testing.B) {
+	saved := activeKernel
+	defer func() { activeKernel = saved; workspaces = syncPoolReset() }()
+	for _, kn := range asmKernels() {
+		activeKernel = kn
+		workspaces = syncPoolReset()
+		for _, s := range benchShapes[:3] {
+			b.Run(fmt.Sprintf("%s/%s", kn.name, s.name), func(b *testing.B) { benchGemm(b, s.transB, s.m, s.n, s.k) })
+		}
+	}
+}
