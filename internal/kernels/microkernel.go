@@ -7,24 +7,43 @@ type microKernel struct {
 	mr, nr     int // tile of C computed by one call
 	kc, mc, nc int // blocking of k, m and n for the packed buffers
 	// asm is the assembly kernel, or nil to run kernelGo.
-	asm func(kc int, a, b, c *float32, ldc int, beta float32, accum int)
+	asm asmKernel
+	// half, when not nil, is the mr×(nr/2) assembly kernel used for the last
+	// micro-panel of B when at most nr/2 columns are left.
+	half asmKernel
 }
 
-// run computes one mr×nr tile: c = Σ_p a[p·mr:]⊗b[p·nr:] (accum false) or
-// c = that + beta·c (accum true).
-func (kn *microKernel) run(kc int, a, b, c []float32, ldc int, beta float32, accum bool) {
-	if kn.asm == nil || kc == 0 {
-		kernelGo(kn.mr, kn.nr, kc, a, b, c, ldc, beta, accum)
+// asmKernel is the signature of the generated micro-kernels.
+type asmKernel func(kc int, a, b, c *float32, ldc int, beta float32, accum int)
+
+// panelWidth returns the width of the B micro-panel that covers the next
+// rem columns.
+func (kn *microKernel) panelWidth(rem int) int {
+	if kn.half != nil && rem <= kn.nr/2 {
+		return kn.nr / 2
+	}
+	return kn.nr
+}
+
+// run computes one mr×w tile (w is nr, or nr/2 when half is set):
+// c = Σ_p a[p·mr:]⊗b[p·w:] (accum false) or c = that + beta·c (accum true).
+func (kn *microKernel) run(kc, w int, a, b, c []float32, ldc int, beta float32, accum bool) {
+	f := kn.asm
+	if w != kn.nr {
+		f = kn.half
+	}
+	if f == nil || kc == 0 {
+		kernelGo(kn.mr, w, kc, a, b, c, ldc, beta, accum)
 		return
 	}
 	acc := 0
 	if accum {
 		acc = 1
 	}
-	_ = c[(kn.mr-1)*ldc+kn.nr-1]
+	_ = c[(kn.mr-1)*ldc+w-1]
 	_ = a[kc*kn.mr-1]
-	_ = b[kc*kn.nr-1]
-	kn.asm(kc, &a[0], &b[0], &c[0], ldc, beta, acc)
+	_ = b[kc*w-1]
+	f(kc, &a[0], &b[0], &c[0], ldc, beta, acc)
 }
 
 // kernelGo is the plain-Go twin of the assembly micro-kernels: it computes

@@ -154,12 +154,12 @@ func putWorkspace(ws *workspace) { workspaces.Put(ws) }
 // micro-panels (scaled by alpha) and runs the micro-kernel over every tile.
 func gemmSerial(ws *workspace, g *gemmArgs) {
 	kn := &activeKernel
-	MR, NR := kn.mr, kn.nr
+	MR := kn.mr
 	for jc := 0; jc < g.n; jc += kn.nc {
 		nc := min(kn.nc, g.n-jc)
 		for pc := 0; pc < g.k; pc += kn.kc {
 			kc := min(kn.kc, g.k-pc)
-			packB(ws.b, g.transB, g.b, g.ldb, pc, jc, kc, nc, NR)
+			packB(ws.b, g.transB, g.b, g.ldb, pc, jc, kc, nc, kn)
 			beta, accum := g.beta, g.beta != 0
 			if pc > 0 {
 				beta, accum = 1, true
@@ -167,20 +167,22 @@ func gemmSerial(ws *workspace, g *gemmArgs) {
 			for ic := 0; ic < g.m; ic += kn.mc {
 				mc := min(kn.mc, g.m-ic)
 				packA(ws.a, g.transA, g.a, g.lda, ic, pc, mc, kc, MR, g.alpha)
-				for jr := 0; jr < nc; jr += NR {
-					nr := min(NR, nc-jr)
-					bp := ws.b[jr*kc : (jr+NR)*kc]
+				for jr := 0; jr < nc; {
+					w := kn.panelWidth(nc - jr)
+					nr := min(w, nc-jr)
+					bp := ws.b[jr*kc : (jr+w)*kc]
 					for ir := 0; ir < mc; ir += MR {
 						mr := min(MR, mc-ir)
 						ap := ws.a[ir*kc : (ir+MR)*kc]
 						off := (ic+ir)*g.ldc + jc + jr
-						if mr == MR && nr == NR {
-							kn.run(kc, ap, bp, g.c[off:], g.ldc, beta, accum)
+						if mr == MR && nr == w {
+							kn.run(kc, w, ap, bp, g.c[off:], g.ldc, beta, accum)
 							continue
 						}
-						kn.run(kc, ap, bp, ws.tmp, NR, 0, false)
-						mergeTile(mr, nr, ws.tmp, NR, g.c[off:], g.ldc, beta, accum)
+						kn.run(kc, w, ap, bp, ws.tmp, w, 0, false)
+						mergeTile(mr, nr, ws.tmp, w, g.c[off:], g.ldc, beta, accum)
 					}
+					jr += w
 				}
 			}
 		}
@@ -204,15 +206,19 @@ func mergeTile(mr, nr int, t []float32, ldt int, c []float32, ldc int, beta floa
 }
 
 // packB copies the kc×nc block of op(B) starting at row pc, column jc into
-// dst as NR-wide micro-panels: panel q holds columns [q·NR, q·NR+NR) row
-// after row, at dst[q·NR·kc:], zero-padded on the right.
-func packB(dst []float32, trans bool, b []float32, ldb, pc, jc, kc, nc, NR int) {
-	for jr := 0; jr < nc; jr += NR {
+// dst as micro-panels of kn.nr columns (the last one may be kn.nr/2 wide,
+// see panelWidth): the panel of columns [jr, jr+NR) is stored row after row
+// at dst[jr·kc:], zero-padded on the right.
+func packB(dst []float32, trans bool, b []float32, ldb, pc, jc, kc, nc int, kn *microKernel) {
+	for jr := 0; jr < nc; {
+		NR := kn.panelWidth(nc - jr)
 		nr := min(NR, nc-jr)
 		panel := dst[jr*kc : jr*kc+NR*kc]
+		j0 := jc + jr
+		jr += NR
 		if !trans {
 			for p := 0; p < kc; p++ {
-				src := b[(pc+p)*ldb+jc+jr:]
+				src := b[(pc+p)*ldb+j0:]
 				row := panel[p*NR : p*NR+NR]
 				copy(row, src[:nr])
 				clear(row[nr:])
@@ -221,7 +227,7 @@ func packB(dst []float32, trans bool, b []float32, ldb, pc, jc, kc, nc, NR int) 
 		}
 		// op(B)[p][j] = b[j·ldb + p]: each stored row is one column of the panel.
 		for j := 0; j < nr; j++ {
-			src := b[(jc+jr+j)*ldb+pc:]
+			src := b[(j0+j)*ldb+pc:]
 			src = src[:kc]
 			for p, v := range src {
 				panel[p*NR+j] = v

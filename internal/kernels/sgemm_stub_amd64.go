@@ -7,17 +7,23 @@ package kernels
 // sgemmKernel12x32AVX512 computes one 12×32 tile of C from packed panels.
 func sgemmKernel12x32AVX512(kc int, a *float32, b *float32, c *float32, ldc int, beta float32, accum int)
 
+// sgemmKernel12x32AVX512pf computes one 12×32 tile of C from packed panels.
+func sgemmKernel12x32AVX512pf(kc int, a *float32, b *float32, c *float32, ldc int, beta float32, accum int)
+
+// sgemmKernel12x16AVX512pf computes one 12×16 tile of C from packed panels.
+func sgemmKernel12x16AVX512pf(kc int, a *float32, b *float32, c *float32, ldc int, beta float32, accum int)
+
 // sgemmKernel8x32AVX512 computes one 8×32 tile of C from packed panels.
 func sgemmKernel8x32AVX512(kc int, a *float32, b *float32, c *float32, ldc int, beta float32, accum int)
 
-// sgemmKernel14x32AVX512 computes one 14×32 tile of C from packed panels.
-func sgemmKernel14x32AVX512(kc int, a *float32, b *float32, c *float32, ldc int, beta float32, accum int)
+// sgemmKernel14x32AVX512pf computes one 14×32 tile of C from packed panels.
+func sgemmKernel14x32AVX512pf(kc int, a *float32, b *float32, c *float32, ldc int, beta float32, accum int)
 
-// sgemmKernel6x64AVX512 computes one 6×64 tile of C from packed panels.
-func sgemmKernel6x64AVX512(kc int, a *float32, b *float32, c *float32, ldc int, beta float32, accum int)
+// sgemmKernel6x64AVX512pf computes one 6×64 tile of C from packed panels.
+func sgemmKernel6x64AVX512pf(kc int, a *float32, b *float32, c *float32, ldc int, beta float32, accum int)
 
-// sgemmKernel8x48AVX512 computes one 8×48 tile of C from packed panels.
-func sgemmKernel8x48AVX512(kc int, a *float32, b *float32, c *float32, ldc int, beta float32, accum int)
+// sgemmKernel8x48AVX512pf computes one 8×48 tile of C from packed panels.
+func sgemmKernel8x48AVX512pf(kc int, a *float32, b *float32, c *float32, ldc int, beta float32, accum int)
 
 // sgemmKernel6x16AVX2 computes one 6×16 tile of C from packed panels.
 func sgemmKernel6x16AVX2(kc int, a *float32, b *float32, c *float32, ldc int, beta float32, accum int)

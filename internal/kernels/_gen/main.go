@@ -14,11 +14,13 @@ func main() {
 		panic(err)
 	}
 	ConstraintExpr("!noasm")
-	genSgemmAVX512(12, 2)
-	genSgemmAVX512(8, 2)
-	genSgemmAVX512(14, 2)
-	genSgemmAVX512(6, 4)
-	genSgemmAVX512(8, 3)
+	genSgemmAVX512(12, 2, false)
+	genSgemmAVX512(12, 2, true)
+	genSgemmAVX512(12, 1, true)
+	genSgemmAVX512(8, 2, false)
+	genSgemmAVX512(14, 2, true)
+	genSgemmAVX512(6, 4, true)
+	genSgemmAVX512(8, 3, true)
 	genSgemmAVX2()
 	Generate()
 }

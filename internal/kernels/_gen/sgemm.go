@@ -34,12 +34,15 @@ const sgemmSig = "func(kc int, a, b, c *float32, ldc int, beta float32, accum in
 // tile to c (row stride ldc elements): c = acc when accum == 0, otherwise
 // c = acc + beta*c. A is read with embedded broadcasts, so all registers but
 // nv hold accumulators.
-func genSgemmAVX512(mr, nv int) {
+func genSgemmAVX512(mr, nv int, prefetchC bool) {
 	nr := 16 * nv
 	if mr*nv+nv > 32 {
 		panic("too many registers")
 	}
 	name := fmt.Sprintf("sgemmKernel%dx%dAVX512", mr, nr)
+	if prefetchC {
+		name += "pf"
+	}
 	TEXT(name, NOSPLIT, sgemmSig)
 	Doc(fmt.Sprintf("%s computes one %d×%d tile of C from packed panels.", name, mr, nr))
 	acc := func(i, v int) reg.VecPhysical { return zmm(nv + i*nv + v) }
@@ -48,6 +51,21 @@ func genSgemmAVX512(mr, nv int) {
 	kc := Load(Param("kc"), GP64())
 	pa := Load(Param("a"), GP64())
 	pb := Load(Param("b"), GP64())
+	if prefetchC {
+		// Bring the C tile towards L1 while the products run.
+		p := Load(Param("c"), GP64())
+		ld := Load(Param("ldc"), GP64())
+		SHLQ(Imm(2), ld)
+		for i := 0; i < mr; i++ {
+			for v := 0; v < 4*nv; v += 4 {
+				PREFETCHT0(Mem{Base: p, Disp: 16 * v})
+			}
+			PREFETCHT0(Mem{Base: p, Disp: 64*nv - 4})
+			if i+1 < mr {
+				ADDQ(ld, p)
+			}
+		}
+	}
 	for i := 0; i < mr; i++ {
 		for v := 0; v < nv; v++ {
 			VPXORD(acc(i, v), acc(i, v), acc(i, v))
