@@ -1,0 +1,409 @@
+// Package sdxs turns a prompt into a picture in one UNet pass with SDXS-512, a one-step latent
+// diffusion model, in pure Go: no Python, no cgo, no server.
+//
+// Load a diffusers model folder once, then call Generate as often as needed, from as many
+// goroutines as needed:
+//
+//	p, err := sdxs.Load("sdxs-512-dreamshaper")
+//	if err != nil { ... }
+//	defer p.Close()
+//	res, err := p.Generate(ctx, sdxs.Request{Prompt: "a lighthouse at dusk", Seed: 42, Width: 512, Height: 512})
+//	png.Encode(f, res.Image)
+//
+// The path of one picture: the CLIP tokenizer and text encoder turn the prompt into embeddings;
+// PyTorch-compatible noise from the seed is scaled for the Euler scheduler's single step at
+// t = 999; the UNet predicts the noise; the step gives the clean latents x₀; the TAESD decoder
+// turns them into pixels. The same seed gives the same picture as diffusers with a CPU generator.
+package sdxs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"image"
+	"io"
+	"math"
+	"os"
+	"path/filepath"
+	"slices"
+	"time"
+
+	"github.com/sdxs-go/sdxs/sampler"
+	"github.com/sdxs-go/sdxs/textenc"
+	"github.com/sdxs-go/sdxs/tokenizer"
+	"github.com/sdxs-go/sdxs/unet"
+	"github.com/sdxs-go/sdxs/vae"
+	"github.com/sdxs-go/sdxs/weights"
+)
+
+// Size limits of a picture, in pixels. Width and height must be multiples of 8.
+const (
+	MinSize = 64
+	MaxSize = 2048
+)
+
+// Stage names a part of the pipeline, for progress reports and timings.
+type Stage string
+
+// The stages of one generation, in order.
+const (
+	StageTokenize    Stage = "tokenize"
+	StageTextEncoder Stage = "text_encoder"
+	StageNoise       Stage = "noise"
+	StageUNet        Stage = "unet"
+	StageVAEDecoder  Stage = "vae_decoder"
+)
+
+// Request describes one picture.
+type Request struct {
+	// Prompt is the text to draw.
+	Prompt string
+	// Seed seeds PyTorch's CPU generator for the initial noise.
+	Seed uint64
+	// Width and Height of the picture in pixels: multiples of 8 between MinSize and MaxSize.
+	// Zero means the model's default (its UNet sample_size × 8, 512 for SDXS-512).
+	Width, Height int
+	// Progress, if set, is called after each stage with the time it took.
+	Progress func(stage Stage, took time.Duration)
+}
+
+// Result is a generated picture and the tensors that made it.
+type Result struct {
+	// Image is the picture.
+	Image *image.RGBA
+	// Seed is the seed used.
+	Seed uint64
+	// Width and Height of the picture.
+	Width, Height int
+
+	// InputIDs are the prompt's token ids [77].
+	InputIDs []int64
+	// TextEmbeddings are the text encoder's last hidden state [77, D].
+	TextEmbeddings []float32
+	// Noise is the initial noise [4, H/8, W/8].
+	Noise []float32
+	// UNetInput is the scaled latent the UNet sees.
+	UNetInput []float32
+	// UNetOutput is the predicted noise.
+	UNetOutput []float32
+	// Latents is x₀, the denoised latent, before division by the VAE's scaling factor.
+	Latents []float32
+	// Decoded is the decoder's output [3, H, W], nominally in [-1, 1].
+	Decoded []float32
+	// Timings holds the time each stage took.
+	Timings map[Stage]time.Duration
+}
+
+// Pipeline is a loaded SDXS model. It is safe for concurrent use: generations of the same size
+// share one compiled graph per model and run one after another, each using every core.
+type Pipeline struct {
+	dir      string
+	tok      *tokenizer.Tokenizer
+	text     *textenc.Model
+	unet     *unet.Model
+	vae      *vae.Tiny
+	schedCfg sampler.Config
+	timestep float64
+	closers  []io.Closer
+}
+
+// Load opens a diffusers model folder (model_index.json with tokenizer/, text_encoder/, unet/,
+// vae/ and scheduler/). Weights are memory-mapped; the graphs are built on first use of each
+// image size.
+func Load(dir string) (*Pipeline, error) {
+	folder, err := weights.OpenFolder(dir)
+	if err != nil {
+		return nil, fmt.Errorf("sdxs: %w", err)
+	}
+	p := &Pipeline{dir: dir}
+	ok := false
+	defer func() {
+		if !ok {
+			p.Close()
+		}
+	}()
+	comp := func(name string) (string, error) {
+		d, found := folder.Path(name)
+		if !found {
+			return "", fmt.Errorf("sdxs: model folder %s has no %s component", dir, name)
+		}
+		return d, nil
+	}
+
+	d, err := comp("tokenizer")
+	if err != nil {
+		return nil, err
+	}
+	if p.tok, err = tokenizer.Load(d); err != nil {
+		return nil, fmt.Errorf("sdxs: %w", err)
+	}
+
+	if d, err = comp("text_encoder"); err != nil {
+		return nil, err
+	}
+	tcfg, err := weights.LoadCLIPTextConfig(filepath.Join(d, "config.json"))
+	if err != nil {
+		return nil, fmt.Errorf("sdxs: %w", err)
+	}
+	tw, err := p.open(d)
+	if err != nil {
+		return nil, err
+	}
+	if p.text, err = textenc.New(tcfg, tw); err != nil {
+		return nil, fmt.Errorf("sdxs: %w", err)
+	}
+
+	if d, err = comp("unet"); err != nil {
+		return nil, err
+	}
+	ucfg, err := weights.LoadUNetConfig(filepath.Join(d, "config.json"))
+	if err != nil {
+		return nil, fmt.Errorf("sdxs: %w", err)
+	}
+	uw, err := p.open(d)
+	if err != nil {
+		return nil, err
+	}
+	if p.unet, err = unet.New(ucfg, uw); err != nil {
+		return nil, fmt.Errorf("sdxs: %w", err)
+	}
+	if ucfg.CrossAttentionDim != tcfg.HiddenSize {
+		return nil, fmt.Errorf("sdxs: unet cross_attention_dim %d does not match the text encoder's hidden_size %d", ucfg.CrossAttentionDim, tcfg.HiddenSize)
+	}
+
+	if d, err = comp("vae"); err != nil {
+		return nil, err
+	}
+	vcfg, err := weights.LoadTinyVAEConfig(filepath.Join(d, "config.json"))
+	if err != nil {
+		return nil, fmt.Errorf("sdxs: %w", err)
+	}
+	if vcfg.LatentChannels != ucfg.OutChannels {
+		return nil, fmt.Errorf("sdxs: vae latent_channels %d does not match the unet's out_channels %d", vcfg.LatentChannels, ucfg.OutChannels)
+	}
+	vw, err := p.open(d)
+	if err != nil {
+		return nil, err
+	}
+	if p.vae, err = vae.NewTiny(vcfg, vw); err != nil {
+		return nil, fmt.Errorf("sdxs: %w", err)
+	}
+
+	if d, err = comp("scheduler"); err != nil {
+		return nil, err
+	}
+	data, err := os.ReadFile(filepath.Join(d, "scheduler_config.json"))
+	if err != nil {
+		return nil, fmt.Errorf("sdxs: %w", err)
+	}
+	if p.schedCfg, err = sampler.ParseConfig(data); err != nil {
+		return nil, fmt.Errorf("sdxs: %s: %w", filepath.Join(d, "scheduler_config.json"), err)
+	}
+	if err := p.initScheduler(); err != nil {
+		return nil, err
+	}
+	if err := p.text.Prepare(); err != nil {
+		return nil, fmt.Errorf("sdxs: %w", err)
+	}
+	ok = true
+	return p, nil
+}
+
+// initScheduler fixes the one-step schedule: the timestep and the σ of its single step.
+func (p *Pipeline) initScheduler() error {
+	s, err := p.scheduler()
+	if err != nil {
+		return err
+	}
+	if s.NumSteps() != 1 {
+		return fmt.Errorf("sdxs: scheduler: one step gives %d timesteps", s.NumSteps())
+	}
+	p.timestep = s.Timesteps()[0]
+	return nil
+}
+
+func (p *Pipeline) open(dir string) (*weights.Set, error) {
+	s, err := weights.OpenComponent(dir)
+	if err != nil {
+		return nil, fmt.Errorf("sdxs: %w", err)
+	}
+	p.closers = append(p.closers, s)
+	return s, nil
+}
+
+// Close releases the memory-mapped weights. The pipeline must not be used afterwards.
+func (p *Pipeline) Close() error {
+	var errs []error
+	for _, c := range p.closers {
+		errs = append(errs, c.Close())
+	}
+	p.closers = nil
+	return errors.Join(errs...)
+}
+
+// DefaultSize returns the picture size the model was trained for (UNet sample_size × 8).
+func (p *Pipeline) DefaultSize() int {
+	if s := p.unet.Config().SampleSize; s > 0 {
+		return s * p.vae.UpscaleFactor()
+	}
+	return 512
+}
+
+// Warm builds the graphs for a picture of width×height and checks every weight they need, so
+// that the first Generate of that size does not pay for it.
+func (p *Pipeline) Warm(width, height int) error {
+	if err := checkSize(width, height); err != nil {
+		return err
+	}
+	f := p.vae.UpscaleFactor()
+	if err := p.unet.Prepare(height/f, width/f, false); err != nil {
+		return fmt.Errorf("sdxs: %w", err)
+	}
+	if err := p.vae.Prepare(height/f, width/f); err != nil {
+		return fmt.Errorf("sdxs: %w", err)
+	}
+	return nil
+}
+
+func checkSize(width, height int) error {
+	for _, d := range []struct {
+		name string
+		v    int
+	}{{"width", width}, {"height", height}} {
+		if d.v%8 != 0 || d.v < MinSize || d.v > MaxSize {
+			return fmt.Errorf("sdxs: %s %d: must be a multiple of 8 between %d and %d", d.name, d.v, MinSize, MaxSize)
+		}
+	}
+	return nil
+}
+
+// Generate makes one picture. It checks ctx between stages (and between the layers of each
+// model) and returns ctx's error if it is cancelled.
+func (p *Pipeline) Generate(ctx context.Context, req Request) (*Result, error) {
+	w, h := req.Width, req.Height
+	if w == 0 {
+		w = p.DefaultSize()
+	}
+	if h == 0 {
+		h = p.DefaultSize()
+	}
+	if err := checkSize(w, h); err != nil {
+		return nil, err
+	}
+	f := p.vae.UpscaleFactor()
+	if f != 8 {
+		return nil, fmt.Errorf("sdxs: the VAE upscales by %d, want 8", f)
+	}
+	lh, lw := h/f, w/f
+	res := &Result{Seed: req.Seed, Width: w, Height: h, Timings: make(map[Stage]time.Duration)}
+	stage := func(s Stage, fn func() error) error {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		start := time.Now()
+		if err := fn(); err != nil {
+			return err
+		}
+		d := time.Since(start)
+		res.Timings[s] = d
+		if req.Progress != nil {
+			req.Progress(s, d)
+		}
+		return nil
+	}
+
+	err := stage(StageTokenize, func() error {
+		res.InputIDs = p.tok.InputIDs(req.Prompt)
+		return nil
+	})
+	if err == nil {
+		err = stage(StageTextEncoder, func() (err error) {
+			res.TextEmbeddings, err = p.text.Encode(ctx, res.InputIDs)
+			return err
+		})
+	}
+	sched, err2 := p.scheduler()
+	if err == nil {
+		err = err2
+	}
+	var latents []float32
+	if err == nil {
+		err = stage(StageNoise, func() error {
+			c := p.unet.Config().InChannels
+			res.Noise = sampler.NewGenerator(req.Seed).Randn(1, c, lh, lw)
+			latents = sched.InitLatents(slices.Clone(res.Noise))
+			res.UNetInput = sched.ScaleModelInput(slices.Clone(latents), 0)
+			return nil
+		})
+	}
+	if err == nil {
+		err = stage(StageUNet, func() (err error) {
+			res.UNetOutput, err = p.unet.Forward(ctx, res.UNetInput, lh, lw, p.timestep, res.TextEmbeddings, nil)
+			if err != nil {
+				return err
+			}
+			// One Euler step to σ = 0 lands on x₀.
+			res.Latents, _ = sched.Step(res.UNetOutput, latents, 0)
+			return nil
+		})
+	}
+	if err == nil {
+		err = stage(StageVAEDecoder, func() (err error) {
+			sf := float32(p.vae.ScalingFactor())
+			z := make([]float32, len(res.Latents))
+			for i, v := range res.Latents {
+				z[i] = v / sf
+			}
+			res.Decoded, err = p.vae.Decode(ctx, z, lh, lw)
+			if err != nil {
+				return err
+			}
+			res.Image = ToImage(res.Decoded, w, h)
+			return nil
+		})
+	}
+	if err != nil {
+		return nil, err
+	}
+	return res, nil
+}
+
+// scheduler returns a one-step Euler scheduler (cheap: a table of 1000 values).
+func (p *Pipeline) scheduler() (*sampler.Euler, error) {
+	s, err := sampler.New(p.schedCfg)
+	if err != nil {
+		return nil, fmt.Errorf("sdxs: scheduler: %w", err)
+	}
+	if err := s.SetTimesteps(1); err != nil {
+		return nil, fmt.Errorf("sdxs: scheduler: %w", err)
+	}
+	return s, nil
+}
+
+// ToImage turns a decoded picture [3, h, w] in [-1, 1] into RGBA pixels the way diffusers does:
+// round(clamp(x/2 + 0.5, 0, 1)·255).
+func ToImage(decoded []float32, w, h int) *image.RGBA {
+	img := image.NewRGBA(image.Rect(0, 0, w, h))
+	plane := w * h
+	for y := 0; y < h; y++ {
+		for x := 0; x < w; x++ {
+			o := img.PixOffset(x, y)
+			for c := 0; c < 3; c++ {
+				img.Pix[o+c] = toByte(decoded[c*plane+y*w+x])
+			}
+			img.Pix[o+3] = 255
+		}
+	}
+	return img
+}
+
+func toByte(v float32) uint8 {
+	f := v/2 + 0.5
+	if !(f > 0) { // also NaN
+		f = 0
+	}
+	if f > 1 {
+		f = 1
+	}
+	return uint8(math.RoundToEven(float64(f * 255)))
+}

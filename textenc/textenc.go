@@ -1,0 +1,157 @@
+// Package textenc is the CLIP text transformer (transformers' CLIPTextModel) as a Gorgonia
+// graph, built from its config.json: token and position embeddings, causal pre-norm transformer
+// layers and the final layer norm. Its output, the last hidden state, conditions the UNet.
+package textenc
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+
+	"github.com/sdxs-go/sdxs/internal/nn"
+	"github.com/sdxs-go/sdxs/weights"
+)
+
+// Model is a CLIP text encoder with its weights. It is safe for concurrent use.
+type Model struct {
+	cfg    *weights.CLIPTextConfig
+	params *nn.Params
+
+	mu    sync.Mutex
+	prog  *nn.Program
+	trace *nn.Program
+}
+
+// New returns a text encoder with the given config whose weights come from src.
+func New(cfg *weights.CLIPTextConfig, src nn.Source) (*Model, error) {
+	if cfg == nil {
+		return nil, fmt.Errorf("textenc: nil config")
+	}
+	return &Model{cfg: cfg, params: nn.NewParams(src)}, nil
+}
+
+// Config returns the model's configuration.
+func (m *Model) Config() *weights.CLIPTextConfig { return m.cfg }
+
+// Unused lists the tensors of the weights that the model does not use (position_ids, which
+// some files carry, is a buffer and not listed).
+func (m *Model) Unused() []string {
+	return m.params.Unused("", func(n string) bool { return strings.HasSuffix(n, "position_ids") })
+}
+
+// SeqLen is the number of tokens the encoder takes: its max_position_embeddings.
+func (m *Model) SeqLen() int { return m.cfg.MaxPositionEmbeddings }
+
+// Prepare builds the graph once and checks every weight it needs.
+func (m *Model) Prepare() error {
+	_, err := m.program(false)
+	return err
+}
+
+// Encode returns the last hidden state [SeqLen, hidden_size] for the token ids.
+func (m *Model) Encode(ctx context.Context, ids []int64) ([]float32, error) {
+	outs, err := m.run(ctx, ids, false)
+	if err != nil {
+		return nil, err
+	}
+	return outs["out"], nil
+}
+
+// Trace runs the encoder and also returns "embeddings" and each layer's output "layers.{i}"
+// (before the final layer norm), for tests and debugging.
+func (m *Model) Trace(ctx context.Context, ids []int64) (map[string][]float32, error) {
+	return m.run(ctx, ids, true)
+}
+
+func (m *Model) run(ctx context.Context, ids []int64, trace bool) (map[string][]float32, error) {
+	n := m.SeqLen()
+	if len(ids) != n {
+		return nil, fmt.Errorf("textenc: %d token ids, want %d", len(ids), n)
+	}
+	fids := make([]float32, n)
+	for i, id := range ids {
+		if id < 0 || id >= int64(m.cfg.VocabSize) {
+			return nil, fmt.Errorf("textenc: token id %d at position %d is outside the vocabulary of %d", id, i, m.cfg.VocabSize)
+		}
+		fids[i] = float32(id)
+	}
+	prog, err := m.program(trace)
+	if err != nil {
+		return nil, err
+	}
+	outs := make(map[string][]float32)
+	for _, name := range prog.OutputNames() {
+		outs[name] = make([]float32, n*m.cfg.HiddenSize)
+	}
+	if err := prog.Run(ctx, map[string][]float32{"input_ids": fids}, outs); err != nil {
+		return nil, fmt.Errorf("textenc: %w", err)
+	}
+	return outs, nil
+}
+
+func (m *Model) program(trace bool) (*nn.Program, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if !trace && m.prog != nil {
+		return m.prog, nil
+	}
+	if trace && m.trace != nil {
+		return m.trace, nil
+	}
+	cfg := m.cfg
+	p, err := nn.Build(m.params, func(b *nn.Builder) map[string]*nn.Node {
+		outs := map[string]*nn.Node{}
+		n, d := cfg.MaxPositionEmbeddings, cfg.HiddenSize
+		tm := b.Sub("text_model")
+		ids := b.Input("input_ids", n)
+		emb := tm.Sub("embeddings")
+		tok := b.Embedding(emb.Param("token_embedding.weight", cfg.VocabSize, d), ids)
+		pos := emb.Param("position_embedding.weight", cfg.MaxPositionEmbeddings, d)
+		x := b.Add(tok, pos)
+		outs["embeddings"] = x
+		for i := 0; i < cfg.NumHiddenLayers; i++ {
+			x = layer(tm.Subf("encoder.layers.%d", i), x, cfg)
+			outs[fmt.Sprintf("layers.%d", i)] = x
+		}
+		x = tm.LayerNorm("final_layer_norm", x, cfg.LayerNormEps)
+		if !trace {
+			return map[string]*nn.Node{"out": x}
+		}
+		outs["out"] = x
+		return outs
+	})
+	if err != nil {
+		return nil, fmt.Errorf("textenc: building the graph: %w", err)
+	}
+	if trace {
+		m.trace = p
+	} else {
+		m.prog = p
+	}
+	return p, nil
+}
+
+// layer is CLIPEncoderLayer: x + self_attn(layer_norm1(x)) (causal), then x + mlp(layer_norm2(x)).
+func layer(b *nn.Builder, x *nn.Node, cfg *weights.CLIPTextConfig) *nn.Node {
+	d := cfg.HiddenSize
+	h := b.LayerNorm("layer_norm1", x, cfg.LayerNormEps)
+	q := b.LinearLayer("self_attn.q_proj", h, d, true)
+	k := b.LinearLayer("self_attn.k_proj", h, d, true)
+	v := b.LinearLayer("self_attn.v_proj", h, d, true)
+	a := b.Attention(q, k, v, cfg.NumAttentionHeads, true)
+	a = b.LinearLayer("self_attn.out_proj", a, d, true)
+	x = b.Add(x, a)
+	h = b.LayerNorm("layer_norm2", x, cfg.LayerNormEps)
+	h = b.LinearLayer("mlp.fc1", h, cfg.IntermediateSize, true)
+	h = b.Act(activation(cfg.HiddenAct), h)
+	h = b.LinearLayer("mlp.fc2", h, d, true)
+	return b.Add(x, h)
+}
+
+func activation(name string) string {
+	if name == "quick_gelu" {
+		return nn.ActQuickGELU
+	}
+	return nn.ActGELU
+}
