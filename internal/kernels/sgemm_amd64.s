@@ -2316,3 +2316,320 @@ sgemmKernel6x16AVX2_overwrite:
 	VMOVUPS Y11, 32(AX)
 	VZEROUPPER
 	RET
+
+DATA elemconst<>+0(SB)/4, $0x3fb8aa3b
+DATA elemconst<>+4(SB)/4, $0x3f318000
+DATA elemconst<>+8(SB)/4, $0xb95e8083
+DATA elemconst<>+12(SB)/4, $0x39500d01
+DATA elemconst<>+16(SB)/4, $0x3ab60b61
+DATA elemconst<>+20(SB)/4, $0x3c088889
+DATA elemconst<>+24(SB)/4, $0x3d2aaaab
+DATA elemconst<>+28(SB)/4, $0x3e2aaaab
+DATA elemconst<>+32(SB)/4, $0x3f000000
+DATA elemconst<>+36(SB)/4, $0x3f800000
+DATA elemconst<>+40(SB)/4, $0x80000000
+DATA elemconst<>+44(SB)/4, $0x7fffffff
+DATA elemconst<>+48(SB)/4, $0x3f3504f3
+DATA elemconst<>+52(SB)/4, $0x3e2ef945
+DATA elemconst<>+56(SB)/4, $0xbf527892
+DATA elemconst<>+60(SB)/4, $0x3fbe87b0
+DATA elemconst<>+64(SB)/4, $0xbf914e5d
+DATA elemconst<>+68(SB)/4, $0x3e8ec7cc
+DATA elemconst<>+72(SB)/4, $0xbe3ec24c
+DATA elemconst<>+76(SB)/4, $0x3dc636c9
+DATA elemconst<>+80(SB)/4, $0x3ebf88fb
+DATA elemconst<>+84(SB)/4, $0x3f8000c7
+DATA elemconst<>+88(SB)/4, $0xbfa1fc4e
+DATA elemconst<>+92(SB)/4, $0xbf000000
+GLOBL elemconst<>(SB), RODATA|NOPTR, $96
+
+// func expAVX512(x *float32, n int)
+// Requires: AVX, AVX512F
+TEXT ·expAVX512(SB), NOSPLIT, $0-16
+	MOVQ         x+0(FP), AX
+	MOVQ         n+8(FP), CX
+	MOVL         $0xc3000000, DX
+	VPBROADCASTD DX, Z0
+	MOVL         $0x43000000, DX
+	VPBROADCASTD DX, Z1
+
+expAVX512_loop:
+	CMPQ              CX, $0x10
+	JL                expAVX512_tail
+	VMOVUPS           (AX), Z2
+	VMINPS            Z2, Z1, Z2
+	VMAXPS            Z2, Z0, Z2
+	VMULPS.BCST       elemconst<>+0(SB), Z2, Z3
+	VRNDSCALEPS       $0x00, Z3, Z3
+	VMOVAPS           Z2, Z2
+	VFNMADD231PS.BCST elemconst<>+4(SB), Z3, Z2
+	VFNMADD231PS.BCST elemconst<>+8(SB), Z3, Z2
+	VBROADCASTSS      elemconst<>+12(SB), Z4
+	VFMADD213PS.BCST  elemconst<>+16(SB), Z2, Z4
+	VFMADD213PS.BCST  elemconst<>+20(SB), Z2, Z4
+	VFMADD213PS.BCST  elemconst<>+24(SB), Z2, Z4
+	VFMADD213PS.BCST  elemconst<>+28(SB), Z2, Z4
+	VFMADD213PS.BCST  elemconst<>+32(SB), Z2, Z4
+	VFMADD213PS.BCST  elemconst<>+36(SB), Z2, Z4
+	VFMADD213PS.BCST  elemconst<>+36(SB), Z2, Z4
+	VSCALEFPS         Z3, Z4, Z4
+	VMOVUPS           Z4, (AX)
+	ADDQ              $0x40, AX
+	SUBQ              $0x10, CX
+	JMP               expAVX512_loop
+
+expAVX512_tail:
+	TESTQ             CX, CX
+	JZ                expAVX512_done
+	MOVL              $0x00000001, DX
+	SHLL              CL, DX
+	DECL              DX
+	KMOVW             DX, K1
+	VMOVUPS.Z         (AX), K1, Z2
+	VMINPS            Z2, Z1, Z1
+	VMAXPS            Z1, Z0, Z1
+	VMULPS.BCST       elemconst<>+0(SB), Z1, Z0
+	VRNDSCALEPS       $0x00, Z0, Z0
+	VMOVAPS           Z1, Z1
+	VFNMADD231PS.BCST elemconst<>+4(SB), Z0, Z1
+	VFNMADD231PS.BCST elemconst<>+8(SB), Z0, Z1
+	VBROADCASTSS      elemconst<>+12(SB), Z2
+	VFMADD213PS.BCST  elemconst<>+16(SB), Z1, Z2
+	VFMADD213PS.BCST  elemconst<>+20(SB), Z1, Z2
+	VFMADD213PS.BCST  elemconst<>+24(SB), Z1, Z2
+	VFMADD213PS.BCST  elemconst<>+28(SB), Z1, Z2
+	VFMADD213PS.BCST  elemconst<>+32(SB), Z1, Z2
+	VFMADD213PS.BCST  elemconst<>+36(SB), Z1, Z2
+	VFMADD213PS.BCST  elemconst<>+36(SB), Z1, Z2
+	VSCALEFPS         Z0, Z2, Z2
+	VMOVUPS           Z2, K1, (AX)
+
+expAVX512_done:
+	VZEROUPPER
+	RET
+
+// func siluAVX512(x *float32, n int)
+// Requires: AVX, AVX512F
+TEXT ·siluAVX512(SB), NOSPLIT, $0-16
+	MOVQ         x+0(FP), AX
+	MOVQ         n+8(FP), CX
+	MOVL         $0xc3000000, DX
+	VPBROADCASTD DX, Z0
+	MOVL         $0x43000000, DX
+	VPBROADCASTD DX, Z1
+	VPXORD       Z2, Z2, Z2
+
+siluAVX512_loop:
+	CMPQ              CX, $0x10
+	JL                siluAVX512_tail
+	VMOVUPS           (AX), Z3
+	VMAXPS            Z3, Z0, Z3
+	VPORD.BCST        elemconst<>+40(SB), Z3, Z4
+	VMINPS            Z4, Z1, Z4
+	VMAXPS            Z4, Z0, Z4
+	VMULPS.BCST       elemconst<>+0(SB), Z4, Z5
+	VRNDSCALEPS       $0x00, Z5, Z5
+	VMOVAPS           Z4, Z4
+	VFNMADD231PS.BCST elemconst<>+4(SB), Z5, Z4
+	VFNMADD231PS.BCST elemconst<>+8(SB), Z5, Z4
+	VBROADCASTSS      elemconst<>+12(SB), Z6
+	VFMADD213PS.BCST  elemconst<>+16(SB), Z4, Z6
+	VFMADD213PS.BCST  elemconst<>+20(SB), Z4, Z6
+	VFMADD213PS.BCST  elemconst<>+24(SB), Z4, Z6
+	VFMADD213PS.BCST  elemconst<>+28(SB), Z4, Z6
+	VFMADD213PS.BCST  elemconst<>+32(SB), Z4, Z6
+	VFMADD213PS.BCST  elemconst<>+36(SB), Z4, Z6
+	VFMADD213PS.BCST  elemconst<>+36(SB), Z4, Z6
+	VSCALEFPS         Z5, Z6, Z4
+	VADDPS.BCST       elemconst<>+36(SB), Z4, Z4
+	VCMPPS            $0x01, Z2, Z3, K1
+	VMULPS            Z6, Z3, Z6
+	VBLENDMPS         Z6, Z3, K1, Z6
+	VDIVPS            Z4, Z6, Z3
+	VSCALEFPS         Z5, Z3, Z4
+	VBLENDMPS         Z4, Z3, K1, Z3
+	VMOVUPS           Z3, (AX)
+	ADDQ              $0x40, AX
+	SUBQ              $0x10, CX
+	JMP               siluAVX512_loop
+
+siluAVX512_tail:
+	TESTQ             CX, CX
+	JZ                siluAVX512_done
+	MOVL              $0x00000001, DX
+	SHLL              CL, DX
+	DECL              DX
+	KMOVW             DX, K1
+	VMOVUPS.Z         (AX), K1, Z3
+	VMAXPS            Z3, Z0, Z3
+	VPORD.BCST        elemconst<>+40(SB), Z3, Z4
+	VMINPS            Z4, Z1, Z1
+	VMAXPS            Z1, Z0, Z1
+	VMULPS.BCST       elemconst<>+0(SB), Z1, Z0
+	VRNDSCALEPS       $0x00, Z0, Z0
+	VMOVAPS           Z1, Z1
+	VFNMADD231PS.BCST elemconst<>+4(SB), Z0, Z1
+	VFNMADD231PS.BCST elemconst<>+8(SB), Z0, Z1
+	VBROADCASTSS      elemconst<>+12(SB), Z4
+	VFMADD213PS.BCST  elemconst<>+16(SB), Z1, Z4
+	VFMADD213PS.BCST  elemconst<>+20(SB), Z1, Z4
+	VFMADD213PS.BCST  elemconst<>+24(SB), Z1, Z4
+	VFMADD213PS.BCST  elemconst<>+28(SB), Z1, Z4
+	VFMADD213PS.BCST  elemconst<>+32(SB), Z1, Z4
+	VFMADD213PS.BCST  elemconst<>+36(SB), Z1, Z4
+	VFMADD213PS.BCST  elemconst<>+36(SB), Z1, Z4
+	VSCALEFPS         Z0, Z4, Z1
+	VADDPS.BCST       elemconst<>+36(SB), Z1, Z1
+	VCMPPS            $0x01, Z2, Z3, K2
+	VMULPS            Z4, Z3, Z2
+	VBLENDMPS         Z2, Z3, K2, Z2
+	VDIVPS            Z1, Z2, Z1
+	VSCALEFPS         Z0, Z1, Z0
+	VBLENDMPS         Z0, Z1, K2, Z1
+	VMOVUPS           Z1, K1, (AX)
+
+siluAVX512_done:
+	VZEROUPPER
+	RET
+
+// func geluAVX512(x *float32, n int)
+// Requires: AVX, AVX512F
+TEXT ·geluAVX512(SB), NOSPLIT, $0-16
+	MOVQ         x+0(FP), AX
+	MOVQ         n+8(FP), CX
+	MOVL         $0xc3000000, DX
+	VPBROADCASTD DX, Z0
+	MOVL         $0x43000000, DX
+	VPBROADCASTD DX, Z1
+	MOVL         $0xc1a00000, DX
+	VPBROADCASTD DX, Z2
+	MOVL         $0x41a00000, DX
+	VPBROADCASTD DX, Z3
+	VPXORD       Z4, Z4, Z4
+
+geluAVX512_loop:
+	CMPQ              CX, $0x10
+	JL                geluAVX512_tail
+	VMOVUPS           (AX), Z5
+	VMINPS            Z5, Z3, Z6
+	VMAXPS            Z6, Z2, Z6
+	VPANDD.BCST       elemconst<>+44(SB), Z6, Z7
+	VMULPS.BCST       elemconst<>+48(SB), Z7, Z7
+	VBROADCASTSS      elemconst<>+32(SB), Z8
+	VFMADD213PS.BCST  elemconst<>+36(SB), Z8, Z7
+	VBROADCASTSS      elemconst<>+36(SB), Z8
+	VDIVPS            Z7, Z8, Z8
+	VBROADCASTSS      elemconst<>+52(SB), Z7
+	VFMADD213PS.BCST  elemconst<>+56(SB), Z8, Z7
+	VFMADD213PS.BCST  elemconst<>+60(SB), Z8, Z7
+	VFMADD213PS.BCST  elemconst<>+64(SB), Z8, Z7
+	VFMADD213PS.BCST  elemconst<>+68(SB), Z8, Z7
+	VFMADD213PS.BCST  elemconst<>+72(SB), Z8, Z7
+	VFMADD213PS.BCST  elemconst<>+76(SB), Z8, Z7
+	VFMADD213PS.BCST  elemconst<>+80(SB), Z8, Z7
+	VFMADD213PS.BCST  elemconst<>+84(SB), Z8, Z7
+	VFMADD213PS.BCST  elemconst<>+88(SB), Z8, Z7
+	VMULPS            Z6, Z6, Z9
+	VMOVAPS           Z9, Z10
+	VFMSUB231PS       Z6, Z6, Z10
+	VMULPS.BCST       elemconst<>+92(SB), Z9, Z9
+	VFMADD231PS.BCST  elemconst<>+92(SB), Z10, Z7
+	VADDPS            Z7, Z9, Z10
+	VSUBPS            Z9, Z10, Z11
+	VSUBPS            Z11, Z10, Z12
+	VSUBPS            Z12, Z9, Z12
+	VSUBPS            Z11, Z7, Z7
+	VADDPS            Z7, Z12, Z12
+	VMINPS            Z10, Z1, Z7
+	VMAXPS            Z7, Z0, Z7
+	VMULPS.BCST       elemconst<>+0(SB), Z7, Z9
+	VRNDSCALEPS       $0x00, Z9, Z9
+	VMOVAPS           Z7, Z7
+	VFNMADD231PS.BCST elemconst<>+4(SB), Z9, Z7
+	VFNMADD231PS.BCST elemconst<>+8(SB), Z9, Z7
+	VBROADCASTSS      elemconst<>+12(SB), Z10
+	VFMADD213PS.BCST  elemconst<>+16(SB), Z7, Z10
+	VFMADD213PS.BCST  elemconst<>+20(SB), Z7, Z10
+	VFMADD213PS.BCST  elemconst<>+24(SB), Z7, Z10
+	VFMADD213PS.BCST  elemconst<>+28(SB), Z7, Z10
+	VFMADD213PS.BCST  elemconst<>+32(SB), Z7, Z10
+	VFMADD213PS.BCST  elemconst<>+36(SB), Z7, Z10
+	VFMADD213PS.BCST  elemconst<>+36(SB), Z7, Z10
+	VFMADD231PS       Z12, Z10, Z10
+	VMULPS.BCST       elemconst<>+32(SB), Z6, Z6
+	VMULPS            Z10, Z8, Z10
+	VMULPS            Z10, Z6, Z6
+	VSCALEFPS         Z9, Z6, Z6
+	VSUBPS            Z6, Z5, Z7
+	VCMPPS            $0x01, Z4, Z5, K1
+	VBLENDMPS         Z6, Z7, K1, Z7
+	VMOVUPS           Z7, (AX)
+	ADDQ              $0x40, AX
+	SUBQ              $0x10, CX
+	JMP               geluAVX512_loop
+
+geluAVX512_tail:
+	TESTQ             CX, CX
+	JZ                geluAVX512_done
+	MOVL              $0x00000001, DX
+	SHLL              CL, DX
+	DECL              DX
+	KMOVW             DX, K1
+	VMOVUPS.Z         (AX), K1, Z5
+	VMINPS            Z5, Z3, Z3
+	VMAXPS            Z3, Z2, Z3
+	VPANDD.BCST       elemconst<>+44(SB), Z3, Z2
+	VMULPS.BCST       elemconst<>+48(SB), Z2, Z2
+	VBROADCASTSS      elemconst<>+32(SB), Z6
+	VFMADD213PS.BCST  elemconst<>+36(SB), Z6, Z2
+	VBROADCASTSS      elemconst<>+36(SB), Z6
+	VDIVPS            Z2, Z6, Z6
+	VBROADCASTSS      elemconst<>+52(SB), Z2
+	VFMADD213PS.BCST  elemconst<>+56(SB), Z6, Z2
+	VFMADD213PS.BCST  elemconst<>+60(SB), Z6, Z2
+	VFMADD213PS.BCST  elemconst<>+64(SB), Z6, Z2
+	VFMADD213PS.BCST  elemconst<>+68(SB), Z6, Z2
+	VFMADD213PS.BCST  elemconst<>+72(SB), Z6, Z2
+	VFMADD213PS.BCST  elemconst<>+76(SB), Z6, Z2
+	VFMADD213PS.BCST  elemconst<>+80(SB), Z6, Z2
+	VFMADD213PS.BCST  elemconst<>+84(SB), Z6, Z2
+	VFMADD213PS.BCST  elemconst<>+88(SB), Z6, Z2
+	VMULPS            Z3, Z3, Z7
+	VMOVAPS           Z7, Z8
+	VFMSUB231PS       Z3, Z3, Z8
+	VMULPS.BCST       elemconst<>+92(SB), Z7, Z7
+	VFMADD231PS.BCST  elemconst<>+92(SB), Z8, Z2
+	VADDPS            Z2, Z7, Z8
+	VSUBPS            Z7, Z8, Z9
+	VSUBPS            Z9, Z8, Z10
+	VSUBPS            Z10, Z7, Z10
+	VSUBPS            Z9, Z2, Z2
+	VADDPS            Z2, Z10, Z10
+	VMINPS            Z8, Z1, Z1
+	VMAXPS            Z1, Z0, Z1
+	VMULPS.BCST       elemconst<>+0(SB), Z1, Z0
+	VRNDSCALEPS       $0x00, Z0, Z0
+	VMOVAPS           Z1, Z1
+	VFNMADD231PS.BCST elemconst<>+4(SB), Z0, Z1
+	VFNMADD231PS.BCST elemconst<>+8(SB), Z0, Z1
+	VBROADCASTSS      elemconst<>+12(SB), Z2
+	VFMADD213PS.BCST  elemconst<>+16(SB), Z1, Z2
+	VFMADD213PS.BCST  elemconst<>+20(SB), Z1, Z2
+	VFMADD213PS.BCST  elemconst<>+24(SB), Z1, Z2
+	VFMADD213PS.BCST  elemconst<>+28(SB), Z1, Z2
+	VFMADD213PS.BCST  elemconst<>+32(SB), Z1, Z2
+	VFMADD213PS.BCST  elemconst<>+36(SB), Z1, Z2
+	VFMADD213PS.BCST  elemconst<>+36(SB), Z1, Z2
+	VFMADD231PS       Z10, Z2, Z2
+	VMULPS.BCST       elemconst<>+32(SB), Z3, Z1
+	VMULPS            Z2, Z6, Z2
+	VMULPS            Z2, Z1, Z1
+	VSCALEFPS         Z0, Z1, Z1
+	VSUBPS            Z1, Z5, Z0
+	VCMPPS            $0x01, Z4, Z5, K2
+	VBLENDMPS         Z1, Z0, K2, Z0
+	VMOVUPS           Z0, K1, (AX)
+
+geluAVX512_done:
+	VZEROUPPER
+	RET

@@ -27,3 +27,12 @@ func sgemmKernel8x48AVX512pf(kc int, a *float32, b *float32, c *float32, ldc int
 
 // sgemmKernel6x16AVX2 computes one 6×16 tile of C from packed panels.
 func sgemmKernel6x16AVX2(kc int, a *float32, b *float32, c *float32, ldc int, beta float32, accum int)
+
+// expAVX512 replaces x[i] with e^x[i] for i < n.
+func expAVX512(x *float32, n int)
+
+// siluAVX512 replaces x[i] with x[i]·sigmoid(x[i]) for i < n.
+func siluAVX512(x *float32, n int)
+
+// geluAVX512 replaces x[i] with ½·x[i]·(1+erf(x[i]/√2)) for i < n.
+func geluAVX512(x *float32, n int)

@@ -22,5 +22,6 @@ func main() {
 	genSgemmAVX512(6, 4, true)
 	genSgemmAVX512(8, 3, true)
 	genSgemmAVX2()
+	genElementwiseAll()
 	Generate()
 }

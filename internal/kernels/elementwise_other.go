@@ -1,0 +1,9 @@
+//go:build !amd64 || noasm
+
+package kernels
+
+const useAVX512Elementwise = false
+
+func expAVX512(x *float32, n int)  { panic("unreachable") }
+func siluAVX512(x *float32, n int) { panic("unreachable") }
+func geluAVX512(x *float32, n int) { panic("unreachable") }
