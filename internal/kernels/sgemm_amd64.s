@@ -2633,3 +2633,123 @@ geluAVX512_tail:
 geluAVX512_done:
 	VZEROUPPER
 	RET
+
+// func sdotAVX512(x *float32, y *float32, n int) float32
+// Requires: AVX, AVX512DQ, AVX512F, SSE
+TEXT ·sdotAVX512(SB), NOSPLIT, $0-28
+	MOVQ   x+0(FP), AX
+	MOVQ   y+8(FP), DX
+	MOVQ   n+16(FP), CX
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	VPXORD Z2, Z2, Z2
+	VPXORD Z3, Z3, Z3
+
+sdot_loop64:
+	CMPQ        CX, $0x40
+	JL          sdot_loop16
+	VMOVUPS     (AX), Z4
+	VFMADD231PS (DX), Z4, Z0
+	VMOVUPS     64(AX), Z4
+	VFMADD231PS 64(DX), Z4, Z1
+	VMOVUPS     128(AX), Z4
+	VFMADD231PS 128(DX), Z4, Z2
+	VMOVUPS     192(AX), Z4
+	VFMADD231PS 192(DX), Z4, Z3
+	ADDQ        $0x00000100, AX
+	ADDQ        $0x00000100, DX
+	SUBQ        $0x40, CX
+	JMP         sdot_loop64
+
+sdot_loop16:
+	CMPQ        CX, $0x10
+	JL          sdot_tail
+	VMOVUPS     (AX), Z4
+	VFMADD231PS (DX), Z4, Z0
+	ADDQ        $0x40, AX
+	ADDQ        $0x40, DX
+	SUBQ        $0x10, CX
+	JMP         sdot_loop16
+
+sdot_tail:
+	TESTQ       CX, CX
+	JZ          sdot_sum
+	MOVL        $0x00000001, BX
+	SHLL        CL, BX
+	DECL        BX
+	KMOVW       BX, K1
+	VMOVUPS.Z   (AX), K1, Z4
+	VMOVUPS.Z   (DX), K1, Z5
+	VFMADD231PS Z5, Z4, Z1
+
+sdot_sum:
+	VADDPS        Z1, Z0, Z0
+	VADDPS        Z3, Z2, Z2
+	VADDPS        Z2, Z0, Z0
+	VEXTRACTF32X8 $0x01, Z0, Y1
+	VADDPS        Y1, Y0, Y0
+	VEXTRACTF128  $0x01, Y0, X1
+	VADDPS        X1, X0, X0
+	VMOVHLPS      X0, X1, X1
+	VADDPS        X1, X0, X0
+	VMOVSHDUP     X0, X1
+	VADDSS        X1, X0, X0
+	VZEROUPPER
+	MOVSS         X0, ret+24(FP)
+	RET
+
+// func saxpyAVX512(alpha float32, x *float32, y *float32, n int)
+// Requires: AVX, AVX512F, SSE
+TEXT ·saxpyAVX512(SB), NOSPLIT, $0-32
+	MOVSS        alpha+0(FP), X0
+	MOVQ         x+8(FP), AX
+	MOVQ         y+16(FP), DX
+	MOVQ         n+24(FP), CX
+	VBROADCASTSS X0, Z0
+
+saxpy_loop64:
+	CMPQ        CX, $0x40
+	JL          saxpy_loop16
+	VMOVUPS     (DX), Z1
+	VFMADD231PS (AX), Z0, Z1
+	VMOVUPS     Z1, (DX)
+	VMOVUPS     64(DX), Z1
+	VFMADD231PS 64(AX), Z0, Z1
+	VMOVUPS     Z1, 64(DX)
+	VMOVUPS     128(DX), Z1
+	VFMADD231PS 128(AX), Z0, Z1
+	VMOVUPS     Z1, 128(DX)
+	VMOVUPS     192(DX), Z1
+	VFMADD231PS 192(AX), Z0, Z1
+	VMOVUPS     Z1, 192(DX)
+	ADDQ        $0x00000100, AX
+	ADDQ        $0x00000100, DX
+	SUBQ        $0x40, CX
+	JMP         saxpy_loop64
+
+saxpy_loop16:
+	CMPQ        CX, $0x10
+	JL          saxpy_tail
+	VMOVUPS     (DX), Z1
+	VFMADD231PS (AX), Z0, Z1
+	VMOVUPS     Z1, (DX)
+	ADDQ        $0x40, AX
+	ADDQ        $0x40, DX
+	SUBQ        $0x10, CX
+	JMP         saxpy_loop16
+
+saxpy_tail:
+	TESTQ       CX, CX
+	JZ          saxpy_done
+	MOVL        $0x00000001, BX
+	SHLL        CL, BX
+	DECL        BX
+	KMOVW       BX, K1
+	VMOVUPS.Z   (AX), K1, Z1
+	VMOVUPS.Z   (DX), K1, Z2
+	VFMADD231PS Z1, Z0, Z2
+	VMOVUPS     Z2, K1, (DX)
+
+saxpy_done:
+	VZEROUPPER
+	RET

@@ -36,3 +36,9 @@ func siluAVX512(x *float32, n int)
 
 // geluAVX512 replaces x[i] with ½·x[i]·(1+erf(x[i]/√2)) for i < n.
 func geluAVX512(x *float32, n int)
+
+// sdotAVX512 returns Σ x[i]·y[i] for i < n.
+func sdotAVX512(x *float32, y *float32, n int) float32
+
+// saxpyAVX512 adds alpha·x[i] to y[i] for i < n.
+func saxpyAVX512(alpha float32, x *float32, y *float32, n int)

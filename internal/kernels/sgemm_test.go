@@ -250,8 +250,18 @@ func TestSdotSaxpy(t *testing.T) {
 		if got := Sdot(x, y); math.Abs(float64(got)-want) > 1e-5*math.Sqrt(float64(n)+1)*(1+math.Abs(want)) {
 			t.Fatalf("Sdot n=%d: %v, want %v", n, got, want)
 		}
+		if got, twin := Sdot(x, y), sdotGo(x, y[:n]); math.Abs(float64(got-twin)) > 1e-5*math.Sqrt(float64(n)+1)*(1+math.Abs(want)) {
+			t.Fatalf("Sdot n=%d: %v, Go twin %v", n, got, twin)
+		}
 		y0 := append([]float32(nil), y...)
+		twin := append([]float32(nil), y...)
+		saxpyGo(-0.75, x, twin[:n])
 		Saxpy(-0.75, x, y)
+		for i := range y {
+			if math.Abs(float64(y[i]-twin[i])) > 1e-6*(1+math.Abs(float64(twin[i]))) {
+				t.Fatalf("Saxpy n=%d: y[%d] = %v, Go twin %v", n, i, y[i], twin[i])
+			}
+		}
 		for i := range y {
 			w := y0[i]
 			if i < n {

@@ -4,6 +4,9 @@ package kernels
 // y must be at least as long as x.
 func Sdot(x, y []float32) float32 {
 	y = y[:len(x)]
+	if useAVX512Elementwise && len(x) > 0 {
+		return sdotAVX512(&x[0], &y[0], len(x))
+	}
 	return sdotGo(x, y)
 }
 
@@ -11,6 +14,10 @@ func Sdot(x, y []float32) float32 {
 // len(x) elements; y must be at least as long as x.
 func Saxpy(alpha float32, x, y []float32) {
 	y = y[:len(x)]
+	if useAVX512Elementwise && len(x) > 0 {
+		saxpyAVX512(alpha, &x[0], &y[0], len(x))
+		return
+	}
 	saxpyGo(alpha, x, y)
 }
 

@@ -102,13 +102,7 @@ func genElementwise(name, doc string, setup func(), body func(x reg.VecVirtual) 
 	Label(name + "_tail")
 	TESTQ(n, n)
 	JZ(LabelRef(name + "_done"))
-	MOVQ(n, reg.RCX)
-	m := GP32()
-	MOVL(U32(1), m)
-	SHLL(reg.CL, m)
-	DECL(m)
-	k := K()
-	KMOVW(m, k)
+	k := tailMask(n)
 	x = ZMM()
 	VMOVUPS_Z(Mem{Base: ptr}, k, x)
 	VMOVUPS(body(x), k, Mem{Base: ptr})
@@ -196,7 +190,7 @@ func genElementwiseAll() {
 			bb := ZMM()
 			VSUBPS(yh, s, bb) // s − yh
 			t1 := ZMM()
-			VSUBPS(bb, s, t1) // s − bb
+			VSUBPS(bb, s, t1)  // s − bb
 			VSUBPS(t1, yh, t1) // yh − (s − bb)
 			t2 := ZMM()
 			VSUBPS(bb, yl, t2) // yl − bb

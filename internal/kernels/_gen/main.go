@@ -23,5 +23,7 @@ func main() {
 	genSgemmAVX512(8, 3, true)
 	genSgemmAVX2()
 	genElementwiseAll()
+	genSdot()
+	genSaxpy()
 	Generate()
 }
