@@ -407,3 +407,34 @@ func toByte(v float32) uint8 {
 	}
 	return uint8(math.RoundToEven(float64(f * 255)))
 }
+
+// Tensors returns the result's tensors under the names the diffusers reference uses, with a
+// batch dimension of 1: input_ids (int64 [1,77]), text_embeddings [1,77,D], noise, unet_input,
+// unet_output and latents (x₀) [1,4,H/8,W/8], decoded [1,3,H,W] and image (uint8 [H,W,3]).
+// weights.WriteFile writes them as a safetensors file.
+func (r *Result) Tensors() []weights.Tensor {
+	lh, lw := r.Height/8, r.Width/8
+	lc := len(r.Noise) / (lh * lw)
+	lat := []int{1, lc, lh, lw}
+	d := 0
+	if len(r.InputIDs) > 0 {
+		d = len(r.TextEmbeddings) / len(r.InputIDs)
+	}
+	img := make([]uint8, 0, r.Width*r.Height*3)
+	for y := 0; y < r.Height; y++ {
+		for x := 0; x < r.Width; x++ {
+			o := r.Image.PixOffset(x, y)
+			img = append(img, r.Image.Pix[o:o+3]...)
+		}
+	}
+	return []weights.Tensor{
+		{Name: "input_ids", DType: weights.I64, Shape: []int{1, len(r.InputIDs)}, I64: r.InputIDs},
+		{Name: "text_embeddings", DType: weights.F32, Shape: []int{1, len(r.InputIDs), d}, F32: r.TextEmbeddings},
+		{Name: "noise", DType: weights.F32, Shape: lat, F32: r.Noise},
+		{Name: "unet_input", DType: weights.F32, Shape: lat, F32: r.UNetInput},
+		{Name: "unet_output", DType: weights.F32, Shape: lat, F32: r.UNetOutput},
+		{Name: "latents", DType: weights.F32, Shape: lat, F32: r.Latents},
+		{Name: "decoded", DType: weights.F32, Shape: []int{1, 3, r.Height, r.Width}, F32: r.Decoded},
+		{Name: "image", DType: weights.U8, Shape: []int{r.Height, r.Width, 3}, U8: img},
+	}
+}

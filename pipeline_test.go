@@ -11,6 +11,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/sdxs-go/sdxs/internal/oracle"
+	"github.com/sdxs-go/sdxs/weights"
 )
 
 // oracleCase is one entry of an oracle model's cases.json.
@@ -81,6 +82,22 @@ func TestTxt2ImgMatchesDiffusers(t *testing.T) {
 					}
 					require.LessOrEqual(t, worst, 1, "image: a pixel differs by more than 1")
 					require.LessOrEqual(t, sum/float64(c.Height*c.Width*3), 0.05, "image: mean absolute difference")
+
+					// The dump of examples/txt2img uses the reference's names, shapes and dtypes.
+					for _, tn := range res.Tensors() {
+						info, ok := ref.Info(name(tn.Name))
+						require.True(t, ok, tn.Name)
+						require.Equal(t, info.Shape, tn.Shape, tn.Name)
+						require.Equal(t, info.DType, tn.DType, tn.Name)
+					}
+					path := filepath.Join(t.TempDir(), "dump.safetensors")
+					require.NoError(t, weights.WriteFile(path, res.Tensors(), nil))
+					f, err := weights.Open(path)
+					require.NoError(t, err)
+					defer f.Close()
+					back, _, err := f.Float32("unet_output")
+					require.NoError(t, err)
+					require.Equal(t, res.UNetOutput, back)
 				})
 			}
 			require.Positive(t, ran)
