@@ -265,6 +265,10 @@ func packA(dst []float32, trans bool, a []float32, lda, ic, pc, mc, kc, MR int, 
 			}
 			continue
 		}
+		if mr == 12 && MR == 12 {
+			packA12(panel, a[(ic+ir)*lda+pc:], lda, kc, alpha)
+			continue
+		}
 		for i := 0; i < mr; i++ {
 			src := a[(ic+ir+i)*lda+pc:]
 			src = src[:kc]
@@ -382,3 +386,19 @@ const partsPerThread = 1
 // syncPoolReset returns an empty workspace pool (used when the kernel, and so
 // the buffer sizes, change in tests).
 func syncPoolReset() sync.Pool { return sync.Pool{} }
+
+// packA12 packs 12 rows of kc values (row stride lda) of a into panel,
+// column after column, scaled by alpha.
+func packA12(panel, a []float32, lda, kc int, alpha float32) {
+	_ = a[11*lda+kc-1]
+	panel = panel[:12*kc]
+	r0, r1, r2, r3 := a[:kc], a[lda:lda+kc], a[2*lda:2*lda+kc], a[3*lda:3*lda+kc]
+	r4, r5, r6, r7 := a[4*lda:4*lda+kc], a[5*lda:5*lda+kc], a[6*lda:6*lda+kc], a[7*lda:7*lda+kc]
+	r8, r9, r10, r11 := a[8*lda:8*lda+kc], a[9*lda:9*lda+kc], a[10*lda:10*lda+kc], a[11*lda:11*lda+kc]
+	for p := range r0 {
+		d := (*[12]float32)(panel[12*p:])
+		d[0], d[1], d[2], d[3] = alpha*r0[p], alpha*r1[p], alpha*r2[p], alpha*r3[p]
+		d[4], d[5], d[6], d[7] = alpha*r4[p], alpha*r5[p], alpha*r6[p], alpha*r7[p]
+		d[8], d[9], d[10], d[11] = alpha*r8[p], alpha*r9[p], alpha*r10[p], alpha*r11[p]
+	}
+}

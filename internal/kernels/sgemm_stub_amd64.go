@@ -5,40 +5,66 @@
 package kernels
 
 // sgemmKernel12x32AVX512 computes one 12×32 tile of C from packed panels.
+//
+//go:noescape
 func sgemmKernel12x32AVX512(kc int, a *float32, b *float32, c *float32, ldc int, beta float32, accum int)
 
 // sgemmKernel12x32AVX512pf computes one 12×32 tile of C from packed panels.
+//
+//go:noescape
 func sgemmKernel12x32AVX512pf(kc int, a *float32, b *float32, c *float32, ldc int, beta float32, accum int)
 
 // sgemmKernel12x16AVX512pf computes one 12×16 tile of C from packed panels.
+//
+//go:noescape
 func sgemmKernel12x16AVX512pf(kc int, a *float32, b *float32, c *float32, ldc int, beta float32, accum int)
 
 // sgemmKernel8x32AVX512 computes one 8×32 tile of C from packed panels.
+//
+//go:noescape
 func sgemmKernel8x32AVX512(kc int, a *float32, b *float32, c *float32, ldc int, beta float32, accum int)
 
 // sgemmKernel14x32AVX512pf computes one 14×32 tile of C from packed panels.
+//
+//go:noescape
 func sgemmKernel14x32AVX512pf(kc int, a *float32, b *float32, c *float32, ldc int, beta float32, accum int)
 
 // sgemmKernel6x64AVX512pf computes one 6×64 tile of C from packed panels.
+//
+//go:noescape
 func sgemmKernel6x64AVX512pf(kc int, a *float32, b *float32, c *float32, ldc int, beta float32, accum int)
 
 // sgemmKernel8x48AVX512pf computes one 8×48 tile of C from packed panels.
+//
+//go:noescape
 func sgemmKernel8x48AVX512pf(kc int, a *float32, b *float32, c *float32, ldc int, beta float32, accum int)
 
 // sgemmKernel6x16AVX2 computes one 6×16 tile of C from packed panels.
+//
+//go:noescape
 func sgemmKernel6x16AVX2(kc int, a *float32, b *float32, c *float32, ldc int, beta float32, accum int)
 
 // expAVX512 replaces x[i] with e^x[i] for i < n.
+//
+//go:noescape
 func expAVX512(x *float32, n int)
 
 // siluAVX512 replaces x[i] with x[i]·sigmoid(x[i]) for i < n.
+//
+//go:noescape
 func siluAVX512(x *float32, n int)
 
 // geluAVX512 replaces x[i] with ½·x[i]·(1+erf(x[i]/√2)) for i < n.
+//
+//go:noescape
 func geluAVX512(x *float32, n int)
 
 // sdotAVX512 returns Σ x[i]·y[i] for i < n.
+//
+//go:noescape
 func sdotAVX512(x *float32, y *float32, n int) float32
 
 // saxpyAVX512 adds alpha·x[i] to y[i] for i < n.
+//
+//go:noescape
 func saxpyAVX512(alpha float32, x *float32, y *float32, n int)

@@ -48,3 +48,39 @@ func splitSpace(s string) []string {
 	}
 	return out
 }
+
+// BenchmarkPack measures the packing routines in ns per element.
+func BenchmarkPack(b *testing.B) {
+	kn := &activeKernel
+	const rows, cols = 640, 5760
+	src := make([]float32, rows*cols)
+	ws := getWorkspace()
+	defer putWorkspace(ws)
+	for _, trans := range []bool{false, true} {
+		b.Run(fmt.Sprintf("A/trans=%v", trans), func(b *testing.B) {
+			n := 0
+			for i := 0; i < b.N; i++ {
+				ld := cols
+				if trans {
+					ld = rows
+				}
+				packA(ws.a, trans, src, ld, (i%3)*kn.mc, (i%7)*kn.kc, kn.mc, kn.kc, kn.mr, 1)
+				n += kn.mc * kn.kc
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(n), "ns/elem")
+		})
+		b.Run(fmt.Sprintf("B/trans=%v", trans), func(b *testing.B) {
+			n := 0
+			nc := min(kn.nc, 1024)
+			for i := 0; i < b.N; i++ {
+				ld := 1024
+				if trans {
+					ld = 2048
+				}
+				packB(ws.b, trans, src, ld, (i%7)*kn.kc, 0, kn.kc, nc, kn)
+				n += nc * kn.kc
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(n), "ns/elem")
+		})
+	}
+}

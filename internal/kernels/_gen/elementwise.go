@@ -85,6 +85,7 @@ func expParts(x, clampLo, clampHi reg.VecVirtual) (p, n reg.VecVirtual) {
 // body(x[i]) for i < n: 16 lanes at a time, then the tail under a mask.
 func genElementwise(name, doc string, setup func(), body func(x reg.VecVirtual) reg.VecVirtual) {
 	TEXT(name, NOSPLIT, "func(x *float32, n int)")
+	Pragma("noescape")
 	Doc(doc)
 	ptr := Load(Param("x"), GP64())
 	n := Load(Param("n"), GP64())

@@ -44,6 +44,7 @@ func genSgemmAVX512(mr, nv int, prefetchC bool) {
 		name += "pf"
 	}
 	TEXT(name, NOSPLIT, sgemmSig)
+	Pragma("noescape")
 	Doc(fmt.Sprintf("%s computes one %d×%d tile of C from packed panels.", name, mr, nr))
 	acc := func(i, v int) reg.VecPhysical { return zmm(nv + i*nv + v) }
 	bv := func(v int) reg.VecPhysical { return zmm(v) }
@@ -147,6 +148,7 @@ func genSgemmAVX2() {
 	const mr, nr, nv = 6, 16, 2
 	name := "sgemmKernel6x16AVX2"
 	TEXT(name, NOSPLIT, sgemmSig)
+	Pragma("noescape")
 	Doc(fmt.Sprintf("%s computes one %d×%d tile of C from packed panels.", name, mr, nr))
 	acc := func(i, v int) reg.VecPhysical { return ymm(i*nv + v) }
 	bv := func(v int) reg.VecPhysical { return ymm(12 + v) }

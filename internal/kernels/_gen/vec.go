@@ -23,6 +23,7 @@ func tailMask(n reg.Register) reg.OpmaskVirtual {
 // 16-lane partial sums.
 func genSdot() {
 	TEXT("sdotAVX512", NOSPLIT, "func(x, y *float32, n int) float32")
+	Pragma("noescape")
 	Doc("sdotAVX512 returns Σ x[i]·y[i] for i < n.")
 	px := Load(Param("x"), GP64())
 	py := Load(Param("y"), GP64())
@@ -86,6 +87,7 @@ func genSdot() {
 // adds alpha·x[i] to y[i] for i < n.
 func genSaxpy() {
 	TEXT("saxpyAVX512", NOSPLIT, "func(alpha float32, x, y *float32, n int)")
+	Pragma("noescape")
 	Doc("saxpyAVX512 adds alpha·x[i] to y[i] for i < n.")
 	al := Load(Param("alpha"), XMM())
 	px := Load(Param("x"), GP64())
