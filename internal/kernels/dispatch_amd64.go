@@ -5,8 +5,10 @@ package kernels
 import "golang.org/x/sys/cpu"
 
 var (
-	avx512Kernel = microKernel{name: "avx512_12x32", mr: 12, nr: 32, kc: 384, mc: 192, nc: 2048, asm: sgemmKernel12x32AVX512pf, half: sgemmKernel12x16AVX512pf}
-	avx2Kernel   = microKernel{name: "avx2_6x16", mr: 6, nr: 16, kc: 256, mc: 144, nc: 2048, asm: sgemmKernel6x16AVX2}
+	avx512Kernel = microKernel{name: "avx512_12x32", mr: 12, nr: 32, kc: 384, mc: 192, nc: 2048,
+		asm: sgemmKernel12x32AVX512, half: sgemmKernel12x16AVX512,
+		ua: sgemmKernel12x32AVX512UA, halfUA: sgemmKernel12x16AVX512UA}
+	avx2Kernel = microKernel{name: "avx2_6x16", mr: 6, nr: 16, kc: 256, mc: 144, nc: 2048, asm: sgemmKernel6x16AVX2}
 )
 
 // hasAVX512 and hasAVX2 tell which assembly kernels this CPU can run.
@@ -26,18 +28,15 @@ var activeKernel = func() microKernel {
 	return goKernel
 }()
 
-// asmKernels returns every assembly micro-kernel this CPU can run, for tests
-// and benchmarks.
+// asmKernels returns every assembly micro-kernel configuration this CPU can
+// run, for tests and benchmarks.
 func asmKernels() []microKernel {
 	var ks []microKernel
 	if hasAVX512 {
-		ks = append(ks, avx512Kernel,
-			microKernel{name: "avx512_12x32nopf", mr: 12, nr: 32, kc: 384, mc: 192, nc: 2048, asm: sgemmKernel12x32AVX512},
-			microKernel{name: "avx512_8x32", mr: 8, nr: 32, kc: 384, mc: 192, nc: 2048, asm: sgemmKernel8x32AVX512},
-			microKernel{name: "avx512_14x32", mr: 14, nr: 32, kc: 384, mc: 196, nc: 2048, asm: sgemmKernel14x32AVX512pf},
-			microKernel{name: "avx512_6x64", mr: 6, nr: 64, kc: 384, mc: 192, nc: 2048, asm: sgemmKernel6x64AVX512pf},
-			microKernel{name: "avx512_8x48", mr: 8, nr: 48, kc: 384, mc: 192, nc: 2016, asm: sgemmKernel8x48AVX512pf},
-		)
+		packedOnly := avx512Kernel
+		packedOnly.name += "_packedA"
+		packedOnly.ua, packedOnly.halfUA = nil, nil
+		ks = append(ks, avx512Kernel, packedOnly)
 	}
 	if hasAVX2 {
 		ks = append(ks, avx2Kernel)

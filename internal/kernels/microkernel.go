@@ -11,7 +11,15 @@ type microKernel struct {
 	// half, when not nil, is the mr×(nr/2) assembly kernel used for the last
 	// micro-panel of B when at most nr/2 columns are left.
 	half asmKernel
+	// ua and halfUA, when not nil, are the same kernels reading the A panel
+	// in place (row-major, stride lda) instead of packed; Sgemm then skips
+	// packing A when it is not transposed.
+	ua, halfUA asmKernelUA
 }
+
+// asmKernelUA is the signature of the generated micro-kernels that read A
+// in place.
+type asmKernelUA func(kc int, a *float32, lda int, b, c *float32, ldc int, beta float32, accum int)
 
 // asmKernel is the signature of the generated micro-kernels.
 type asmKernel func(kc int, a, b, c *float32, ldc int, beta float32, accum int)
@@ -46,6 +54,43 @@ func (kn *microKernel) run(kc, w int, a, b, c []float32, ldc int, beta float32, 
 	f(kc, &a[0], &b[0], &c[0], ldc, beta, acc)
 }
 
+// runUA is run with the A panel read in place: element (i, p) at a[i·lda+p].
+func (kn *microKernel) runUA(kc, w int, a []float32, lda int, b, c []float32, ldc int, beta float32, accum bool) {
+	f := kn.ua
+	if w != kn.nr {
+		f = kn.halfUA
+	}
+	if f == nil || kc == 0 {
+		kernelGoUA(kn.mr, w, kc, a, lda, b, c, ldc, beta, accum)
+		return
+	}
+	acc := 0
+	if accum {
+		acc = 1
+	}
+	_ = c[(kn.mr-1)*ldc+w-1]
+	_ = a[(kn.mr-1)*lda+kc-1]
+	_ = b[kc*w-1]
+	f(kc, &a[0], lda, &b[0], &c[0], ldc, beta, acc)
+}
+
+// kernelGoUA is the plain-Go twin of the kernels that read A in place.
+func kernelGoUA(mr, nr, kc int, a []float32, lda int, b, c []float32, ldc int, beta float32, accum bool) {
+	var accBuf [16 * 64]float32
+	acc := accBuf[:mr*nr]
+	for p := 0; p < kc; p++ {
+		bp := b[p*nr : p*nr+nr]
+		for i := 0; i < mr; i++ {
+			av := a[i*lda+p]
+			row := acc[i*nr : i*nr+nr]
+			for j, bv := range bp {
+				row[j] += av * bv
+			}
+		}
+	}
+	storeTile(mr, nr, acc, c, ldc, beta, accum)
+}
+
 // kernelGo is the plain-Go twin of the assembly micro-kernels: it computes
 // the mr×nr tile of the product of the packed panels a (kc columns of mr
 // values) and b (kc rows of nr values) and stores it into c (row stride ldc),
@@ -67,6 +112,12 @@ func kernelGo(mr, nr, kc int, a, b, c []float32, ldc int, beta float32, accum bo
 			}
 		}
 	}
+	storeTile(mr, nr, acc, c, ldc, beta, accum)
+}
+
+// storeTile writes the mr×nr tile acc to c: c = acc, or c = acc + beta·c
+// when accum is set.
+func storeTile(mr, nr int, acc, c []float32, ldc int, beta float32, accum bool) {
 	for i := 0; i < mr; i++ {
 		row := acc[i*nr : i*nr+nr]
 		dst := c[i*ldc : i*ldc+nr]

@@ -155,26 +155,48 @@ func putWorkspace(ws *workspace) { workspaces.Put(ws) }
 func gemmSerial(ws *workspace, g *gemmArgs) {
 	kn := &activeKernel
 	MR := kn.mr
+	// With an in-place A kernel only a last partial panel of A is packed,
+	// and alpha scales B instead.
+	inPlaceA := !g.transA && kn.ua != nil
+	alphaA, alphaB := g.alpha, float32(1)
+	if inPlaceA {
+		alphaA, alphaB = 1, g.alpha
+	}
 	for jc := 0; jc < g.n; jc += kn.nc {
 		nc := min(kn.nc, g.n-jc)
 		for pc := 0; pc < g.k; pc += kn.kc {
 			kc := min(kn.kc, g.k-pc)
-			packB(ws.b, g.transB, g.b, g.ldb, pc, jc, kc, nc, kn)
+			packB(ws.b, g.transB, g.b, g.ldb, pc, jc, kc, nc, kn, alphaB)
 			beta, accum := g.beta, g.beta != 0
 			if pc > 0 {
 				beta, accum = 1, true
 			}
 			for ic := 0; ic < g.m; ic += kn.mc {
 				mc := min(kn.mc, g.m-ic)
-				packA(ws.a, g.transA, g.a, g.lda, ic, pc, mc, kc, MR, g.alpha)
+				full := 0 // rows served by the in-place kernel
+				if !inPlaceA {
+					packA(ws.a, g.transA, g.a, g.lda, ic, pc, mc, kc, MR, alphaA)
+				} else if full = mc - mc%MR; full < mc {
+					packA(ws.a[full*kc:], false, g.a, g.lda, ic+full, pc, mc-full, kc, MR, alphaA)
+				}
 				for jr := 0; jr < nc; {
 					w := kn.panelWidth(nc - jr)
 					nr := min(w, nc-jr)
 					bp := ws.b[jr*kc : (jr+w)*kc]
 					for ir := 0; ir < mc; ir += MR {
 						mr := min(MR, mc-ir)
-						ap := ws.a[ir*kc : (ir+MR)*kc]
 						off := (ic+ir)*g.ldc + jc + jr
+						if ir < full {
+							a := g.a[(ic+ir)*g.lda+pc:]
+							if nr == w {
+								kn.runUA(kc, w, a, g.lda, bp, g.c[off:], g.ldc, beta, accum)
+							} else {
+								kn.runUA(kc, w, a, g.lda, bp, ws.tmp, w, 0, false)
+								mergeTile(mr, nr, ws.tmp, w, g.c[off:], g.ldc, beta, accum)
+							}
+							continue
+						}
+						ap := ws.a[ir*kc : (ir+MR)*kc]
 						if mr == MR && nr == w {
 							kn.run(kc, w, ap, bp, g.c[off:], g.ldc, beta, accum)
 							continue
@@ -205,11 +227,11 @@ func mergeTile(mr, nr int, t []float32, ldt int, c []float32, ldc int, beta floa
 	}
 }
 
-// packB copies the kc×nc block of op(B) starting at row pc, column jc into
+// packB copies alpha times the kc×nc block of op(B) starting at row pc, column jc into
 // dst as micro-panels of kn.nr columns (the last one may be kn.nr/2 wide,
 // see panelWidth): the panel of columns [jr, jr+NR) is stored row after row
 // at dst[jr·kc:], zero-padded on the right.
-func packB(dst []float32, trans bool, b []float32, ldb, pc, jc, kc, nc int, kn *microKernel) {
+func packB(dst []float32, trans bool, b []float32, ldb, pc, jc, kc, nc int, kn *microKernel, alpha float32) {
 	for jr := 0; jr < nc; {
 		NR := kn.panelWidth(nc - jr)
 		nr := min(NR, nc-jr)
@@ -220,7 +242,13 @@ func packB(dst []float32, trans bool, b []float32, ldb, pc, jc, kc, nc int, kn *
 			for p := 0; p < kc; p++ {
 				src := b[(pc+p)*ldb+j0:]
 				row := panel[p*NR : p*NR+NR]
-				copy(row, src[:nr])
+				if alpha == 1 {
+					copy(row, src[:nr])
+				} else {
+					for j, v := range src[:nr] {
+						row[j] = alpha * v
+					}
+				}
 				clear(row[nr:])
 			}
 			continue
@@ -230,7 +258,7 @@ func packB(dst []float32, trans bool, b []float32, ldb, pc, jc, kc, nc int, kn *
 			src := b[(j0+j)*ldb+pc:]
 			src = src[:kc]
 			for p, v := range src {
-				panel[p*NR+j] = v
+				panel[p*NR+j] = alpha * v
 			}
 		}
 		for j := nr; j < NR; j++ {

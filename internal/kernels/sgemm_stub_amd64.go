@@ -9,35 +9,20 @@ package kernels
 //go:noescape
 func sgemmKernel12x32AVX512(kc int, a *float32, b *float32, c *float32, ldc int, beta float32, accum int)
 
-// sgemmKernel12x32AVX512pf computes one 12×32 tile of C from packed panels.
+// sgemmKernel12x16AVX512 computes one 12×16 tile of C from packed panels.
 //
 //go:noescape
-func sgemmKernel12x32AVX512pf(kc int, a *float32, b *float32, c *float32, ldc int, beta float32, accum int)
+func sgemmKernel12x16AVX512(kc int, a *float32, b *float32, c *float32, ldc int, beta float32, accum int)
 
-// sgemmKernel12x16AVX512pf computes one 12×16 tile of C from packed panels.
+// sgemmKernel12x32AVX512UA computes one 12×32 tile of C from rows of A in place and a packed B panel.
 //
 //go:noescape
-func sgemmKernel12x16AVX512pf(kc int, a *float32, b *float32, c *float32, ldc int, beta float32, accum int)
+func sgemmKernel12x32AVX512UA(kc int, a *float32, lda int, b *float32, c *float32, ldc int, beta float32, accum int)
 
-// sgemmKernel8x32AVX512 computes one 8×32 tile of C from packed panels.
+// sgemmKernel12x16AVX512UA computes one 12×16 tile of C from rows of A in place and a packed B panel.
 //
 //go:noescape
-func sgemmKernel8x32AVX512(kc int, a *float32, b *float32, c *float32, ldc int, beta float32, accum int)
-
-// sgemmKernel14x32AVX512pf computes one 14×32 tile of C from packed panels.
-//
-//go:noescape
-func sgemmKernel14x32AVX512pf(kc int, a *float32, b *float32, c *float32, ldc int, beta float32, accum int)
-
-// sgemmKernel6x64AVX512pf computes one 6×64 tile of C from packed panels.
-//
-//go:noescape
-func sgemmKernel6x64AVX512pf(kc int, a *float32, b *float32, c *float32, ldc int, beta float32, accum int)
-
-// sgemmKernel8x48AVX512pf computes one 8×48 tile of C from packed panels.
-//
-//go:noescape
-func sgemmKernel8x48AVX512pf(kc int, a *float32, b *float32, c *float32, ldc int, beta float32, accum int)
+func sgemmKernel12x16AVX512UA(kc int, a *float32, lda int, b *float32, c *float32, ldc int, beta float32, accum int)
 
 // sgemmKernel6x16AVX2 computes one 6×16 tile of C from packed panels.
 //

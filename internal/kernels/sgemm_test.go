@@ -222,6 +222,51 @@ func TestKernelsMatchGo(t *testing.T) {
 	}
 }
 
+// TestKernelsUAMatchGo compares the assembly kernels that read A in place
+// with kernelGoUA.
+func TestKernelsUAMatchGo(t *testing.T) {
+	r := rand.New(rand.NewPCG(13, 14))
+	for _, kn := range asmKernels() {
+		if kn.ua == nil {
+			continue
+		}
+		t.Run(kn.name, func(t *testing.T) {
+			for it := 0; it < 200; it++ {
+				w := kn.nr
+				if it%2 == 1 {
+					w = kn.nr / 2
+				}
+				kc := r.IntN(70)
+				if it%10 == 0 {
+					kc = 300 + r.IntN(200)
+				}
+				lda := kc + r.IntN(5)
+				ldc := w + r.IntN(9)
+				a := randSlice(r, max(kn.mr*lda, 1))
+				b := randSlice(r, max(kc*w, 1))
+				c := randSlice(r, kn.mr*ldc)
+				accum := r.IntN(2) == 1
+				beta := float32(r.NormFloat64())
+				want := append([]float32(nil), c...)
+				kernelGoUA(kn.mr, w, kc, a, lda, b, want, ldc, beta, accum)
+				kn.runUA(kc, w, a, lda, b, c, ldc, beta, accum)
+				for i := range c {
+					gv, wv := float64(c[i]), float64(want[i])
+					if i%ldc >= w {
+						if gv != wv {
+							t.Fatalf("kc=%d: padding %d changed", kc, i)
+						}
+						continue
+					}
+					if math.IsNaN(gv) || math.Abs(gv-wv) > 1e-5*math.Sqrt(float64(kc)+1)*(1+math.Abs(wv)) {
+						t.Fatalf("kc=%d w=%d lda=%d accum=%v: c[%d] = %v, want %v", kc, w, lda, accum, i, gv, wv)
+					}
+				}
+			}
+		})
+	}
+}
+
 // TestSgemmAllKernels runs random products through every micro-kernel.
 func TestSgemmAllKernels(t *testing.T) {
 	saved := activeKernel
@@ -297,6 +342,9 @@ var benchShapes = []struct {
 	{"linear_M4096_N320_K320_transB", true, 4096, 320, 320},
 	{"attn_M4096_N4096_K40_transB", true, 4096, 4096, 40},
 	{"attn_M4096_N77_K80_transB", true, 4096, 77, 80},
+	{"attnPV_M4096_N40_K4096", false, 4096, 40, 4096},
+	{"ff_M4096_N2560_K320_transB", true, 4096, 2560, 320},
+	{"small_M77_N768_K768_transB", true, 77, 768, 768},
 }
 
 func benchGemm(b *testing.B, transB bool, m, n, k int) {

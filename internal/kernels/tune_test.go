@@ -77,7 +77,7 @@ func BenchmarkPack(b *testing.B) {
 				if trans {
 					ld = 2048
 				}
-				packB(ws.b, trans, src, ld, (i%7)*kn.kc, 0, kn.kc, nc, kn)
+				packB(ws.b, trans, src, ld, (i%7)*kn.kc, 0, kn.kc, nc, kn, 1)
 				n += nc * kn.kc
 			}
 			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(n), "ns/elem")

@@ -15,12 +15,9 @@ func main() {
 	}
 	ConstraintExpr("!noasm")
 	genSgemmAVX512(12, 2, false)
+	genSgemmAVX512(12, 1, false)
 	genSgemmAVX512(12, 2, true)
 	genSgemmAVX512(12, 1, true)
-	genSgemmAVX512(8, 2, false)
-	genSgemmAVX512(14, 2, true)
-	genSgemmAVX512(6, 4, true)
-	genSgemmAVX512(8, 3, true)
 	genSgemmAVX2()
 	genElementwiseAll()
 	genSdot()

@@ -26,33 +26,92 @@ func ymm(i int) reg.VecPhysical {
 	}[i]
 }
 
-const sgemmSig = "func(kc int, a, b, c *float32, ldc int, beta float32, accum int)"
+const (
+	sgemmSig   = "func(kc int, a, b, c *float32, ldc int, beta float32, accum int)"
+	sgemmSigUA = "func(kc int, a *float32, lda int, b, c *float32, ldc int, beta float32, accum int)"
+)
 
-// genSgemmAVX512 emits an mr×(16·nv) micro-kernel. For p < kc it reads column
-// p of the packed A panel at a[p*mr:], row p of the packed B panel at
-// b[p*nr:], accumulates the outer products in registers, and then writes the
-// tile to c (row stride ldc elements): c = acc when accum == 0, otherwise
-// c = acc + beta*c. A is read with embedded broadcasts, so all registers but
+// genSgemmAVX512 emits an mr×(16·nv) micro-kernel. For p < kc it reads
+// column p of the A panel, row p of the packed B panel at b[p·nr:],
+// accumulates the outer products in registers, and then writes the tile to c
+// (row stride ldc elements): c = acc when accum == 0, otherwise
+// c = acc + beta·c. A is read with embedded broadcasts, so all registers but
 // nv hold accumulators.
-func genSgemmAVX512(mr, nv int, prefetchC bool) {
+//
+// With unpackedA the A panel is read in place, element (i, p) at
+// a[i·lda + p] (the kernel is named …UA and takes lda); otherwise it is
+// packed, element (i, p) at a[p·mr + i].
+func genSgemmAVX512(mr, nv int, unpackedA bool) {
 	nr := 16 * nv
-	if mr*nv+nv > 32 {
+	if mr*nv+nv > 32 || mr > 15 {
 		panic("too many registers")
 	}
 	name := fmt.Sprintf("sgemmKernel%dx%dAVX512", mr, nr)
-	if prefetchC {
-		name += "pf"
+	sig := sgemmSig
+	if unpackedA {
+		name += "UA"
+		sig = sgemmSigUA
 	}
-	TEXT(name, NOSPLIT, sgemmSig)
+	TEXT(name, NOSPLIT, sig)
 	Pragma("noescape")
-	Doc(fmt.Sprintf("%s computes one %d×%d tile of C from packed panels.", name, mr, nr))
+	if unpackedA {
+		Doc(fmt.Sprintf("%s computes one %d×%d tile of C from rows of A in place and a packed B panel.", name, mr, nr))
+	} else {
+		Doc(fmt.Sprintf("%s computes one %d×%d tile of C from packed panels.", name, mr, nr))
+	}
 	acc := func(i, v int) reg.VecPhysical { return zmm(nv + i*nv + v) }
 	bv := func(v int) reg.VecPhysical { return zmm(v) }
 
 	kc := Load(Param("kc"), GP64())
-	pa := Load(Param("a"), GP64())
 	pb := Load(Param("b"), GP64())
-	if prefetchC {
+	// aElem returns the address of A element (i, p) relative to the current
+	// position of the A pointers.
+	var aElem func(i, p int) Mem
+	var advanceA func(p int)
+	if unpackedA {
+		// Rows 0-4, 5-9 and 10-14 hang off three base registers with
+		// offsets 0, lda, 2·lda, 3·lda, 4·lda.
+		lda := Load(Param("lda"), GP64())
+		SHLQ(Imm(2), lda)
+		lda3 := GP64()
+		LEAQ(Mem{Base: lda, Index: lda, Scale: 2}, lda3)
+		var bases []reg.GPVirtual
+		for r := 0; r < mr; r += 5 {
+			p := GP64()
+			if r == 0 {
+				Load(Param("a"), p)
+			} else {
+				LEAQ(Mem{Base: bases[len(bases)-1], Index: lda, Scale: 4}, p)
+				ADDQ(lda, p)
+			}
+			bases = append(bases, p)
+		}
+		aElem = func(i, p int) Mem {
+			base := bases[i/5]
+			switch i % 5 {
+			case 0:
+				return Mem{Base: base, Disp: 4 * p}
+			case 1:
+				return Mem{Base: base, Index: lda, Scale: 1, Disp: 4 * p}
+			case 2:
+				return Mem{Base: base, Index: lda, Scale: 2, Disp: 4 * p}
+			case 3:
+				return Mem{Base: base, Index: lda3, Scale: 1, Disp: 4 * p}
+			default:
+				return Mem{Base: base, Index: lda, Scale: 4, Disp: 4 * p}
+			}
+		}
+		advanceA = func(p int) {
+			for _, b := range bases {
+				ADDQ(U32(4*p), b)
+			}
+		}
+	} else {
+		pa := Load(Param("a"), GP64())
+		aElem = func(i, p int) Mem { return Mem{Base: pa, Disp: 4 * (p*mr + i)} }
+		advanceA = func(p int) { ADDQ(U32(4*p*mr), pa) }
+	}
+	{
 		// Bring the C tile towards L1 while the products run.
 		p := Load(Param("c"), GP64())
 		ld := Load(Param("ldc"), GP64())
@@ -79,20 +138,24 @@ func genSgemmAVX512(mr, nv int, prefetchC bool) {
 		}
 		for i := 0; i < mr; i++ {
 			for v := 0; v < nv; v++ {
-				VFMADD231PS_BCST(Mem{Base: pa, Disp: 4 * (u*mr + i)}, bv(v), acc(i, v))
+				VFMADD231PS_BCST(aElem(i, u), bv(v), acc(i, v))
 			}
 		}
 	}
 	CMPQ(kc, Imm(unroll))
 	JL(LabelRef(name + "_tail"))
 	Label(name + "_loop4")
-	PREFETCHT0(Mem{Base: pa, Disp: 4 * mr * 16})
+	if !unpackedA {
+		PREFETCHT0(aElem(0, 16))
+	}
 	step(0)
 	step(1)
-	PREFETCHT0(Mem{Base: pa, Disp: 4*mr*16 + 64})
+	if !unpackedA {
+		PREFETCHT0(Mem{Base: aElem(0, 16).Base, Disp: 4*mr*16 + 64})
+	}
 	step(2)
 	step(3)
-	ADDQ(U32(4*unroll*mr), pa)
+	advanceA(unroll)
 	ADDQ(U32(4*unroll*nr), pb)
 	SUBQ(Imm(unroll), kc)
 	CMPQ(kc, Imm(unroll))
@@ -103,7 +166,7 @@ func genSgemmAVX512(mr, nv int, prefetchC bool) {
 	JZ(LabelRef(name + "_store"))
 	Label(name + "_loop1")
 	step(0)
-	ADDQ(U32(4*mr), pa)
+	advanceA(1)
 	ADDQ(U32(4*nr), pb)
 	DECQ(kc)
 	JNZ(LabelRef(name + "_loop1"))
