@@ -154,7 +154,8 @@ func decodeI64(dst []int64, src []byte) {
 }
 
 // HalfToFloat32 converts float16 values given as their bit patterns to float32, using the
-// same table (and goroutines for large inputs) as the reader. len(dst) must be len(src).
+// same table (and goroutines for large inputs) as the reader. It panics unless
+// len(dst) == len(src).
 func HalfToFloat32(dst []float32, src []uint16) {
 	if len(dst) != len(src) {
 		panic("weights: HalfToFloat32: length mismatch")
