@@ -43,3 +43,6 @@ func asmKernels() []microKernel {
 	}
 	return ks
 }
+
+// useTranspose selects the AVX-512 16×16 transpose for packing Bᵀ.
+var useTranspose = hasAVX512

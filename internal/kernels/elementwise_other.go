@@ -10,3 +10,12 @@ func geluAVX512(x *float32, n int) { panic("unreachable") }
 
 func sdotAVX512(x, y *float32, n int) float32         { panic("unreachable") }
 func saxpyAVX512(alpha float32, x, y *float32, n int) { panic("unreachable") }
+
+const useTranspose = false
+
+func transpose16x16AVX512(dst *float32, dstStride int, src *float32, srcStride int, alpha float32) {
+	panic("unreachable")
+}
+
+func copyPanel16AVX512(dst, src *float32, ld, rows int, alpha float32) { panic("unreachable") }
+func copyPanel32AVX512(dst, src *float32, ld, rows int, alpha float32) { panic("unreachable") }

@@ -239,6 +239,15 @@ func packB(dst []float32, trans bool, b []float32, ldb, pc, jc, kc, nc int, kn *
 		j0 := jc + jr
 		jr += NR
 		if !trans {
+			if useTranspose && nr == NR && (NR == 16 || NR == 32) {
+				_ = b[(pc+kc-1)*ldb+j0+NR-1]
+				if NR == 32 {
+					copyPanel32AVX512(&panel[0], &b[pc*ldb+j0], ldb, kc, alpha)
+				} else {
+					copyPanel16AVX512(&panel[0], &b[pc*ldb+j0], ldb, kc, alpha)
+				}
+				continue
+			}
 			for p := 0; p < kc; p++ {
 				src := b[(pc+p)*ldb+j0:]
 				row := panel[p*NR : p*NR+NR]
@@ -254,6 +263,10 @@ func packB(dst []float32, trans bool, b []float32, ldb, pc, jc, kc, nc int, kn *
 			continue
 		}
 		// op(B)[p][j] = b[j·ldb + p]: each stored row is one column of the panel.
+		if useTranspose && nr == NR && NR%16 == 0 && kc >= 16 {
+			packBTransposed(panel, b, ldb, j0, pc, kc, NR, alpha)
+			continue
+		}
 		for j := 0; j < nr; j++ {
 			src := b[(j0+j)*ldb+pc:]
 			src = src[:kc]
@@ -428,5 +441,45 @@ func packA12(panel, a []float32, lda, kc int, alpha float32) {
 		d[0], d[1], d[2], d[3] = alpha*r0[p], alpha*r1[p], alpha*r2[p], alpha*r3[p]
 		d[4], d[5], d[6], d[7] = alpha*r4[p], alpha*r5[p], alpha*r6[p], alpha*r7[p]
 		d[8], d[9], d[10], d[11] = alpha*r8[p], alpha*r9[p], alpha*r10[p], alpha*r11[p]
+	}
+}
+
+// packBTransposed is the transposing branch of packB for a full panel of NR
+// columns (a multiple of 16), in 16×16 blocks transposed in registers.
+func packBTransposed(panel, b []float32, ldb, j0, pc, kc, NR int, alpha float32) {
+	_ = b[(j0+NR-1)*ldb+pc+kc-1]
+	_ = panel[kc*NR-1]
+	k16 := kc &^ 15
+	for jj := 0; jj < NR; jj += 16 {
+		for pp := 0; pp < k16; pp += 16 {
+			transpose16x16(panel[pp*NR+jj:], NR, b[(j0+jj)*ldb+pc+pp:], ldb, alpha)
+		}
+	}
+	for j := 0; j < NR; j++ {
+		src := b[(j0+j)*ldb+pc+k16 : (j0+j)*ldb+pc+kc]
+		for p, v := range src {
+			panel[(k16+p)*NR+j] = alpha * v
+		}
+	}
+}
+
+// transpose16x16 writes alpha times the transpose of the 16×16 block of src
+// (row stride srcStride) to dst (row stride dstStride).
+func transpose16x16(dst []float32, dstStride int, src []float32, srcStride int, alpha float32) {
+	_ = dst[15*dstStride+15]
+	_ = src[15*srcStride+15]
+	if useTranspose {
+		transpose16x16AVX512(&dst[0], dstStride, &src[0], srcStride, alpha)
+		return
+	}
+	transpose16x16Go(dst, dstStride, src, srcStride, alpha)
+}
+
+// transpose16x16Go is the plain-Go twin of transpose16x16AVX512.
+func transpose16x16Go(dst []float32, dstStride int, src []float32, srcStride int, alpha float32) {
+	for i := 0; i < 16; i++ {
+		for j := 0; j < 16; j++ {
+			dst[j*dstStride+i] = alpha * src[i*srcStride+j]
+		}
 	}
 }

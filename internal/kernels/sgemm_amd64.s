@@ -1777,3 +1777,228 @@ saxpy_tail:
 saxpy_done:
 	VZEROUPPER
 	RET
+
+// func transpose16x16AVX512(dst *float32, dstStride int, src *float32, srcStride int, alpha float32)
+// Requires: AVX, AVX512F, SSE
+TEXT ·transpose16x16AVX512(SB), NOSPLIT, $0-36
+	MOVQ         dst+0(FP), AX
+	MOVQ         dstStride+8(FP), CX
+	MOVQ         src+16(FP), DX
+	MOVQ         srcStride+24(FP), BX
+	SHLQ         $0x02, CX
+	SHLQ         $0x02, BX
+	MOVSS        alpha+32(FP), X0
+	VBROADCASTSS X0, Z0
+	VMOVUPS      (DX), Z1
+	ADDQ         BX, DX
+	VMOVUPS      (DX), Z2
+	ADDQ         BX, DX
+	VMOVUPS      (DX), Z3
+	ADDQ         BX, DX
+	VMOVUPS      (DX), Z4
+	ADDQ         BX, DX
+	VMOVUPS      (DX), Z5
+	ADDQ         BX, DX
+	VMOVUPS      (DX), Z6
+	ADDQ         BX, DX
+	VMOVUPS      (DX), Z7
+	ADDQ         BX, DX
+	VMOVUPS      (DX), Z8
+	ADDQ         BX, DX
+	VMOVUPS      (DX), Z9
+	ADDQ         BX, DX
+	VMOVUPS      (DX), Z10
+	ADDQ         BX, DX
+	VMOVUPS      (DX), Z11
+	ADDQ         BX, DX
+	VMOVUPS      (DX), Z12
+	ADDQ         BX, DX
+	VMOVUPS      (DX), Z13
+	ADDQ         BX, DX
+	VMOVUPS      (DX), Z14
+	ADDQ         BX, DX
+	VMOVUPS      (DX), Z15
+	ADDQ         BX, DX
+	VMOVUPS      (DX), Z16
+	VUNPCKLPS    Z2, Z1, Z17
+	VUNPCKHPS    Z2, Z1, Z1
+	VUNPCKLPS    Z4, Z3, Z2
+	VUNPCKHPS    Z4, Z3, Z3
+	VUNPCKLPS    Z6, Z5, Z4
+	VUNPCKHPS    Z6, Z5, Z5
+	VUNPCKLPS    Z8, Z7, Z6
+	VUNPCKHPS    Z8, Z7, Z7
+	VUNPCKLPS    Z10, Z9, Z8
+	VUNPCKHPS    Z10, Z9, Z9
+	VUNPCKLPS    Z12, Z11, Z10
+	VUNPCKHPS    Z12, Z11, Z11
+	VUNPCKLPS    Z14, Z13, Z12
+	VUNPCKHPS    Z14, Z13, Z13
+	VUNPCKLPS    Z16, Z15, Z14
+	VUNPCKHPS    Z16, Z15, Z15
+	VUNPCKLPD    Z2, Z17, Z16
+	VUNPCKHPD    Z2, Z17, Z2
+	VUNPCKLPD    Z3, Z1, Z17
+	VUNPCKHPD    Z3, Z1, Z1
+	VUNPCKLPD    Z6, Z4, Z3
+	VUNPCKHPD    Z6, Z4, Z4
+	VUNPCKLPD    Z7, Z5, Z6
+	VUNPCKHPD    Z7, Z5, Z5
+	VUNPCKLPD    Z10, Z8, Z7
+	VUNPCKHPD    Z10, Z8, Z8
+	VUNPCKLPD    Z11, Z9, Z10
+	VUNPCKHPD    Z11, Z9, Z9
+	VUNPCKLPD    Z14, Z12, Z11
+	VUNPCKHPD    Z14, Z12, Z12
+	VUNPCKLPD    Z15, Z13, Z14
+	VUNPCKHPD    Z15, Z13, Z13
+	VSHUFF32X4   $0x44, Z3, Z16, Z15
+	VSHUFF32X4   $0xee, Z3, Z16, Z3
+	VSHUFF32X4   $0x44, Z11, Z7, Z16
+	VSHUFF32X4   $0xee, Z11, Z7, Z7
+	VSHUFF32X4   $0x88, Z16, Z15, Z11
+	VMULPS       Z0, Z11, Z11
+	IMUL3Q       $0x00, CX, DX
+	ADDQ         AX, DX
+	VMOVUPS      Z11, (DX)
+	VSHUFF32X4   $0xdd, Z16, Z15, Z11
+	VMULPS       Z0, Z11, Z11
+	IMUL3Q       $0x04, CX, DX
+	ADDQ         AX, DX
+	VMOVUPS      Z11, (DX)
+	VSHUFF32X4   $0x88, Z7, Z3, Z11
+	VMULPS       Z0, Z11, Z11
+	IMUL3Q       $0x08, CX, DX
+	ADDQ         AX, DX
+	VMOVUPS      Z11, (DX)
+	VSHUFF32X4   $0xdd, Z7, Z3, Z3
+	VMULPS       Z0, Z3, Z3
+	IMUL3Q       $0x0c, CX, DX
+	ADDQ         AX, DX
+	VMOVUPS      Z3, (DX)
+	VSHUFF32X4   $0x44, Z4, Z2, Z3
+	VSHUFF32X4   $0xee, Z4, Z2, Z2
+	VSHUFF32X4   $0x44, Z12, Z8, Z4
+	VSHUFF32X4   $0xee, Z12, Z8, Z7
+	VSHUFF32X4   $0x88, Z4, Z3, Z8
+	VMULPS       Z0, Z8, Z8
+	IMUL3Q       $0x01, CX, DX
+	ADDQ         AX, DX
+	VMOVUPS      Z8, (DX)
+	VSHUFF32X4   $0xdd, Z4, Z3, Z3
+	VMULPS       Z0, Z3, Z3
+	IMUL3Q       $0x05, CX, DX
+	ADDQ         AX, DX
+	VMOVUPS      Z3, (DX)
+	VSHUFF32X4   $0x88, Z7, Z2, Z3
+	VMULPS       Z0, Z3, Z3
+	IMUL3Q       $0x09, CX, DX
+	ADDQ         AX, DX
+	VMOVUPS      Z3, (DX)
+	VSHUFF32X4   $0xdd, Z7, Z2, Z2
+	VMULPS       Z0, Z2, Z2
+	IMUL3Q       $0x0d, CX, DX
+	ADDQ         AX, DX
+	VMOVUPS      Z2, (DX)
+	VSHUFF32X4   $0x44, Z6, Z17, Z2
+	VSHUFF32X4   $0xee, Z6, Z17, Z3
+	VSHUFF32X4   $0x44, Z14, Z10, Z4
+	VSHUFF32X4   $0xee, Z14, Z10, Z6
+	VSHUFF32X4   $0x88, Z4, Z2, Z7
+	VMULPS       Z0, Z7, Z7
+	IMUL3Q       $0x02, CX, DX
+	ADDQ         AX, DX
+	VMOVUPS      Z7, (DX)
+	VSHUFF32X4   $0xdd, Z4, Z2, Z2
+	VMULPS       Z0, Z2, Z2
+	IMUL3Q       $0x06, CX, DX
+	ADDQ         AX, DX
+	VMOVUPS      Z2, (DX)
+	VSHUFF32X4   $0x88, Z6, Z3, Z2
+	VMULPS       Z0, Z2, Z2
+	IMUL3Q       $0x0a, CX, DX
+	ADDQ         AX, DX
+	VMOVUPS      Z2, (DX)
+	VSHUFF32X4   $0xdd, Z6, Z3, Z2
+	VMULPS       Z0, Z2, Z2
+	IMUL3Q       $0x0e, CX, DX
+	ADDQ         AX, DX
+	VMOVUPS      Z2, (DX)
+	VSHUFF32X4   $0x44, Z5, Z1, Z2
+	VSHUFF32X4   $0xee, Z5, Z1, Z1
+	VSHUFF32X4   $0x44, Z13, Z9, Z3
+	VSHUFF32X4   $0xee, Z13, Z9, Z4
+	VSHUFF32X4   $0x88, Z3, Z2, Z5
+	VMULPS       Z0, Z5, Z5
+	IMUL3Q       $0x03, CX, DX
+	ADDQ         AX, DX
+	VMOVUPS      Z5, (DX)
+	VSHUFF32X4   $0xdd, Z3, Z2, Z2
+	VMULPS       Z0, Z2, Z2
+	IMUL3Q       $0x07, CX, DX
+	ADDQ         AX, DX
+	VMOVUPS      Z2, (DX)
+	VSHUFF32X4   $0x88, Z4, Z1, Z2
+	VMULPS       Z0, Z2, Z2
+	IMUL3Q       $0x0b, CX, DX
+	ADDQ         AX, DX
+	VMOVUPS      Z2, (DX)
+	VSHUFF32X4   $0xdd, Z4, Z1, Z1
+	VMULPS       Z0, Z1, Z1
+	IMUL3Q       $0x0f, CX, CX
+	ADDQ         AX, CX
+	VMOVUPS      Z1, (CX)
+	VZEROUPPER
+	RET
+
+// func copyPanel16AVX512(dst *float32, src *float32, ld int, rows int, alpha float32)
+// Requires: AVX, AVX512F, SSE
+TEXT ·copyPanel16AVX512(SB), NOSPLIT, $0-36
+	MOVQ         dst+0(FP), AX
+	MOVQ         src+8(FP), CX
+	MOVQ         ld+16(FP), DX
+	SHLQ         $0x02, DX
+	MOVQ         rows+24(FP), BX
+	MOVSS        alpha+32(FP), X0
+	VBROADCASTSS X0, Z0
+	TESTQ        BX, BX
+	JZ           copyPanel16AVX512_done
+
+copyPanel16AVX512_loop:
+	VMULPS  (CX), Z0, Z1
+	VMOVUPS Z1, (AX)
+	ADDQ    DX, CX
+	ADDQ    $0x00000040, AX
+	DECQ    BX
+	JNZ     copyPanel16AVX512_loop
+
+copyPanel16AVX512_done:
+	VZEROUPPER
+	RET
+
+// func copyPanel32AVX512(dst *float32, src *float32, ld int, rows int, alpha float32)
+// Requires: AVX, AVX512F, SSE
+TEXT ·copyPanel32AVX512(SB), NOSPLIT, $0-36
+	MOVQ         dst+0(FP), AX
+	MOVQ         src+8(FP), CX
+	MOVQ         ld+16(FP), DX
+	SHLQ         $0x02, DX
+	MOVQ         rows+24(FP), BX
+	MOVSS        alpha+32(FP), X0
+	VBROADCASTSS X0, Z0
+	TESTQ        BX, BX
+	JZ           copyPanel32AVX512_done
+
+copyPanel32AVX512_loop:
+	VMULPS  (CX), Z0, Z1
+	VMOVUPS Z1, (AX)
+	VMULPS  64(CX), Z0, Z1
+	VMOVUPS Z1, 64(AX)
+	ADDQ    DX, CX
+	ADDQ    $0x00000080, AX
+	DECQ    BX
+	JNZ     copyPanel32AVX512_loop
+
+copyPanel32AVX512_done:
+	VZEROUPPER
+	RET

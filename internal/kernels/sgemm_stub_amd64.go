@@ -53,3 +53,18 @@ func sdotAVX512(x *float32, y *float32, n int) float32
 //
 //go:noescape
 func saxpyAVX512(alpha float32, x *float32, y *float32, n int)
+
+// transpose16x16AVX512 writes alpha times the transpose of a 16×16 block of src to dst.
+//
+//go:noescape
+func transpose16x16AVX512(dst *float32, dstStride int, src *float32, srcStride int, alpha float32)
+
+// copyPanel16AVX512 copies alpha times rows of a strided matrix into a packed panel.
+//
+//go:noescape
+func copyPanel16AVX512(dst *float32, src *float32, ld int, rows int, alpha float32)
+
+// copyPanel32AVX512 copies alpha times rows of a strided matrix into a packed panel.
+//
+//go:noescape
+func copyPanel32AVX512(dst *float32, src *float32, ld int, rows int, alpha float32)

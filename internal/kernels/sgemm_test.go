@@ -399,8 +399,24 @@ func BenchmarkSgemmKernels(b *testing.B) {
 	for _, kn := range asmKernels() {
 		activeKernel = kn
 		workspaces = syncPoolReset()
-		for _, s := range benchShapes[:3] {
+		for _, s := range benchShapes {
 			b.Run(fmt.Sprintf("%s/%s", kn.name, s.name), func(b *testing.B) { benchGemm(b, s.transB, s.m, s.n, s.k) })
+		}
+	}
+}
+
+func TestTranspose16(t *testing.T) {
+	r := rand.New(rand.NewPCG(15, 16))
+	for _, strides := range [][2]int{{16, 16}, {32, 20}, {17, 100}} {
+		src := randSlice(r, 16*strides[1])
+		got := randSlice(r, 16*strides[0])
+		want := append([]float32(nil), got...)
+		transpose16x16(got, strides[0], src, strides[1], -1.5)
+		transpose16x16Go(want, strides[0], src, strides[1], -1.5)
+		for i := range got {
+			if got[i] != want[i] {
+				t.Fatalf("strides %v: element %d = %v, want %v", strides, i, got[i], want[i])
+			}
 		}
 	}
 }

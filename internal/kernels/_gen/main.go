@@ -22,5 +22,8 @@ func main() {
 	genElementwiseAll()
 	genSdot()
 	genSaxpy()
+	genTranspose16()
+	genCopyPanel(1)
+	genCopyPanel(2)
 	Generate()
 }
