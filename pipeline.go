@@ -167,9 +167,6 @@ func Load(dir string) (*Pipeline, error) {
 	if p.unet, err = unet.New(ucfg, uw); err != nil {
 		return nil, fmt.Errorf("sdxs: %w", err)
 	}
-	if ucfg.CrossAttentionDim != tcfg.HiddenSize {
-		return nil, fmt.Errorf("sdxs: unet cross_attention_dim %d does not match the text encoder's hidden_size %d", ucfg.CrossAttentionDim, tcfg.HiddenSize)
-	}
 
 	if d, err = comp("vae"); err != nil {
 		return nil, err
@@ -177,9 +174,6 @@ func Load(dir string) (*Pipeline, error) {
 	vcfg, err := weights.LoadTinyVAEConfig(filepath.Join(d, "config.json"))
 	if err != nil {
 		return nil, fmt.Errorf("sdxs: %w", err)
-	}
-	if vcfg.LatentChannels != ucfg.OutChannels {
-		return nil, fmt.Errorf("sdxs: vae latent_channels %d does not match the unet's out_channels %d", vcfg.LatentChannels, ucfg.OutChannels)
 	}
 	vw, err := p.open(d)
 	if err != nil {
@@ -199,6 +193,9 @@ func Load(dir string) (*Pipeline, error) {
 	if p.schedCfg, err = sampler.ParseConfig(data); err != nil {
 		return nil, fmt.Errorf("sdxs: %s: %w", filepath.Join(d, "scheduler_config.json"), err)
 	}
+	if err := p.check(); err != nil {
+		return nil, err
+	}
 	if err := p.initScheduler(); err != nil {
 		return nil, err
 	}
@@ -207,6 +204,55 @@ func Load(dir string) (*Pipeline, error) {
 	}
 	ok = true
 	return p, nil
+}
+
+// Parts are the components of a pipeline, for building one from models made in code (such as
+// full-size models with random weights for benchmarks) rather than from a folder.
+type Parts struct {
+	Tokenizer   *tokenizer.Tokenizer
+	TextEncoder *textenc.Model
+	UNet        *unet.Model
+	VAE         *vae.Tiny
+	Scheduler   sampler.Config
+}
+
+// New assembles a pipeline from its parts, checking that they fit together.
+func New(parts Parts) (*Pipeline, error) {
+	if parts.Tokenizer == nil || parts.TextEncoder == nil || parts.UNet == nil || parts.VAE == nil {
+		return nil, errors.New("sdxs: New needs a tokenizer, a text encoder, a UNet and a VAE")
+	}
+	p := &Pipeline{tok: parts.Tokenizer, text: parts.TextEncoder, unet: parts.UNet, vae: parts.VAE, schedCfg: parts.Scheduler}
+	if err := p.check(); err != nil {
+		return nil, err
+	}
+	if err := p.initScheduler(); err != nil {
+		return nil, err
+	}
+	if err := p.text.Prepare(); err != nil {
+		return nil, fmt.Errorf("sdxs: %w", err)
+	}
+	return p, nil
+}
+
+// check verifies that the components fit together.
+func (p *Pipeline) check() error {
+	ucfg, tcfg, vcfg := p.unet.Config(), p.text.Config(), p.vae.Config()
+	if ucfg.CrossAttentionDim != tcfg.HiddenSize {
+		return fmt.Errorf("sdxs: unet cross_attention_dim %d does not match the text encoder's hidden_size %d", ucfg.CrossAttentionDim, tcfg.HiddenSize)
+	}
+	if vcfg.LatentChannels != ucfg.OutChannels || ucfg.InChannels != ucfg.OutChannels {
+		return fmt.Errorf("sdxs: vae latent_channels %d does not match the unet's in_channels %d and out_channels %d", vcfg.LatentChannels, ucfg.InChannels, ucfg.OutChannels)
+	}
+	if p.tok.MaxLength() != p.text.SeqLen() {
+		return fmt.Errorf("sdxs: the tokenizer's model_max_length %d does not match the text encoder's max_position_embeddings %d", p.tok.MaxLength(), p.text.SeqLen())
+	}
+	if p.text.SeqLen() != 77 {
+		return fmt.Errorf("sdxs: text encoder max_position_embeddings %d: only 77 is supported", p.text.SeqLen())
+	}
+	if f := p.vae.UpscaleFactor(); f != 8 {
+		return fmt.Errorf("sdxs: the VAE upscales by %d, want 8", f)
+	}
+	return nil
 }
 
 // initScheduler fixes the one-step schedule: the timestep and the σ of its single step.
@@ -265,6 +311,24 @@ func (p *Pipeline) Warm(width, height int) error {
 	return nil
 }
 
+// MACs returns the multiply-adds of convolutions and linear layers in each stage of a
+// width×height generation (attention products are not counted). It builds the graphs for that
+// size if needed; a stage whose graph cannot be built counts 0.
+func (p *Pipeline) MACs(width, height int) map[Stage]int64 {
+	f := p.vae.UpscaleFactor()
+	out := map[Stage]int64{}
+	if m, _, err := p.text.MACs(); err == nil {
+		out[StageTextEncoder] = m
+	}
+	if m, _, err := p.unet.MACs(height/f, width/f); err == nil {
+		out[StageUNet] = m
+	}
+	if m, err := p.vae.MACs(height/f, width/f); err == nil {
+		out[StageVAEDecoder] = m
+	}
+	return out
+}
+
 func checkSize(width, height int) error {
 	for _, d := range []struct {
 		name string
@@ -291,9 +355,6 @@ func (p *Pipeline) Generate(ctx context.Context, req Request) (*Result, error) {
 		return nil, err
 	}
 	f := p.vae.UpscaleFactor()
-	if f != 8 {
-		return nil, fmt.Errorf("sdxs: the VAE upscales by %d, want 8", f)
-	}
 	lh, lw := h/f, w/f
 	res := &Result{Seed: req.Seed, Width: w, Height: h, Timings: make(map[Stage]time.Duration)}
 	stage := func(s Stage, fn func() error) error {

@@ -49,6 +49,16 @@ func (m *Model) Prepare() error {
 	return err
 }
 
+// MACs returns the multiply-adds of one encoding: in linear layers, and in attention.
+func (m *Model) MACs() (linear, attention int64, err error) {
+	p, err := m.program(false)
+	if err != nil {
+		return 0, 0, err
+	}
+	linear, attention = p.MACs()
+	return linear, attention, nil
+}
+
 // Encode returns the last hidden state [SeqLen, hidden_size] for the token ids.
 func (m *Model) Encode(ctx context.Context, ids []int64) ([]float32, error) {
 	outs, err := m.run(ctx, ids, false)

@@ -63,6 +63,17 @@ func (m *Model) Prepare(h, w int, control bool) error {
 	return err
 }
 
+// MACs returns the multiply-adds of one forward pass on an h×w latent: in convolutions and
+// linear layers, and in attention products. It builds the graph for that size if needed.
+func (m *Model) MACs(h, w int) (convLinear, attention int64, err error) {
+	p, err := m.program(progKey{h: h, w: w})
+	if err != nil {
+		return 0, 0, err
+	}
+	convLinear, attention = p.MACs()
+	return convLinear, attention, nil
+}
+
 // Unused lists the tensors of the weights that no graph built so far has used.
 func (m *Model) Unused() []string { return m.params.Unused("", nil) }
 
@@ -325,25 +336,31 @@ func (g *graph) build(b *nn.Builder, h, w int, control bool) *nn.Node {
 	}
 
 	// 6. post-process
-	x = b.GroupNorm("conv_norm_out", x, cfg.NormNumGroups, cfg.NormEps, true)
-	g.tap(b, "conv_norm_out", x)
+	x = g.normSiLU(b, "conv_norm_out", x)
 	x = b.ConvLayer("conv_out", x, cfg.OutChannels, cfg.ConvOutKernel, 1, (cfg.ConvOutKernel-1)/2, true)
 	return x
+}
+
+// normSiLU is GroupNorm followed by SiLU, fused into one op except when tracing (where the
+// module path names the GroupNorm's own output).
+func (g *graph) normSiLU(b *nn.Builder, name string, x *nn.Node) *nn.Node {
+	if !g.trace {
+		return b.GroupNorm(name, x, g.cfg.NormNumGroups, g.cfg.NormEps, true)
+	}
+	h := g.tap(b, name, b.GroupNorm(name, x, g.cfg.NormNumGroups, g.cfg.NormEps, false))
+	return b.Act(nn.ActSiLU, h)
 }
 
 // resnet is ResnetBlock2D with the time embedding: norm1, SiLU, conv1, + time_emb_proj,
 // norm2, SiLU, conv2, plus the input (through conv_shortcut when the channels change).
 func (g *graph) resnet(b *nn.Builder, x *nn.Node, out int) *nn.Node {
-	cfg := g.cfg
 	in := x.Shape()[0]
-	h := b.GroupNorm("norm1", x, cfg.NormNumGroups, cfg.NormEps, true)
-	g.tap(b, "norm1", h)
+	h := g.normSiLU(b, "norm1", x)
 	h = b.ConvLayer("conv1", h, out, 3, 1, 1, true)
 	g.tap(b, "conv1", h)
 	t := b.LinearLayer("time_emb_proj", g.temb, out, true)
 	h = b.AddChannel(h, t)
-	h = b.GroupNorm("norm2", h, cfg.NormNumGroups, cfg.NormEps, true)
-	g.tap(b, "norm2", h)
+	h = g.normSiLU(b, "norm2", h)
 	h = b.ConvLayer("conv2", h, out, 3, 1, 1, true)
 	g.tap(b, "conv2", h)
 	if in != out {

@@ -53,6 +53,16 @@ func (t *Tiny) Prepare(h, w int) error {
 	return err
 }
 
+// MACs returns the multiply-adds of decoding an h×w latent (all in convolutions).
+func (t *Tiny) MACs(h, w int) (int64, error) {
+	p, err := t.program(h, w, false)
+	if err != nil {
+		return 0, err
+	}
+	c, _ := p.MACs()
+	return c, nil
+}
+
 // Decode turns x₀ [latent_channels, h, w] (already divided by the scaling factor) into an
 // image [out_channels, H, W] in [-1, 1] (before clamping).
 func (t *Tiny) Decode(ctx context.Context, latents []float32, h, w int) ([]float32, error) {

@@ -126,7 +126,11 @@ func OpenFolder(dir string) (*Folder, error) {
 		return nil, fmt.Errorf("weights: %w", err)
 	}
 	for _, e := range entries {
-		if _, known := f.comps[e.Name()]; known || !e.IsDir() || strings.HasPrefix(e.Name(), ".") {
+		if _, known := f.comps[e.Name()]; known || strings.HasPrefix(e.Name(), ".") {
+			continue
+		}
+		// Follow symbolic links: a component folder may be a link to a shared copy.
+		if st, err := os.Stat(filepath.Join(dir, e.Name())); err != nil || !st.IsDir() {
 			continue
 		}
 		if comp, ok := probeComponent(filepath.Join(dir, e.Name())); ok {

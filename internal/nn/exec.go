@@ -264,3 +264,19 @@ func (p *Program) OutputNames() []string {
 	sort.Strings(out)
 	return out
 }
+
+// MACs returns the multiply-adds of one run: those of convolutions and linear layers, and
+// those of attention score and value products.
+func (p *Program) MACs() (convLinear, attention int64) {
+	for _, s := range p.steps {
+		switch k := s.o.k.(type) {
+		case *convKernel:
+			convLinear += int64(k.cout) * int64(k.cin*k.k*k.k) * int64(k.ho*k.wo)
+		case *linearKernel:
+			convLinear += int64(k.n) * int64(k.in) * int64(k.out)
+		case *attentionKernel:
+			attention += 2 * int64(k.nq) * int64(k.nk) * int64(k.c)
+		}
+	}
+	return convLinear, attention
+}

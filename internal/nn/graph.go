@@ -63,7 +63,15 @@ func (p *Params) Get(name string, shape []int) (*tensor.Dense, error) {
 		}
 		return v, nil
 	}
-	data, got, err := p.src.Float32(name)
+	var data []float32
+	var got []int
+	var err error
+	if ss, ok := p.src.(ShapedSource); ok {
+		data, err = ss.Float32Shaped(name, shape)
+		got = shape
+	} else {
+		data, got, err = p.src.Float32(name)
+	}
 	if err != nil {
 		return nil, &MissingError{Name: name, Err: err}
 	}
@@ -195,8 +203,15 @@ func (b *Builder) Param(name string, shape ...int) *Node {
 
 // Has reports whether the weights hold the parameter name under this builder's prefix.
 func (b *Builder) Has(name string) bool {
-	_, _, err := b.st.params.src.Float32(b.Path(name))
-	return err == nil
+	if _, ok := b.st.params.src.(ShapedSource); ok {
+		return true
+	}
+	for _, n := range b.st.params.src.Names() {
+		if n == b.Path(name) {
+			return true
+		}
+	}
+	return false
 }
 
 // Input declares a graph input, set before every run with Program.SetInput.

@@ -1,0 +1,269 @@
+// Command bench times the whole text-to-image pipeline on full-size SDXS-512 models.
+//
+// With -preset it builds the released architectures (sdxs-512-dreamshaper, sdxs-512-0.9) from
+// built-in configurations and deterministic random weights, so no download is needed: run time
+// does not depend on the weights' values. With -model it loads a real model folder instead.
+// After one warm-up run it generates -runs pictures and prints, per stage, the median time, the
+// arithmetic rate (counting the multiply-adds of convolutions and linear layers as two flops)
+// and its share of this machine class's floor of 230 GFLOP/s. With -json the last line is one
+// JSON object with the medians and the peak resident memory of the process.
+//
+//	go run ./examples/bench -preset sdxs-512-dreamshaper -runs 5
+package main
+
+import (
+	"bufio"
+	"context"
+	"embed"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"path"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/sdxs-go/sdxs"
+	"github.com/sdxs-go/sdxs/internal/nn"
+	"github.com/sdxs-go/sdxs/sampler"
+	"github.com/sdxs-go/sdxs/textenc"
+	"github.com/sdxs-go/sdxs/tokenizer"
+	"github.com/sdxs-go/sdxs/unet"
+	"github.com/sdxs-go/sdxs/vae"
+	"github.com/sdxs-go/sdxs/weights"
+)
+
+//go:embed presets
+var presets embed.FS
+
+// floorGFLOPS is the float32 rate this machine class cannot exceed (../shared/DESIGN.md).
+const floorGFLOPS = 230.0
+
+func main() {
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+}
+
+type report struct {
+	Preset       string  `json:"preset"`
+	Width        int     `json:"width"`
+	Height       int     `json:"height"`
+	Threads      int     `json:"threads"`
+	TextEncoderS float64 `json:"text_encoder_s"`
+	UNetS        float64 `json:"unet_s"`
+	VAEDecoderS  float64 `json:"vae_decoder_s"`
+	TotalS       float64 `json:"total_s"`
+	UNetGFLOPS   float64 `json:"unet_gflops"`
+	PeakRSSBytes int64   `json:"peak_rss_bytes"`
+}
+
+func run() error {
+	var (
+		preset  = flag.String("preset", "sdxs-512-dreamshaper", "built-in architecture with random weights: sdxs-512-dreamshaper or sdxs-512-0.9")
+		model   = flag.String("model", "", "real model folder (overrides -preset)")
+		runs    = flag.Int("runs", 5, "timed runs after one warm-up")
+		width   = flag.Int("width", 512, "width in pixels")
+		height  = flag.Int("height", 512, "height in pixels")
+		threads = flag.Int("threads", runtime.GOMAXPROCS(0), "threads (GOMAXPROCS)")
+		asJSON  = flag.Bool("json", false, "print a JSON summary as the last line")
+		prompt  = flag.String("prompt", "a photo of an astronaut riding a horse on the moon", "prompt")
+	)
+	flag.Parse()
+	if *runs < 1 {
+		return errors.New("-runs must be at least 1")
+	}
+	runtime.GOMAXPROCS(*threads)
+
+	loadStart := time.Now()
+	var p *sdxs.Pipeline
+	var err error
+	name := *preset
+	if *model != "" {
+		name = path.Base(*model)
+		p, err = sdxs.Load(*model)
+	} else {
+		p, err = fromPreset(*preset)
+	}
+	if err != nil {
+		return err
+	}
+	defer p.Close()
+	if err := p.Warm(*width, *height); err != nil {
+		return err
+	}
+	fmt.Printf("%s: loaded and built graphs in %.2f s, %d threads, %d×%d\n", name, time.Since(loadStart).Seconds(), *threads, *width, *height)
+
+	ctx := context.Background()
+	req := sdxs.Request{Prompt: *prompt, Seed: 42, Width: *width, Height: *height}
+	if _, err := p.Generate(ctx, req); err != nil { // warm-up
+		return err
+	}
+	times := map[sdxs.Stage][]float64{}
+	var totals []float64
+	for i := 0; i < *runs; i++ {
+		req.Seed = uint64(i)
+		start := time.Now()
+		res, err := p.Generate(ctx, req)
+		if err != nil {
+			return err
+		}
+		totals = append(totals, time.Since(start).Seconds())
+		for s, d := range res.Timings {
+			times[s] = append(times[s], d.Seconds())
+		}
+	}
+
+	macs := p.MACs(*width, *height)
+	fmt.Printf("\n%-14s %10s %12s %10s %8s\n", "stage", "median s", "GMAC", "GFLOP/s", "floor")
+	for _, s := range []sdxs.Stage{sdxs.StageTokenize, sdxs.StageTextEncoder, sdxs.StageNoise, sdxs.StageUNet, sdxs.StageVAEDecoder} {
+		med := median(times[s])
+		m := macs[s]
+		if m == 0 {
+			fmt.Printf("%-14s %10.4f\n", s, med)
+			continue
+		}
+		g := 2 * float64(m) / 1e9 / med
+		fmt.Printf("%-14s %10.4f %12.1f %10.1f %7.0f%%\n", s, med, float64(m)/1e9, g, 100*g/floorGFLOPS)
+	}
+	fmt.Printf("%-14s %10.4f\n", "total", median(totals))
+	rss := peakRSS()
+	fmt.Printf("peak RSS %.2f GiB\n", float64(rss)/(1<<30))
+	if *asJSON {
+		r := report{
+			Preset: name, Width: *width, Height: *height, Threads: *threads,
+			TextEncoderS: median(times[sdxs.StageTextEncoder]),
+			UNetS:        median(times[sdxs.StageUNet]),
+			VAEDecoderS:  median(times[sdxs.StageVAEDecoder]),
+			TotalS:       median(totals),
+			PeakRSSBytes: rss,
+		}
+		r.UNetGFLOPS = 2 * float64(macs[sdxs.StageUNet]) / 1e9 / r.UNetS
+		b, err := json.Marshal(r)
+		if err != nil {
+			return err
+		}
+		fmt.Println(string(b))
+	}
+	return nil
+}
+
+func median(v []float64) float64 {
+	if len(v) == 0 {
+		return 0
+	}
+	s := slices.Clone(v)
+	slices.Sort(s)
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}
+
+// peakRSS returns the process's peak resident set size (VmHWM), or 0 where /proc is missing.
+func peakRSS() int64 {
+	f, err := os.Open("/proc/self/status")
+	if err != nil {
+		return 0
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if rest, ok := strings.CutPrefix(sc.Text(), "VmHWM:"); ok {
+			kb, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(rest), "kB")), 10, 64)
+			if err == nil {
+				return kb * 1024
+			}
+		}
+	}
+	return 0
+}
+
+// fromPreset builds a full-size pipeline of a released architecture with random weights.
+func fromPreset(name string) (*sdxs.Pipeline, error) {
+	read := func(file string) ([]byte, error) {
+		b, err := presets.ReadFile("presets/" + name + "/" + file)
+		if err != nil {
+			return nil, fmt.Errorf("unknown preset %q (have sdxs-512-dreamshaper, sdxs-512-0.9)", name)
+		}
+		return b, nil
+	}
+	data, err := read("unet.json")
+	if err != nil {
+		return nil, err
+	}
+	ucfg, err := weights.ParseUNetConfig(data)
+	if err != nil {
+		return nil, err
+	}
+	if data, err = read("text_encoder.json"); err != nil {
+		return nil, err
+	}
+	tcfg, err := weights.ParseCLIPTextConfig(data)
+	if err != nil {
+		return nil, err
+	}
+	if data, err = read("vae.json"); err != nil {
+		return nil, err
+	}
+	vcfg, err := weights.ParseTinyVAEConfig(data)
+	if err != nil {
+		return nil, err
+	}
+	if data, err = read("scheduler.json"); err != nil {
+		return nil, err
+	}
+	scfg, err := sampler.ParseConfig(data)
+	if err != nil {
+		return nil, err
+	}
+	tok, err := byteTokenizer()
+	if err != nil {
+		return nil, err
+	}
+	te, err := textenc.New(tcfg, &nn.RandomSource{Seed: 1})
+	if err != nil {
+		return nil, err
+	}
+	u, err := unet.New(ucfg, &nn.RandomSource{Seed: 2})
+	if err != nil {
+		return nil, err
+	}
+	v, err := vae.NewTiny(vcfg, &nn.RandomSource{Seed: 3})
+	if err != nil {
+		return nil, err
+	}
+	return sdxs.New(sdxs.Parts{Tokenizer: tok, TextEncoder: te, UNet: u, VAE: v, Scheduler: scfg})
+}
+
+// byteTokenizer is a CLIP tokenizer with the byte alphabet and no merges: the real vocabulary
+// is not needed to time the models, only 77 token ids.
+func byteTokenizer() (*tokenizer.Tokenizer, error) {
+	// GPT-2's byte-to-symbol table: printable bytes stand for themselves, the others map to
+	// U+0100 onwards.
+	var syms []string
+	next := 0
+	for b := 0; b < 256; b++ {
+		if (b >= '!' && b <= '~') || (b >= 0xA1 && b <= 0xAC) || (b >= 0xAE && b <= 0xFF) {
+			syms = append(syms, string(rune(b)))
+		} else {
+			syms = append(syms, string(rune(256+next)))
+			next++
+		}
+	}
+	vocab := map[string]int{}
+	for _, s := range syms {
+		vocab[s] = len(vocab)
+	}
+	for _, s := range syms {
+		vocab[s+"</w>"] = len(vocab)
+	}
+	vocab["<|startoftext|>"] = len(vocab)
+	vocab["<|endoftext|>"] = len(vocab)
+	return tokenizer.New(vocab, nil, tokenizer.Options{})
+}
