@@ -1,40 +1,10 @@
 package nn
 
+import "github.com/sdxs-go/sdxs/internal/kernels"
+
 // sgemm computes C = alpha·op(A)·op(B) + beta·C for row-major matrices (BLAS semantics, C is
-// m×n). It is the single entry point of the package's matrix products.
+// m×n). It is the single entry point of the package's matrix products: the packed, blocked,
+// parallel SGEMM of internal/kernels with its AVX-512 / AVX2 micro-kernels.
 func sgemm(transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
-	parallelFor(m, 4, func(lo, hi int) {
-		row := make([]float32, n)
-		for i := lo; i < hi; i++ {
-			clear(row)
-			for p := 0; p < k; p++ {
-				var av float32
-				if transA {
-					av = a[p*lda+i]
-				} else {
-					av = a[i*lda+p]
-				}
-				if transB {
-					for j := 0; j < n; j++ {
-						row[j] += av * b[j*ldb+p]
-					}
-				} else {
-					br := b[p*ldb : p*ldb+n]
-					for j, bv := range br {
-						row[j] += av * bv
-					}
-				}
-			}
-			cr := c[i*ldc : i*ldc+n]
-			if beta == 0 {
-				for j := range cr {
-					cr[j] = alpha * row[j]
-				}
-			} else {
-				for j := range cr {
-					cr[j] = alpha*row[j] + beta*cr[j]
-				}
-			}
-		}
-	})
+	kernels.Sgemm(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
 }
