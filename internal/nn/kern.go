@@ -115,15 +115,18 @@ func (c *convKernel) im2col(x, col []float32, p0, n int) {
 				} else {
 					srow := src[iy*c.w : (iy+1)*c.w]
 					if c.stride == 1 {
-						// Input columns ox+kx−pad … for run outputs; pad the edges with zeros.
-						base := kx - c.pad
-						for j := 0; j < run; j++ {
-							ix := ox + j + base
-							if ix >= 0 && ix < c.w {
-								dst[i+j] = srow[ix]
-							} else {
-								dst[i+j] = 0
-							}
+						// Output column ox+j reads input column ox+j+kx−pad: one copy for the
+						// part inside the row, zeros for the padding at either end.
+						d := dst[i : i+run]
+						off := ox + kx - c.pad
+						lo := max(0, -off)
+						hi := min(run, c.w-off)
+						if hi <= lo {
+							clear(d)
+						} else {
+							clear(d[:lo])
+							copy(d[lo:hi], srow[off+lo:off+hi])
+							clear(d[hi:])
 						}
 					} else {
 						for j := 0; j < run; j++ {
