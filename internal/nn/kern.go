@@ -2,6 +2,8 @@ package nn
 
 import (
 	"math"
+
+	"github.com/sdxs-go/sdxs/internal/kernels"
 	"runtime"
 	"sync"
 )
@@ -288,10 +290,12 @@ func softmaxRow(row []float32) {
 			m = v
 		}
 	}
+	for i := range row {
+		row[i] -= m
+	}
+	kernels.ExpInPlace(row)
 	var sum float64
-	for i, v := range row {
-		e := float32(math.Exp(float64(v - m)))
-		row[i] = e
+	for _, e := range row {
 		sum += float64(e)
 	}
 	inv := float32(1 / sum)
@@ -341,15 +345,17 @@ func (u unaryKernel) run(out []float32, in [][]float32, _ []float32) {
 }
 
 func siluSlice(dst, src []float32) {
-	for i, v := range src {
-		dst[i] = v / (1 + float32(math.Exp(float64(-v))))
+	if len(src) > 0 && &dst[0] != &src[0] {
+		copy(dst, src)
 	}
+	kernels.SiLUInPlace(dst[:len(src)])
 }
 
 func geluSlice(dst, src []float32) {
-	for i, v := range src {
-		dst[i] = float32(0.5 * float64(v) * (1 + math.Erf(float64(v)/math.Sqrt2)))
+	if len(src) > 0 && &dst[0] != &src[0] {
+		copy(dst, src)
 	}
+	kernels.GELUInPlace(dst[:len(src)])
 }
 
 func quickGELUSlice(dst, src []float32) {
