@@ -33,45 +33,43 @@ func (kn *microKernel) panelWidth(rem int) int {
 	return kn.nr
 }
 
+// Store modes of the micro-kernels.
+const (
+	storeOverwrite  = 0 // c = acc
+	storeAccumulate = 1 // c = acc + beta·c
+)
+
 // run computes one mr×w tile (w is nr, or nr/2 when half is set):
-// c = Σ_p a[p·mr:]⊗b[p·w:] (accum false) or c = that + beta·c (accum true).
-func (kn *microKernel) run(kc, w int, a, b, c []float32, ldc int, beta float32, accum bool) {
+// c = Σ_p a[p·mr:]⊗b[p·w:], stored as mode says.
+func (kn *microKernel) run(kc, w int, a, b, c []float32, ldc int, beta float32, mode int) {
 	f := kn.asm
 	if w != kn.nr {
 		f = kn.half
 	}
 	if f == nil || kc == 0 {
-		kernelGo(kn.mr, w, kc, a, b, c, ldc, beta, accum)
+		kernelGo(kn.mr, w, kc, a, b, c, ldc, beta, mode == storeAccumulate)
 		return
-	}
-	acc := 0
-	if accum {
-		acc = 1
 	}
 	_ = c[(kn.mr-1)*ldc+w-1]
 	_ = a[kc*kn.mr-1]
 	_ = b[kc*w-1]
-	f(kc, &a[0], &b[0], &c[0], ldc, beta, acc)
+	f(kc, &a[0], &b[0], &c[0], ldc, beta, mode)
 }
 
 // runUA is run with the A panel read in place: element (i, p) at a[i·lda+p].
-func (kn *microKernel) runUA(kc, w int, a []float32, lda int, b, c []float32, ldc int, beta float32, accum bool) {
+func (kn *microKernel) runUA(kc, w int, a []float32, lda int, b, c []float32, ldc int, beta float32, mode int) {
 	f := kn.ua
 	if w != kn.nr {
 		f = kn.halfUA
 	}
 	if f == nil || kc == 0 {
-		kernelGoUA(kn.mr, w, kc, a, lda, b, c, ldc, beta, accum)
+		kernelGoUA(kn.mr, w, kc, a, lda, b, c, ldc, beta, mode == storeAccumulate)
 		return
-	}
-	acc := 0
-	if accum {
-		acc = 1
 	}
 	_ = c[(kn.mr-1)*ldc+w-1]
 	_ = a[(kn.mr-1)*lda+kc-1]
 	_ = b[kc*w-1]
-	f(kc, &a[0], lda, &b[0], &c[0], ldc, beta, acc)
+	f(kc, &a[0], lda, &b[0], &c[0], ldc, beta, mode)
 }
 
 // kernelGoUA is the plain-Go twin of the kernels that read A in place.

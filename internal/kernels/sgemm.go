@@ -140,7 +140,7 @@ func getWorkspace() *workspace {
 	}
 	kn := &activeKernel
 	return &workspace{
-		a:   make([]float32, kn.mc*kn.kc),
+		a:   make([]float32, kn.mc*(kn.kc+16)),
 		b:   make([]float32, kn.kc*kn.nc),
 		tmp: make([]float32, kn.mr*kn.nr),
 	}
@@ -171,13 +171,34 @@ func gemmSerial(ws *workspace, g *gemmArgs) {
 			if pc > 0 {
 				beta, accum = 1, true
 			}
+			mode := storeOverwrite
+			if accum {
+				mode = storeAccumulate
+			}
 			for ic := 0; ic < g.m; ic += kn.mc {
 				mc := min(kn.mc, g.m-ic)
 				full := 0 // rows served by the in-place kernel
+				aRows, lda, aOff := g.a, g.lda, ic*g.lda+pc
 				if !inPlaceA {
 					packA(ws.a, g.transA, g.a, g.lda, ic, pc, mc, kc, MR, alphaA)
-				} else if full = mc - mc%MR; full < mc {
-					packA(ws.a[full*kc:], false, g.a, g.lda, ic+full, pc, mc-full, kc, MR, alphaA)
+				} else {
+					full = mc - mc%MR
+					if padAliasedA && g.lda%512 == 0 {
+						// Rows 2 KB apart or a multiple of that fall in a few
+						// L1 sets; copy them to a buffer with an odd stride.
+						lda = kc + 16
+						for i := 0; i < full; i++ {
+							copy(ws.a[i*lda:i*lda+kc], g.a[(ic+i)*g.lda+pc:])
+						}
+						aRows, aOff = ws.a, 0
+					}
+					if full < mc {
+						packA(ws.a[full*(kc+16):], false, g.a, g.lda, ic+full, pc, mc-full, kc, MR, alphaA)
+					}
+				}
+				apk := ws.a
+				if inPlaceA {
+					apk = ws.a[full*(kc+16)-full*kc:]
 				}
 				for jr := 0; jr < nc; {
 					w := kn.panelWidth(nc - jr)
@@ -187,21 +208,21 @@ func gemmSerial(ws *workspace, g *gemmArgs) {
 						mr := min(MR, mc-ir)
 						off := (ic+ir)*g.ldc + jc + jr
 						if ir < full {
-							a := g.a[(ic+ir)*g.lda+pc:]
+							a := aRows[aOff+ir*lda:]
 							if nr == w {
-								kn.runUA(kc, w, a, g.lda, bp, g.c[off:], g.ldc, beta, accum)
+								kn.runUA(kc, w, a, lda, bp, g.c[off:], g.ldc, beta, mode)
 							} else {
-								kn.runUA(kc, w, a, g.lda, bp, ws.tmp, w, 0, false)
+								kn.runUA(kc, w, a, lda, bp, ws.tmp, w, 0, storeOverwrite)
 								mergeTile(mr, nr, ws.tmp, w, g.c[off:], g.ldc, beta, accum)
 							}
 							continue
 						}
-						ap := ws.a[ir*kc : (ir+MR)*kc]
+						ap := apk[ir*kc : (ir+MR)*kc]
 						if mr == MR && nr == w {
-							kn.run(kc, w, ap, bp, g.c[off:], g.ldc, beta, accum)
+							kn.run(kc, w, ap, bp, g.c[off:], g.ldc, beta, mode)
 							continue
 						}
-						kn.run(kc, w, ap, bp, ws.tmp, w, 0, false)
+						kn.run(kc, w, ap, bp, ws.tmp, w, 0, storeOverwrite)
 						mergeTile(mr, nr, ws.tmp, w, g.c[off:], g.ldc, beta, accum)
 					}
 					jr += w
@@ -483,3 +504,7 @@ func transpose16x16Go(dst []float32, dstStride int, src []float32, srcStride int
 		}
 	}
 }
+
+// padAliasedA enables copying A rows whose stride is a multiple of 2 KB
+// (a variable for benchmarks).
+var padAliasedA = true

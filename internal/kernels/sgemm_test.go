@@ -128,7 +128,7 @@ func TestSgemmShapes(t *testing.T) {
 	r := rand.New(rand.NewPCG(5, 6))
 	for _, s := range []struct{ m, n, k int }{
 		{1, 1, 1}, {1, 1280, 320}, {1, 37, 1}, {1, 77, 1000}, {77, 1, 200}, {300, 1, 3},
-		{77, 768, 768}, {512, 77, 80}, {5, 3, 0}, {0, 4, 4}, {4, 0, 4}, {33, 65, 1}, {2, 2, 2},
+		{77, 768, 768}, {512, 77, 80}, {50, 40, 1024}, {30, 70, 512}, {25, 17, 2048}, {5, 3, 0}, {0, 4, 4}, {4, 0, 4}, {33, 65, 1}, {2, 2, 2},
 	} {
 		for _, tA := range []bool{false, true} {
 			for _, tB := range []bool{false, true} {
@@ -204,7 +204,7 @@ func TestKernelsMatchGo(t *testing.T) {
 				}
 				want := append([]float32(nil), c...)
 				kernelGo(kn.mr, w, kc, a, b, want, ldc, beta, accum)
-				kn.run(kc, w, a, b, c, ldc, beta, accum)
+				kn.run(kc, w, a, b, c, ldc, beta, boolMode(accum))
 				for i := range c {
 					gv, wv := float64(c[i]), float64(want[i])
 					if i%ldc >= w {
@@ -249,7 +249,7 @@ func TestKernelsUAMatchGo(t *testing.T) {
 				beta := float32(r.NormFloat64())
 				want := append([]float32(nil), c...)
 				kernelGoUA(kn.mr, w, kc, a, lda, b, want, ldc, beta, accum)
-				kn.runUA(kc, w, a, lda, b, c, ldc, beta, accum)
+				kn.runUA(kc, w, a, lda, b, c, ldc, beta, boolMode(accum))
 				for i := range c {
 					gv, wv := float64(c[i]), float64(want[i])
 					if i%ldc >= w {
@@ -385,7 +385,7 @@ func BenchmarkKernel(b *testing.B) {
 			a, bb := randSlice(r, kc*kn.mr), randSlice(r, kc*kn.nr)
 			c := make([]float32, kn.mr*kn.nr)
 			for i := 0; i < b.N; i++ {
-				kn.run(kc, kn.nr, a, bb, c, kn.nr, 0, false)
+				kn.run(kc, kn.nr, a, bb, c, kn.nr, 0, storeOverwrite)
 			}
 			b.ReportMetric(2*float64(kc*kn.mr*kn.nr)*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
 		})
@@ -419,4 +419,11 @@ func TestTranspose16(t *testing.T) {
 			}
 		}
 	}
+}
+
+func boolMode(accum bool) int {
+	if accum {
+		return storeAccumulate
+	}
+	return storeOverwrite
 }

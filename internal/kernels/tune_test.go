@@ -84,3 +84,18 @@ func BenchmarkPack(b *testing.B) {
 		})
 	}
 }
+
+func BenchmarkPadAliasedA(b *testing.B) {
+	for _, on := range []bool{true, false} {
+		b.Run(fmt.Sprint(on), func(b *testing.B) {
+			padAliasedA = on
+			defer func() { padAliasedA = true }()
+			benchGemm(b, false, 4096, 40, 4096)
+		})
+		b.Run(fmt.Sprint(on, "_1024"), func(b *testing.B) {
+			padAliasedA = on
+			defer func() { padAliasedA = true }()
+			benchGemm(b, false, 4096, 40, 1024)
+		})
+	}
+}
