@@ -4,6 +4,9 @@ import (
 	"context"
 	"testing"
 
+	"gorgonia.org/gorgonia"
+	"gorgonia.org/tensor"
+
 	"github.com/sdxs-go/sdxs/internal/nn"
 	"github.com/sdxs-go/sdxs/weights"
 )
@@ -48,3 +51,46 @@ func benchUNet(b *testing.B, h, w int) {
 // BenchmarkUNet512 runs the full-size SDXS-512-DreamShaper UNet on a 64×64 latent (random
 // weights; time does not depend on their values).
 func BenchmarkUNet512(b *testing.B) { benchUNet(b, 64, 64) }
+
+// BenchmarkUNet512TapeMachine runs the same graph as BenchmarkUNet512 under Gorgonia's
+// TapeMachine instead of the planned Program: the same ops, but every intermediate value (and
+// every op's scratch) is allocated afresh on each run. The difference is the cost of
+// Gorgonia's machine.
+func BenchmarkUNet512TapeMachine(b *testing.B) {
+	cfg, err := weights.ParseUNetConfig([]byte(dreamshaperUNet))
+	if err != nil {
+		b.Fatal(err)
+	}
+	m, err := New(cfg, &nn.RandomSource{Seed: 1})
+	if err != nil {
+		b.Fatal(err)
+	}
+	prog, err := m.program(progKey{h: 64, w: 64})
+	if err != nil {
+		b.Fatal(err)
+	}
+	g := prog.Graph()
+	set := func(name string, v []float32, shape ...int) {
+		n := g.ByName("input:" + name)
+		if len(n) != 1 {
+			b.Fatalf("input %s not found", name)
+		}
+		if err := gorgonia.Let(n[0], tensor.New(tensor.WithShape(shape...), tensor.WithBacking(v))); err != nil {
+			b.Fatal(err)
+		}
+	}
+	set("sample", make([]float32, 4*64*64), 4, 64, 64)
+	set("text", make([]float32, 77*768), 77, 768)
+	set("time_proj", timestepEmbedding(999, 320, true, 0), 1, 320)
+	vm := gorgonia.NewTapeMachine(g)
+	defer vm.Close()
+	macs, _ := prog.MACs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if err := vm.RunAll(); err != nil {
+			b.Fatal(err)
+		}
+		vm.Reset()
+	}
+	b.ReportMetric(2*float64(macs)*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
+}

@@ -231,6 +231,7 @@ func (b *Builder) Graph() *gorgonia.ExprGraph { return b.st.g }
 
 // Build describes a graph with fn, which returns its named outputs, and compiles it.
 func Build(params *Params, fn func(b *Builder) map[string]*Node) (prog *Program, err error) {
+	useFastBLAS()
 	st := &buildState{g: gorgonia.NewGraph(), params: params, inputs: make(map[string]*Node), kids: make(map[int64][]*Node)}
 	defer func() {
 		if r := recover(); r != nil {

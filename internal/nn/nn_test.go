@@ -330,3 +330,32 @@ func TestRunCancelled(t *testing.T) {
 	require.ErrorIs(t, err, context.Canceled)
 	require.ErrorContains(t, prog.Run(context.Background(), map[string][]float32{"x": {1}}, nil), `input "x"`)
 }
+
+// TestGorgoniaUsesFastSgemm checks that Gorgonia's own matrix product, run by its TapeMachine,
+// goes through the fast SGEMM and gives the right numbers.
+func TestGorgoniaUsesFastSgemm(t *testing.T) {
+	useFastBLAS()
+	r := rand.New(rand.NewPCG(13, 14))
+	m, k, n := 37, 29, 41
+	a, b := randn(r, m*k), randn(r, k*n)
+	g := gorgonia.NewGraph()
+	an := gorgonia.NewMatrix(g, tensor.Float32, gorgonia.WithShape(m, k), gorgonia.WithValue(tensor.New(tensor.WithShape(m, k), tensor.WithBacking(a))))
+	bn := gorgonia.NewMatrix(g, tensor.Float32, gorgonia.WithShape(k, n), gorgonia.WithValue(tensor.New(tensor.WithShape(k, n), tensor.WithBacking(b))))
+	cn, err := gorgonia.Mul(an, bn)
+	require.NoError(t, err)
+	vm := gorgonia.NewTapeMachine(g)
+	defer vm.Close()
+	require.NoError(t, vm.RunAll())
+	got := cn.Value().(*tensor.Dense).Float32s()
+	_, isFast := gorgonia.WhichBLAS().(fastBLAS)
+	require.True(t, isFast)
+	for i := 0; i < m; i++ {
+		for j := 0; j < n; j++ {
+			var s float64
+			for p := 0; p < k; p++ {
+				s += float64(a[i*k+p]) * float64(b[p*n+j])
+			}
+			require.InDelta(t, s, got[i*n+j], 1e-4)
+		}
+	}
+}
