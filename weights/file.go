@@ -119,6 +119,7 @@ func (f *File) Float32(name string) ([]float32, []int, error) {
 	}
 	dst := make([]float32, t.NumElements())
 	decodeFloat(dst, raw, t.DType)
+	dropPages(f.data, raw)
 	return dst, slices.Clone(t.Shape), nil
 }
 
@@ -133,6 +134,7 @@ func (f *File) Float32Into(name string, dst []float32) error {
 		return fmt.Errorf("weights: %s: tensor %q has %d elements (shape %v), destination has %d", f.path, name, n, t.Shape, len(dst))
 	}
 	decodeFloat(dst, raw, t.DType)
+	dropPages(f.data, raw)
 	return nil
 }
 

@@ -7,7 +7,9 @@ import (
 	"io"
 	"math"
 	"os"
+	"sync"
 	"syscall"
+	"unsafe"
 )
 
 // mapFile maps the whole file read-only. Files too small to hold a header are read instead
@@ -40,10 +42,39 @@ func mapFile(path string) ([]byte, func([]byte) error, error) {
 	if err != nil {
 		return nil, nil, fmt.Errorf("weights: %s: mmap: %w", path, err)
 	}
+	mappedFiles.Store(&data[0], true)
 	return data, func(b []byte) error {
+		mappedFiles.Delete(&b[0])
 		if err := syscall.Munmap(b); err != nil {
 			return fmt.Errorf("weights: %s: munmap: %w", path, err)
 		}
 		return nil
 	}, nil
 }
+
+// dropPages tells the kernel that this process no longer needs the pages wholly inside b, a
+// part of a read-only file mapping whose values have been copied out: they leave the process's
+// resident set (and come back from the page cache if read again), so a converted weight is not
+// held twice.
+func dropPages(data, b []byte) {
+	if len(b) == 0 || len(data) == 0 {
+		return
+	}
+	if _, ok := mappedFiles.Load(&data[0]); !ok {
+		return
+	}
+	page := uintptr(os.Getpagesize())
+	start := uintptr(unsafe.Pointer(&b[0]))
+	end := start + uintptr(len(b))
+	lo := (start + page - 1) &^ (page - 1)
+	hi := end &^ (page - 1)
+	if hi <= lo {
+		return
+	}
+	off := lo - start
+	_ = syscall.Madvise(b[off:off+(hi-lo)], syscall.MADV_DONTNEED)
+}
+
+// mappedFiles records the first byte of every live mapping, so that dropPages never advises
+// memory that was read into the heap.
+var mappedFiles sync.Map
