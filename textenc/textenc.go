@@ -150,13 +150,11 @@ func layer(b *nn.Builder, x *nn.Node, cfg *weights.CLIPTextConfig) *nn.Node {
 	k := b.LinearLayer("self_attn.k_proj", h, d, true)
 	v := b.LinearLayer("self_attn.v_proj", h, d, true)
 	a := b.Attention(q, k, v, cfg.NumAttentionHeads, true)
-	a = b.LinearLayer("self_attn.out_proj", a, d, true)
-	x = b.Add(x, a)
+	x = b.LinearResidual("self_attn.out_proj", a, d, true, x)
 	h = b.LayerNorm("layer_norm2", x, cfg.LayerNormEps)
 	h = b.LinearLayer("mlp.fc1", h, cfg.IntermediateSize, true)
 	h = b.Act(activation(cfg.HiddenAct), h)
-	h = b.LinearLayer("mlp.fc2", h, d, true)
-	return b.Add(x, h)
+	return b.LinearResidual("mlp.fc2", h, d, true, x)
 }
 
 func activation(name string) string {

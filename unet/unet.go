@@ -355,18 +355,24 @@ func (g *graph) normSiLU(b *nn.Builder, name string, x *nn.Node) *nn.Node {
 // norm2, SiLU, conv2, plus the input (through conv_shortcut when the channels change).
 func (g *graph) resnet(b *nn.Builder, x *nn.Node, out int) *nn.Node {
 	in := x.Shape()[0]
-	h := g.normSiLU(b, "norm1", x)
-	h = b.ConvLayer("conv1", h, out, 3, 1, 1, true)
-	g.tap(b, "conv1", h)
-	t := b.LinearLayer("time_emb_proj", g.temb, out, true)
-	h = b.AddChannel(h, t)
-	h = g.normSiLU(b, "norm2", h)
-	h = b.ConvLayer("conv2", h, out, 3, 1, 1, true)
-	g.tap(b, "conv2", h)
+	shortcut := x
 	if in != out {
-		x = b.ConvLayer("conv_shortcut", x, out, 1, 1, 0, true)
+		shortcut = b.ConvLayer("conv_shortcut", x, out, 1, 1, 0, true)
 	}
-	return b.Add(h, x)
+	h := g.normSiLU(b, "norm1", x)
+	t := b.LinearLayer("time_emb_proj", g.temb, out, true)
+	if g.trace {
+		h = g.tap(b, "conv1", b.ConvLayer("conv1", h, out, 3, 1, 1, true))
+		h = b.AddChannel(h, t)
+	} else {
+		h = b.ConvLayerOpts("conv1", h, out, 3, 1, 1, true, nn.ConvOpts{ChannelBias: t})
+	}
+	h = g.normSiLU(b, "norm2", h)
+	if g.trace {
+		h = g.tap(b, "conv2", b.ConvLayer("conv2", h, out, 3, 1, 1, true))
+		return b.Add(h, shortcut)
+	}
+	return b.ConvLayerOpts("conv2", h, out, 3, 1, 1, true, nn.ConvOpts{Residual: shortcut})
 }
 
 // transformer is Transformer2DModel over an image x [C, H, W]: GroupNorm (eps 1e-6), proj_in,
@@ -412,32 +418,35 @@ func (g *graph) basicBlock(b *nn.Builder, x *nn.Node, heads int, onlyCross bool)
 	if onlyCross {
 		ctx1 = g.text
 	}
-	a := g.attention(b.Sub("attn1"), h, ctx1, heads)
-	g.tap(b, "attn1", a)
-	x = b.Add(a, x)
+	x = g.attention(b, "attn1", h, ctx1, heads, x)
 	h = b.LayerNorm("norm2", x, 1e-5)
 	g.tap(b, "norm2", h)
-	a = g.attention(b.Sub("attn2"), h, g.text, heads)
-	g.tap(b, "attn2", a)
-	x = b.Add(a, x)
+	x = g.attention(b, "attn2", h, g.text, heads, x)
 	h = b.LayerNorm("norm3", x, 1e-5)
 	c := x.Shape()[1]
 	inner := 4 * c
 	h = b.GEGLU(b.LinearLayer("ff.net.0.proj", h, 2*inner, true))
-	h = b.LinearLayer("ff.net.2", h, c, true)
-	g.tap(b, "ff", h)
-	return b.Add(h, x)
+	if g.trace {
+		h = g.tap(b, "ff", b.LinearLayer("ff.net.2", h, c, true))
+		return b.Add(h, x)
+	}
+	return b.LinearResidual("ff.net.2", h, c, true, x)
 }
 
-// attention is diffusers' Attention: to_q, to_k, to_v without bias, multi-head scaled dot
-// product, to_out.0 with bias.
-func (g *graph) attention(b *nn.Builder, x, ctx *nn.Node, heads int) *nn.Node {
+// attention is diffusers' Attention module name: to_q, to_k, to_v without bias, multi-head
+// scaled dot product, to_out.0 with bias; the result is added to residual.
+func (g *graph) attention(b *nn.Builder, name string, x, ctx *nn.Node, heads int, residual *nn.Node) *nn.Node {
+	ab := b.Sub(name)
 	c := x.Shape()[1]
-	q := b.LinearLayer("to_q", x, c, false)
-	k := b.LinearLayer("to_k", ctx, c, false)
-	v := b.LinearLayer("to_v", ctx, c, false)
+	q := ab.LinearLayer("to_q", x, c, false)
+	k := ab.LinearLayer("to_k", ctx, c, false)
+	v := ab.LinearLayer("to_v", ctx, c, false)
 	o := b.Attention(q, k, v, heads, false)
-	return b.LinearLayer("to_out.0", o, c, true)
+	if g.trace {
+		a := g.tap(b, name, ab.LinearLayer("to_out.0", o, c, true))
+		return b.Add(a, residual)
+	}
+	return ab.LinearResidual("to_out.0", o, c, true, residual)
 }
 
 // IsWeight reports whether a tensor name in a UNet file is a weight the model uses (rather than

@@ -161,7 +161,9 @@ func traceCase0(t *testing.T, model string) (map[string][]float32, *weights.File
 	out, err := m.Forward(context.Background(), sample, h, w, oracleTimest, text, nil)
 	require.NoError(t, err)
 	oracle.AssertRelL2(t, "unet_output (Forward)", out, want, outputRelL2)
-	assert.Equal(t, got["out"], out, "Forward and Trace outputs differ")
+	// Forward fuses biases, residuals and activations into its convolutions, so it sums in
+	// another order than Trace: equal to float32 rounding, not bit for bit.
+	oracle.AssertRelL2(t, "Forward vs Trace", out, got["out"], 1e-5)
 	return got, oracle.Tensors(t, model, "trace.safetensors"), cfg, want
 }
 

@@ -126,10 +126,15 @@ func (t *Tiny) program(h, w int, trace bool) (*nn.Program, error) {
 			idx++
 		}
 		ch := cfg.DecoderBlockOutChannels
-		x = layers.ConvLayer(strconv.Itoa(idx), x, ch[0], 3, 1, 1, true)
-		record(x)
-		x = b.Act(cfg.ActFn, x)
-		record(x)
+		if trace {
+			x = layers.ConvLayer(strconv.Itoa(idx), x, ch[0], 3, 1, 1, true)
+			record(x)
+			x = b.Act(cfg.ActFn, x)
+			record(x)
+		} else {
+			x = layers.ConvLayerOpts(strconv.Itoa(idx), x, ch[0], 3, 1, 1, true, nn.ConvOpts{Act: cfg.ActFn})
+			idx += 2
+		}
 		for i, nb := range cfg.NumDecoderBlocks {
 			final := i == len(cfg.NumDecoderBlocks)-1
 			c := ch[i]
@@ -166,14 +171,11 @@ func (t *Tiny) program(h, w int, trace bool) (*nn.Program, error) {
 // convolutions with the activation between them and skip is a 1×1 convolution when the channels
 // change.
 func tinyBlock(b *nn.Builder, x *nn.Node, out int, act string) *nn.Node {
-	h := b.ConvLayer("conv.0", x, out, 3, 1, 1, true)
-	h = b.Act(act, h)
-	h = b.ConvLayer("conv.2", h, out, 3, 1, 1, true)
-	h = b.Act(act, h)
-	h = b.ConvLayer("conv.4", h, out, 3, 1, 1, true)
 	skip := x
 	if x.Shape()[0] != out {
 		skip = b.ConvLayer("skip", x, out, 1, 1, 0, false)
 	}
-	return b.Act(nn.ActReLU, b.Add(h, skip))
+	h := b.ConvLayerOpts("conv.0", x, out, 3, 1, 1, true, nn.ConvOpts{Act: act})
+	h = b.ConvLayerOpts("conv.2", h, out, 3, 1, 1, true, nn.ConvOpts{Act: act})
+	return b.ConvLayerOpts("conv.4", h, out, 3, 1, 1, true, nn.ConvOpts{Residual: skip, Act: nn.ActReLU})
 }

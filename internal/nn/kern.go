@@ -42,7 +42,11 @@ func parallelFor(n, minChunk int, fn func(lo, hi int)) {
 
 type convKernel struct {
 	cin, h, w, cout, k, stride, pad, ho, wo int
-	bias                                    bool
+	// Inputs after x and the weight, in this order when present: bias [Cout], an extra
+	// per-channel bias [Cout] (a ResNet's time embedding), a residual [Cout, Ho, Wo] to add.
+	bias, chanBias, residual bool
+	// act is applied to the result ("" for none).
+	act string
 }
 
 // colBudget bounds the im2col buffer of one convolution chunk (in floats).
@@ -68,25 +72,95 @@ func (c *convKernel) scratchSize() int {
 	return c.cin * c.k * c.k * c.tile()
 }
 
-func (c *convKernel) inplace() int { return -1 }
+func (c *convKernel) inplace() int {
+	if !c.residual {
+		return -1
+	}
+	return c.residualIndex()
+}
+
+func (c *convKernel) residualIndex() int {
+	i := 2
+	if c.bias {
+		i++
+	}
+	if c.chanBias {
+		i++
+	}
+	return i
+}
+
+// initOut writes into out [rows, cols] what the product is added to: the residual (if any)
+// plus the per-row biases. It returns the GEMM's beta: 0 when out needs no initial value.
+func initOut(out []float32, rows, cols int, bias, chanBias, residual []float32) float32 {
+	if residual == nil && bias == nil && chanBias == nil {
+		return 0
+	}
+	parallelFor(rows, 8, func(lo, hi int) {
+		for r := lo; r < hi; r++ {
+			row := out[r*cols : (r+1)*cols]
+			var bv float32
+			if bias != nil {
+				bv = bias[r]
+			}
+			if chanBias != nil {
+				bv += chanBias[r]
+			}
+			if residual != nil {
+				src := residual[r*cols : (r+1)*cols]
+				if &src[0] != &row[0] {
+					for i, v := range src {
+						row[i] = v + bv
+					}
+				} else if bv != 0 {
+					for i := range row {
+						row[i] += bv
+					}
+				}
+			} else {
+				for i := range row {
+					row[i] = bv
+				}
+			}
+		}
+	})
+	return 1
+}
+
+// applyAct applies an activation to columns [p0, p0+n) of every row of out [rows, cols].
+func applyAct(act string, out []float32, rows, cols, p0, n int) {
+	if act == "" {
+		return
+	}
+	f := activationFunc(act)
+	parallelFor(rows, 4, func(lo, hi int) {
+		for r := lo; r < hi; r++ {
+			seg := out[r*cols+p0 : r*cols+p0+n]
+			f(seg, seg)
+		}
+	})
+}
 
 func (c *convKernel) run(out []float32, in [][]float32, scratch []float32) {
 	x, w := in[0], in[1]
 	hw := c.ho * c.wo
-	beta := float32(0)
+	var bias, chanBias, residual []float32
+	i := 2
 	if c.bias {
-		bias := in[2]
-		for co := 0; co < c.cout; co++ {
-			row := out[co*hw : (co+1)*hw]
-			bv := bias[co]
-			for i := range row {
-				row[i] = bv
-			}
-		}
-		beta = 1
+		bias = in[i]
+		i++
 	}
+	if c.chanBias {
+		chanBias = in[i]
+		i++
+	}
+	if c.residual {
+		residual = in[i]
+	}
+	beta := initOut(out, c.cout, hw, bias, chanBias, residual)
 	if c.direct() {
 		sgemm(false, false, c.cout, hw, c.cin, 1, w, c.cin, x, hw, beta, out, hw)
+		applyAct(c.act, out, c.cout, hw, 0, hw)
 		return
 	}
 	kdim := c.cin * c.k * c.k
@@ -96,6 +170,7 @@ func (c *convKernel) run(out []float32, in [][]float32, scratch []float32) {
 		col := scratch[:kdim*n]
 		c.im2col(x, col, p0, n)
 		sgemm(false, false, c.cout, n, kdim, 1, w, kdim, col, n, beta, out[p0:], hw)
+		applyAct(c.act, out, c.cout, hw, p0, n)
 	}
 }
 
@@ -153,17 +228,46 @@ func (c *convKernel) im2col(x, col []float32, p0, n int) {
 
 type linearKernel struct {
 	n, in, out int
-	bias       bool
+	// bias [Out] and a residual [N, Out] to add follow x and the weight when present.
+	bias, residual bool
 }
 
 func (l *linearKernel) scratchSize() int { return 0 }
-func (l *linearKernel) inplace() int     { return -1 }
+func (l *linearKernel) inplace() int {
+	if !l.residual {
+		return -1
+	}
+	if l.bias {
+		return 3
+	}
+	return 2
+}
 
 func (l *linearKernel) run(out []float32, in [][]float32, _ []float32) {
 	x, w := in[0], in[1]
-	beta := float32(0)
+	var bias, residual []float32
 	if l.bias {
-		bias := in[2]
+		bias = in[2]
+	}
+	if l.residual {
+		residual = in[l.inplace()]
+	}
+	beta := float32(0)
+	switch {
+	case residual != nil:
+		if &residual[0] != &out[0] {
+			copy(out, residual)
+		}
+		if bias != nil {
+			for i := 0; i < l.n; i++ {
+				row := out[i*l.out : (i+1)*l.out]
+				for j, b := range bias {
+					row[j] += b
+				}
+			}
+		}
+		beta = 1
+	case bias != nil:
 		for i := 0; i < l.n; i++ {
 			copy(out[i*l.out:(i+1)*l.out], bias)
 		}

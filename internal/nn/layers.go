@@ -8,9 +8,20 @@ import (
 // All activations have batch size 1 and no batch dimension: images are [C, H, W], token
 // sequences are [N, C].
 
+// ConvOpts are the optional parts of a convolution, fused into the op.
+type ConvOpts struct {
+	// ChannelBias [Cout] is added to every position of each output channel (a ResNet's
+	// projected time embedding).
+	ChannelBias *Node
+	// Residual [Cout, Ho, Wo] is added to the result.
+	Residual *Node
+	// Act is an activation applied last ("" for none).
+	Act string
+}
+
 // Conv2d applies a 2-D convolution to x [Cin, H, W] with weight [Cout, Cin, k, k] and an
 // optional bias [Cout] (nil for none).
-func (b *Builder) Conv2d(x, w, bias *Node, stride, pad int) *Node {
+func (b *Builder) Conv2d(x, w, bias *Node, stride, pad int, opts ConvOpts) *Node {
 	xs, ws := shapeOf(x), shapeOf(w)
 	if len(xs) != 3 || len(ws) != 4 || ws[1] != xs[0] || ws[2] != ws[3] {
 		fail("nn: conv2d %s: input %v does not fit weight %v", w.Name(), xs, ws)
@@ -21,31 +32,54 @@ func (b *Builder) Conv2d(x, w, bias *Node, stride, pad int) *Node {
 	if ho <= 0 || wo <= 0 {
 		fail("nn: conv2d %s: input %v too small for kernel %d", w.Name(), xs, kk)
 	}
-	c := &convKernel{cin: xs[0], h: xs[1], w: xs[2], cout: ws[0], k: kk, stride: stride, pad: pad, ho: ho, wo: wo}
+	c := &convKernel{cin: xs[0], h: xs[1], w: xs[2], cout: ws[0], k: kk, stride: stride, pad: pad, ho: ho, wo: wo, act: opts.Act}
+	if opts.Act != "" {
+		activationFunc(opts.Act) // validates
+	}
 	ins := []*Node{x, w}
 	if bias != nil {
-		if bs := shapeOf(bias); len(bs) != 1 || bs[0] != ws[0] {
+		if bs := shapeOf(bias); len1(bs) != ws[0] {
 			fail("nn: conv2d bias %s has shape %v, want [%d]", bias.Name(), bs, ws[0])
 		}
 		c.bias = true
 		ins = append(ins, bias)
+	}
+	if opts.ChannelBias != nil {
+		if bs := shapeOf(opts.ChannelBias); len1(bs) != ws[0] {
+			fail("nn: conv2d %s: channel bias has shape %v, want %d values", w.Name(), bs, ws[0])
+		}
+		c.chanBias = true
+		ins = append(ins, opts.ChannelBias)
+	}
+	if opts.Residual != nil {
+		if rs := shapeOf(opts.Residual); !equalShape(rs, []int{ws[0], ho, wo}) {
+			fail("nn: conv2d %s: residual has shape %v, want %v", w.Name(), rs, []int{ws[0], ho, wo})
+		}
+		c.residual = true
+		ins = append(ins, opts.Residual)
 	}
 	return b.apply("conv2d", c, []int{ws[0], ho, wo}, ins...)
 }
 
 // ConvLayer is Conv2d with the parameters "<name>.weight" and "<name>.bias" of this builder.
 func (b *Builder) ConvLayer(name string, x *Node, cout, k, stride, pad int, bias bool) *Node {
+	return b.ConvLayerOpts(name, x, cout, k, stride, pad, bias, ConvOpts{})
+}
+
+// ConvLayerOpts is ConvLayer with fused extras.
+func (b *Builder) ConvLayerOpts(name string, x *Node, cout, k, stride, pad int, bias bool, opts ConvOpts) *Node {
 	cin := shapeOf(x)[0]
 	w := b.Param(name+".weight", cout, cin, k, k)
 	var bn *Node
 	if bias {
 		bn = b.Param(name+".bias", cout)
 	}
-	return b.Conv2d(x, w, bn, stride, pad)
+	return b.Conv2d(x, w, bn, stride, pad, opts)
 }
 
-// Linear applies x [N, In] · wᵀ + bias with weight [Out, In] and optional bias [Out].
-func (b *Builder) Linear(x, w, bias *Node) *Node {
+// Linear applies x [N, In] · wᵀ + bias (+ residual) with weight [Out, In], optional bias [Out]
+// and optional residual [N, Out].
+func (b *Builder) Linear(x, w, bias, residual *Node) *Node {
 	xs, ws := shapeOf(x), shapeOf(w)
 	if len(xs) != 2 || len(ws) != 2 || ws[1] != xs[1] {
 		fail("nn: linear %s: input %v does not fit weight %v", w.Name(), xs, ws)
@@ -56,18 +90,30 @@ func (b *Builder) Linear(x, w, bias *Node) *Node {
 		l.bias = true
 		ins = append(ins, bias)
 	}
+	if residual != nil {
+		if rs := shapeOf(residual); !equalShape(rs, []int{xs[0], ws[0]}) {
+			fail("nn: linear %s: residual has shape %v, want %v", w.Name(), rs, []int{xs[0], ws[0]})
+		}
+		l.residual = true
+		ins = append(ins, residual)
+	}
 	return b.apply("linear", l, []int{xs[0], ws[0]}, ins...)
 }
 
 // LinearLayer is Linear with the parameters "<name>.weight" and optionally "<name>.bias".
 func (b *Builder) LinearLayer(name string, x *Node, out int, bias bool) *Node {
+	return b.LinearResidual(name, x, out, bias, nil)
+}
+
+// LinearResidual is LinearLayer with residual [N, Out] added to the result (fused).
+func (b *Builder) LinearResidual(name string, x *Node, out int, bias bool, residual *Node) *Node {
 	in := shapeOf(x)[1]
 	w := b.Param(name+".weight", out, in)
 	var bn *Node
 	if bias {
 		bn = b.Param(name+".bias", out)
 	}
-	return b.Linear(x, w, bn)
+	return b.Linear(x, w, bn, residual)
 }
 
 // GroupNorm normalises x [C, ...] in groups of channels, with affine parameters
@@ -137,20 +183,23 @@ const (
 
 // Act applies the activation function act element by element.
 func (b *Builder) Act(act string, x *Node) *Node {
-	var f func(dst, src []float32)
+	return b.apply(act, unaryKernel{f: activationFunc(act)}, shapeOf(x), x)
+}
+
+// activationFunc returns the function of an activation; an unknown name is a build error.
+func activationFunc(act string) func(dst, src []float32) {
 	switch act {
 	case ActSiLU:
-		f = siluSlice
+		return siluSlice
 	case ActGELU:
-		f = geluSlice
+		return geluSlice
 	case ActQuickGELU:
-		f = quickGELUSlice
+		return quickGELUSlice
 	case ActReLU:
-		f = reluSlice
-	default:
-		fail("nn: unknown activation %q", act)
+		return reluSlice
 	}
-	return b.apply(act, unaryKernel{f: f}, shapeOf(x), x)
+	fail("nn: unknown activation %q", act)
+	return nil
 }
 
 // Affine returns x·scale + shift.
