@@ -21,6 +21,7 @@ import (
 	"fmt"
 	"os"
 	"path"
+	"path/filepath"
 	"runtime"
 	"slices"
 	"strconv"
@@ -73,6 +74,7 @@ func run() error {
 		threads = flag.Int("threads", runtime.GOMAXPROCS(0), "threads (GOMAXPROCS)")
 		asJSON  = flag.Bool("json", false, "print a JSON summary as the last line")
 		prompt  = flag.String("prompt", "a photo of an astronaut riding a horse on the moon", "prompt")
+		save    = flag.String("save", "", "write the preset with its random weights as a diffusers folder (fp32 safetensors) to this directory, then exit")
 	)
 	flag.Parse()
 	if *runs < 1 {
@@ -88,7 +90,14 @@ func run() error {
 		name = path.Base(*model)
 		p, err = sdxs.Load(*model)
 	} else {
-		p, err = fromPreset(*preset)
+		var srcs map[string]*nn.RandomSource
+		p, srcs, err = fromPreset(*preset)
+		if err == nil && *save != "" {
+			if err := p.Warm(*width, *height); err != nil {
+				return err
+			}
+			return saveFolder(*save, *preset, srcs)
+		}
 	}
 	if err != nil {
 		return err
@@ -185,7 +194,13 @@ func peakRSS() int64 {
 }
 
 // fromPreset builds a full-size pipeline of a released architecture with random weights.
-func fromPreset(name string) (*sdxs.Pipeline, error) {
+func fromPreset(name string) (*sdxs.Pipeline, map[string]*nn.RandomSource, error) {
+	srcs := map[string]*nn.RandomSource{"text_encoder": {Seed: 1}, "unet": {Seed: 2}, "vae": {Seed: 3}}
+	p, err := buildPreset(name, srcs)
+	return p, srcs, err
+}
+
+func buildPreset(name string, srcs map[string]*nn.RandomSource) (*sdxs.Pipeline, error) {
 	read := func(file string) ([]byte, error) {
 		b, err := presets.ReadFile("presets/" + name + "/" + file)
 		if err != nil {
@@ -226,15 +241,15 @@ func fromPreset(name string) (*sdxs.Pipeline, error) {
 	if err != nil {
 		return nil, err
 	}
-	te, err := textenc.New(tcfg, &nn.RandomSource{Seed: 1})
+	te, err := textenc.New(tcfg, srcs["text_encoder"])
 	if err != nil {
 		return nil, err
 	}
-	u, err := unet.New(ucfg, &nn.RandomSource{Seed: 2})
+	u, err := unet.New(ucfg, srcs["unet"])
 	if err != nil {
 		return nil, err
 	}
-	v, err := vae.NewTiny(vcfg, &nn.RandomSource{Seed: 3})
+	v, err := vae.NewTiny(vcfg, srcs["vae"])
 	if err != nil {
 		return nil, err
 	}
@@ -244,6 +259,12 @@ func fromPreset(name string) (*sdxs.Pipeline, error) {
 // byteTokenizer is a CLIP tokenizer with the byte alphabet and no merges: the real vocabulary
 // is not needed to time the models, only 77 token ids.
 func byteTokenizer() (*tokenizer.Tokenizer, error) {
+	return tokenizer.New(byteVocab(), nil, tokenizer.Options{})
+}
+
+// byteVocab is CLIP's byte alphabet, with and without the end-of-word mark, and the two
+// special tokens.
+func byteVocab() map[string]int {
 	// GPT-2's byte-to-symbol table: printable bytes stand for themselves, the others map to
 	// U+0100 onwards.
 	var syms []string
@@ -265,5 +286,65 @@ func byteTokenizer() (*tokenizer.Tokenizer, error) {
 	}
 	vocab["<|startoftext|>"] = len(vocab)
 	vocab["<|endoftext|>"] = len(vocab)
-	return tokenizer.New(vocab, nil, tokenizer.Options{})
+	return vocab
+}
+
+// saveFolder writes a preset with the random weights its graphs used as a diffusers folder.
+func saveFolder(dir, preset string, srcs map[string]*nn.RandomSource) error {
+	files := map[string]string{
+		"unet/config.json":                "unet.json",
+		"text_encoder/config.json":        "text_encoder.json",
+		"vae/config.json":                 "vae.json",
+		"scheduler/scheduler_config.json": "scheduler.json",
+	}
+	for dst, src := range files {
+		b, err := presets.ReadFile("presets/" + preset + "/" + src)
+		if err != nil {
+			return err
+		}
+		if err := writeFile(filepath.Join(dir, dst), b); err != nil {
+			return err
+		}
+	}
+	index := `{"_class_name": "StableDiffusionPipeline", "scheduler": ["diffusers", "EulerDiscreteScheduler"],
+ "text_encoder": ["transformers", "CLIPTextModel"], "tokenizer": ["transformers", "CLIPTokenizer"],
+ "unet": ["diffusers", "UNet2DConditionModel"], "vae": ["diffusers", "AutoencoderTiny"]}`
+	if err := writeFile(filepath.Join(dir, "model_index.json"), []byte(index)); err != nil {
+		return err
+	}
+	vocab, err := json.Marshal(byteVocab())
+	if err != nil {
+		return err
+	}
+	if err := writeFile(filepath.Join(dir, "tokenizer", "vocab.json"), vocab); err != nil {
+		return err
+	}
+	if err := writeFile(filepath.Join(dir, "tokenizer", "merges.txt"), []byte("#version: 0.2\n")); err != nil {
+		return err
+	}
+	for comp, file := range map[string]string{"unet": "diffusion_pytorch_model.safetensors", "vae": "diffusion_pytorch_model.safetensors", "text_encoder": "model.safetensors"} {
+		src := srcs[comp]
+		var ts []weights.Tensor
+		for _, n := range src.Names() {
+			shape := src.Shape(n)
+			data, err := src.Float32Shaped(n, shape)
+			if err != nil {
+				return err
+			}
+			ts = append(ts, weights.Tensor{Name: n, DType: weights.F32, Shape: shape, F32: data})
+		}
+		path := filepath.Join(dir, comp, file)
+		if err := weights.WriteFile(path, ts, map[string]string{"format": "pt"}); err != nil {
+			return err
+		}
+		fmt.Println("wrote", path)
+	}
+	return nil
+}
+
+func writeFile(path string, data []byte) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return err
+	}
+	return os.WriteFile(path, data, 0o644)
 }

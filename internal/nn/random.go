@@ -24,7 +24,7 @@ type RandomSource struct {
 	Seed uint64
 
 	mu    sync.Mutex
-	names map[string]bool
+	names map[string][]int
 }
 
 // Float32 reports every name as missing: a RandomSource only answers Float32Shaped.
@@ -44,13 +44,20 @@ func (r *RandomSource) Names() []string {
 	return out
 }
 
+// Shape returns the shape a tensor was made with, or nil if it has not been made.
+func (r *RandomSource) Shape(name string) []int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.names[name]
+}
+
 // Float32Shaped makes the tensor name with the given shape.
 func (r *RandomSource) Float32Shaped(name string, shape []int) ([]float32, error) {
 	r.mu.Lock()
 	if r.names == nil {
-		r.names = make(map[string]bool)
+		r.names = make(map[string][]int)
 	}
-	r.names[name] = true
+	r.names[name] = append([]int(nil), shape...)
 	r.mu.Unlock()
 	h := fnv.New64a()
 	h.Write([]byte(name))
