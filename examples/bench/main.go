@@ -284,6 +284,7 @@ func byteVocab() map[string]int {
 	for _, s := range syms {
 		vocab[s+"</w>"] = len(vocab)
 	}
+	vocab["ab"] = len(vocab) // the one merge a merges.txt needs
 	vocab["<|startoftext|>"] = len(vocab)
 	vocab["<|endoftext|>"] = len(vocab)
 	return vocab
@@ -319,7 +320,7 @@ func saveFolder(dir, preset string, srcs map[string]*nn.RandomSource) error {
 	if err := writeFile(filepath.Join(dir, "tokenizer", "vocab.json"), vocab); err != nil {
 		return err
 	}
-	if err := writeFile(filepath.Join(dir, "tokenizer", "merges.txt"), []byte("#version: 0.2\n")); err != nil {
+	if err := writeFile(filepath.Join(dir, "tokenizer", "merges.txt"), []byte("#version: 0.2\na b\n")); err != nil {
 		return err
 	}
 	for comp, file := range map[string]string{"unet": "diffusion_pytorch_model.safetensors", "vae": "diffusion_pytorch_model.safetensors", "text_encoder": "model.safetensors"} {
