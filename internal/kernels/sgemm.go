@@ -132,21 +132,33 @@ type workspace struct {
 	tmp  []float32
 }
 
-var workspaces sync.Pool
+// freeWorkspaces keeps the workspaces between calls. Unlike a sync.Pool it
+// is not emptied by the garbage collector, so steady use allocates nothing;
+// it holds at most as many workspaces as goroutines ever ran Sgemm at once
+// (up to its capacity).
+var freeWorkspaces = make(chan *workspace, 2*maxThreads)
 
+// getWorkspace returns a workspace sized for the active kernel.
 func getWorkspace() *workspace {
-	if ws, ok := workspaces.Get().(*workspace); ok {
-		return ws
-	}
 	kn := &activeKernel
-	return &workspace{
-		a:   make([]float32, kn.mc*(kn.kc+16)),
-		b:   make([]float32, kn.kc*kn.nc),
-		tmp: make([]float32, kn.mr*kn.nr),
+	na, nb, nt := kn.mc*(kn.kc+16), kn.kc*kn.nc, kn.mr*kn.nr
+	select {
+	case ws := <-freeWorkspaces:
+		if len(ws.a) >= na && len(ws.b) >= nb && len(ws.tmp) >= nt {
+			return ws
+		}
+	default:
 	}
+	return &workspace{a: make([]float32, na), b: make([]float32, nb), tmp: make([]float32, nt)}
 }
 
-func putWorkspace(ws *workspace) { workspaces.Put(ws) }
+// putWorkspace returns ws for reuse.
+func putWorkspace(ws *workspace) {
+	select {
+	case freeWorkspaces <- ws:
+	default:
+	}
+}
 
 // gemmSerial runs the blocked algorithm on one goroutine: for each nc-wide
 // block of columns and kc-deep slice of k it packs op(B) into NR-wide
@@ -387,7 +399,8 @@ func (j *gemmJob) work() {
 	putWorkspace(ws)
 }
 
-var jobs = sync.Pool{New: func() any { return new(gemmJob) }}
+// freeJobs keeps gemmJobs between calls (see freeWorkspaces).
+var freeJobs = make(chan *gemmJob, maxThreads)
 
 // workQueue feeds the helper goroutines; each item asks for one more worker
 // on a job.
@@ -416,7 +429,12 @@ func ensureWorkers(n int) {
 
 func gemmParallel(g *gemmArgs, threads int) {
 	kn := &activeKernel
-	j := jobs.Get().(*gemmJob)
+	var j *gemmJob
+	select {
+	case j = <-freeJobs:
+	default:
+		j = new(gemmJob)
+	}
 	j.g = *g
 	tm := (g.m + kn.mr - 1) / kn.mr
 	tn := (g.n + kn.nr - 1) / kn.nr
@@ -438,16 +456,15 @@ func gemmParallel(g *gemmArgs, threads int) {
 	j.work()
 	j.wg.Wait()
 	j.g = gemmArgs{}
-	jobs.Put(j)
+	select {
+	case freeJobs <- j:
+	default:
+	}
 }
 
 // partsPerThread is how many parts each goroutine gets on average; more
 // parts balance better when a core is shared, at the cost of packing more.
-const partsPerThread = 1
-
-// syncPoolReset returns an empty workspace pool (used when the kernel, and so
-// the buffer sizes, change in tests).
-func syncPoolReset() sync.Pool { return sync.Pool{} }
+var partsPerThread = 2
 
 // packA12 packs 12 rows of kc values (row stride lda) of a into panel,
 // column after column, scaled by alpha.

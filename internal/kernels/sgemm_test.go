@@ -270,10 +270,9 @@ func TestKernelsUAMatchGo(t *testing.T) {
 // TestSgemmAllKernels runs random products through every micro-kernel.
 func TestSgemmAllKernels(t *testing.T) {
 	saved := activeKernel
-	defer func() { activeKernel = saved; workspaces = syncPoolReset() }()
+	defer func() { activeKernel = saved }()
 	for _, kn := range append(asmKernels(), goKernel) {
 		activeKernel = kn
-		workspaces = syncPoolReset()
 		t.Run(kn.name, func(t *testing.T) {
 			r := rand.New(rand.NewPCG(9, 10))
 			for it := 0; it < 60; it++ {
@@ -395,10 +394,9 @@ func BenchmarkKernel(b *testing.B) {
 // BenchmarkSgemmKernels runs the benchmark shapes with every micro-kernel.
 func BenchmarkSgemmKernels(b *testing.B) {
 	saved := activeKernel
-	defer func() { activeKernel = saved; workspaces = syncPoolReset() }()
+	defer func() { activeKernel = saved }()
 	for _, kn := range asmKernels() {
 		activeKernel = kn
-		workspaces = syncPoolReset()
 		for _, s := range benchShapes {
 			b.Run(fmt.Sprintf("%s/%s", kn.name, s.name), func(b *testing.B) { benchGemm(b, s.transB, s.m, s.n, s.k) })
 		}

@@ -14,7 +14,7 @@ func BenchmarkBlocking(b *testing.B) {
 		b.Skip("SGEMM_BLOCKS not set")
 	}
 	saved := activeKernel
-	defer func() { activeKernel = saved; workspaces = syncPoolReset() }()
+	defer func() { activeKernel = saved }()
 	var fields []string
 	for _, f := range splitSpace(spec) {
 		fields = append(fields, f)
@@ -26,7 +26,6 @@ func BenchmarkBlocking(b *testing.B) {
 		}
 		activeKernel = saved
 		activeKernel.kc, activeKernel.mc, activeKernel.nc = kc, mc, nc
-		workspaces = syncPoolReset()
 		for _, s := range benchShapes {
 			b.Run(fmt.Sprintf("%s/%s", f, s.name), func(b *testing.B) { benchGemm(b, s.transB, s.m, s.n, s.k) })
 		}
@@ -97,5 +96,18 @@ func BenchmarkPadAliasedA(b *testing.B) {
 			defer func() { padAliasedA = true }()
 			benchGemm(b, false, 4096, 40, 1024)
 		})
+	}
+}
+
+func BenchmarkPartsPerThread(b *testing.B) {
+	for _, ppt := range []int{1, 2, 4} {
+		for _, s := range benchShapes[:5] {
+			b.Run(fmt.Sprintf("%d/%s", ppt, s.name), func(b *testing.B) {
+				saved := partsPerThread
+				partsPerThread = ppt
+				defer func() { partsPerThread = saved }()
+				benchGemm(b, s.transB, s.m, s.n, s.k)
+			})
+		}
 	}
 }
