@@ -1,0 +1,281 @@
+package conv
+
+import (
+	"fmt"
+	"runtime"
+	"unsafe"
+
+	"github.com/sdxs-go/sdxs/internal/kernels"
+)
+
+// Tile geometry of F(4×4, 3×3).
+const (
+	tileOut = 4               // output tile side
+	tileIn  = tileOut + 2     // input patch side
+	nXi     = tileIn * tileIn // transformed tile positions ξ
+)
+
+// Tuning knobs (variables so that benchmarks can try other values).
+var (
+	// privateMaxMACs is the largest Cin·Cout for which each goroutine runs
+	// its own chunks with single-threaded matrix products.
+	privateMaxMACs = 160 * 160
+	// privateBudget bounds the bytes of V and M of one private chunk (it
+	// should fit the per-core L2 cache).
+	privateBudget = 1536 << 10
+	// sharedBudget bounds the bytes of V and M of one shared chunk (it should
+	// fit the shared L3 cache).
+	sharedBudget = 12 << 20
+	// minChunk is the smallest chunk worth a round of matrix products.
+	minChunk = 32
+	// maxChunk bounds the tiles of one chunk.
+	maxChunk = 512
+	// sgemmSerialMACs is the size below which kernels.Sgemm stays on one
+	// goroutine; private chunks keep each product below it.
+	sgemmSerialMACs = 1 << 20
+)
+
+// Winograd is a plan for the 3×3, stride-1 convolution of a [Cin, H, W]
+// float32 image into [Cout, OutH, OutW] with F(4×4, 3×3) Winograd
+// transforms. A plan holds only sizes: it is safe to use from several
+// goroutines at once, each with its own scratch memory.
+type Winograd struct {
+	cin, cout, h, w, pad int
+	oh, ow               int
+	nth, ntw, tiles      int // tile rows, tile columns, tiles
+	chunk                int // tiles per chunk
+	ldt                  int // stride between the ξ rows of V and M (≥ chunk, multiple of 16)
+	private              bool
+	workers              int
+}
+
+// NewWinograd plans the convolution of a [cin, h, w] image with 3×3 kernels,
+// stride 1 and one pixel of zero padding on every side, into [cout, h, w].
+// It panics when a size is not positive.
+func NewWinograd(cin, cout, h, w int) *Winograd { return NewWinogradPad(cin, cout, h, w, 1) }
+
+// NewWinogradPad is NewWinograd with pad (0 or 1) pixels of zero padding:
+// the output is [cout, h+2·pad−2, w+2·pad−2]. It panics when a size is not
+// positive, pad is not 0 or 1, or the output would be empty.
+func NewWinogradPad(cin, cout, h, w, pad int) *Winograd {
+	if cin < 1 || cout < 1 || h < 1 || w < 1 {
+		panic(fmt.Sprintf("conv: NewWinograd: sizes must be positive (cin %d, cout %d, h %d, w %d)", cin, cout, h, w))
+	}
+	if pad != 0 && pad != 1 {
+		panic(fmt.Sprintf("conv: NewWinograd: pad must be 0 or 1, not %d", pad))
+	}
+	p := &Winograd{cin: cin, cout: cout, h: h, w: w, pad: pad}
+	p.oh, p.ow = h+2*pad-2, w+2*pad-2
+	if p.oh < 1 || p.ow < 1 {
+		panic(fmt.Sprintf("conv: NewWinograd: a %d×%d image without padding has no 3×3 output", h, w))
+	}
+	p.nth = (p.oh + tileOut - 1) / tileOut
+	p.ntw = (p.ow + tileOut - 1) / tileOut
+	p.tiles = p.nth * p.ntw
+	p.workers = max(1, min(runtime.GOMAXPROCS(0), 64))
+	p.plan()
+	return p
+}
+
+// plan chooses the execution mode and the chunk size.
+func (p *Winograd) plan() {
+	perTile := nXi * (p.cin + p.cout) * 4 // bytes of V and M per tile
+	p.private = p.cin*p.cout <= privateMaxMACs
+	var t int
+	if p.private {
+		t = privateBudget / perTile
+		t = min(t, (sgemmSerialMACs-1)/(p.cin*p.cout))
+		// Give every worker a few chunks when the image is small.
+		t = min(t, ceilDiv(p.tiles, 2*p.workers))
+	} else {
+		t = sharedBudget / perTile
+	}
+	t = max(minChunk, min(t, maxChunk))
+	if t >= p.tiles {
+		t = p.tiles
+	} else {
+		// Even out the chunks.
+		n := ceilDiv(p.tiles, t)
+		t = ceilDiv(p.tiles, n)
+	}
+	p.chunk = t
+	p.ldt = (t + 15) &^ 15
+}
+
+func ceilDiv(a, b int) int { return (a + b - 1) / b }
+
+// OutH returns the height of the output.
+func (p *Winograd) OutH() int { return p.oh }
+
+// OutW returns the width of the output.
+func (p *Winograd) OutW() int { return p.ow }
+
+// TransformedSize returns the length of the transformed weights (36·Cout·Cin
+// floats).
+func (p *Winograd) TransformedSize() int { return nXi * p.cout * p.cin }
+
+// TransformWeights returns the Winograd transform U = G g Gᵀ of the weights w
+// ([Cout, Cin, 3, 3], as in PyTorch), laid out as 36 row-major [Cout, Cin]
+// matrices, for Run. It is computed in float64 and rounded once; call it
+// once per weight tensor and keep the result. It panics when w has the wrong
+// length.
+func (p *Winograd) TransformWeights(w []float32) []float32 {
+	if len(w) != p.cout*p.cin*9 {
+		panic(fmt.Sprintf("conv: TransformWeights: %d weights, want %d·%d·9 = %d", len(w), p.cout, p.cin, p.cout*p.cin*9))
+	}
+	u := make([]float32, p.TransformedSize())
+	plane := p.cout * p.cin
+	for o := 0; o < p.cout; o++ {
+		for i := 0; i < p.cin; i++ {
+			g := w[(o*p.cin+i)*9 : (o*p.cin+i)*9+9]
+			// t = G g (6×3), then U = t Gᵀ (6×6).
+			var t [tileIn][3]float64
+			for r := 0; r < tileIn; r++ {
+				for c := 0; c < 3; c++ {
+					var s float64
+					for k := 0; k < 3; k++ {
+						s += matG[r][k] * float64(g[k*3+c])
+					}
+					t[r][c] = s
+				}
+			}
+			for r := 0; r < tileIn; r++ {
+				for c := 0; c < tileIn; c++ {
+					var s float64
+					for k := 0; k < 3; k++ {
+						s += t[r][k] * matG[c][k]
+					}
+					u[(r*tileIn+c)*plane+o*p.cin+i] = float32(s)
+				}
+			}
+		}
+	}
+	return u
+}
+
+// matG is the weight transform G of F(4, 3) on the points 0, 1, −1, 2, −2, ∞.
+var matG = [tileIn][3]float64{
+	{1.0 / 4, 0, 0},
+	{-1.0 / 6, -1.0 / 6, -1.0 / 6},
+	{-1.0 / 6, 1.0 / 6, -1.0 / 6},
+	{1.0 / 24, 1.0 / 12, 1.0 / 6},
+	{1.0 / 24, -1.0 / 12, 1.0 / 6},
+	{0, 0, 1},
+}
+
+// chunkFloats returns the floats of V and M of one chunk.
+func (p *Winograd) chunkFloats() (v, m int) {
+	return p.cin * nXi * p.ldt, p.cout * nXi * p.ldt
+}
+
+// ScratchSize returns the number of float32 values of scratch memory Run
+// needs. It depends on runtime.GOMAXPROCS at the time the plan was made.
+func (p *Winograd) ScratchSize() int {
+	v, m := p.chunkFloats()
+	n := v + m
+	if p.private {
+		n *= min(p.workers, ceilDiv(p.tiles, p.chunk))
+	}
+	return n + 16 // room to align to 64 bytes
+}
+
+// Run writes out [Cout, OutH, OutW] = the convolution of x [Cin, H, W] with
+// the weights tw transformed by TransformWeights, plus bias [Cout] (nil for
+// none). scratch must hold at least ScratchSize floats; out must not overlap
+// x, tw, bias or scratch. Run uses up to GOMAXPROCS goroutines and does not
+// allocate. It panics when a slice is too short.
+func (p *Winograd) Run(out, x, tw, bias, scratch []float32) {
+	check := func(name string, s []float32, n int) {
+		if len(s) < n {
+			panic(fmt.Sprintf("conv: Winograd.Run: %s has %d floats, need %d", name, len(s), n))
+		}
+	}
+	check("out", out, p.cout*p.oh*p.ow)
+	check("x", x, p.cin*p.h*p.w)
+	check("tw", tw, p.TransformedSize())
+	if bias != nil {
+		check("bias", bias, p.cout)
+	}
+	check("scratch", scratch, p.ScratchSize())
+	// Align the scratch to 64 bytes so that 16-float rows are cache lines.
+	off := int(uintptr(unsafe.Pointer(&scratch[0]))&63) / 4
+	if off != 0 {
+		off = 16 - off
+	}
+	s := scratch[off : off+p.ScratchSize()-16]
+
+	r := getRun()
+	r.p, r.out, r.x, r.tw, r.bias, r.s = p, out, x, tw, bias, s
+	nchunks := ceilDiv(p.tiles, p.chunk)
+	workers := min(p.workers, runtime.GOMAXPROCS(0))
+	if p.private {
+		r.phase = phasePrivate
+		r.parallel(nchunks, min(workers, nchunks))
+	} else {
+		nv, _ := p.chunkFloats()
+		v, m := s[:nv], s[nv:]
+		for c := 0; c < nchunks; c++ {
+			t0 := c * p.chunk
+			r.t0, r.nt = t0, min(p.chunk, p.tiles-t0)
+			r.phase = phaseInput
+			r.parallel(min(p.cin, 4*workers), workers)
+			p.products(v, m, tw, r.nt)
+			r.phase = phaseOutput
+			r.parallel(min(p.cout, 4*workers), workers)
+		}
+	}
+	putRun(r)
+}
+
+// products computes the 36 matrix products M_ξ = U_ξ·V_ξ of a chunk of nt
+// tiles.
+func (p *Winograd) products(v, m, tw []float32, nt int) {
+	plane := p.cout * p.cin
+	ld := nXi * p.ldt
+	for xi := 0; xi < nXi; xi++ {
+		kernels.Sgemm(false, false, p.cout, nt, p.cin, 1,
+			tw[xi*plane:(xi+1)*plane], p.cin,
+			v[xi*p.ldt:], ld, 0, m[xi*p.ldt:], ld)
+	}
+}
+
+// inputChunk transforms channels [c0, c1) of the tiles [t0, t0+nt) of x
+// into v ([Cin][36][ldt]).
+func (p *Winograd) inputChunk(v, x []float32, t0, nt, c0, c1 int) {
+	hw := p.h * p.w
+	for ci := c0; ci < c1; ci++ {
+		plane := x[ci*hw : (ci+1)*hw]
+		vc := v[ci*nXi*p.ldt : (ci+1)*nXi*p.ldt]
+		for i := 0; i < nt; {
+			t := t0 + i
+			tr, tc := t/p.ntw, t%p.ntw
+			n := min(p.ntw-tc, nt-i)
+			inputTransform(vc[i:], p.ldt, plane, p.h, p.w, tr*tileOut-p.pad, tc*tileOut-p.pad, n)
+			i += n
+		}
+	}
+}
+
+// outputChunk inverse-transforms channels [c0, c1) of the tiles
+// [t0, t0+nt) from m ([Cout][36][ldt]) into out, adding the bias.
+func (p *Winograd) outputChunk(out, m, bias []float32, t0, nt, c0, c1 int) {
+	ohw := p.oh * p.ow
+	for co := c0; co < c1; co++ {
+		var b float32
+		if bias != nil {
+			b = bias[co]
+		}
+		plane := out[co*ohw : (co+1)*ohw]
+		mc := m[co*nXi*p.ldt : (co+1)*nXi*p.ldt]
+		for i := 0; i < nt; {
+			t := t0 + i
+			tr, tc := t/p.ntw, t%p.ntw
+			n := min(p.ntw-tc, nt-i)
+			y, xx := tr*tileOut, tc*tileOut
+			rows := min(tileOut, p.oh-y)
+			cols := min(tileOut*n, p.ow-xx)
+			outputTransform(plane[y*p.ow+xx:], p.ow, mc[i:], p.ldt, rows, cols, n, b)
+			i += n
+		}
+	}
+}
