@@ -7,8 +7,8 @@ import "golang.org/x/sys/cpu"
 var (
 	avx512Kernel = microKernel{name: "avx512_12x32", mr: 12, nr: 32, kc: 384, mc: 192, nc: 2048,
 		asm: sgemmKernel12x32AVX512, half: sgemmKernel12x16AVX512,
-		ua: sgemmKernel12x32AVX512UA, halfUA: sgemmKernel12x16AVX512UA}
-	avx2Kernel = microKernel{name: "avx2_6x16", mr: 6, nr: 16, kc: 256, mc: 144, nc: 2048, asm: sgemmKernel6x16AVX2}
+		ua: sgemmKernel12x32AVX512UA, halfUA: sgemmKernel12x16AVX512UA, partial: true}
+	avx2Kernel = microKernel{name: "avx2_6x16", mr: 6, nr: 16, kc: 256, mc: 144, nc: 2048, asm: kernel6x16AVX2}
 )
 
 // hasAVX512 and hasAVX2 tell which assembly kernels this CPU can run.
@@ -46,3 +46,10 @@ func asmKernels() []microKernel {
 
 // useTranspose selects the AVX-512 16×16 transpose for packing Bᵀ.
 var useTranspose = hasAVX512
+
+// kernel6x16AVX2 adapts the AVX2 kernel, which always stores its whole
+// tile, to the asmKernel signature (the avx2Kernel configuration is not
+// partial, so rows and cols are always 6 and 16).
+func kernel6x16AVX2(kc int, a, b, c *float32, ldc int, beta float32, mode, rows, cols int) {
+	sgemmKernel6x16AVX2(kc, a, b, c, ldc, beta, mode)
+}

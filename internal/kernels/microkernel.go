@@ -15,14 +15,19 @@ type microKernel struct {
 	// in place (row-major, stride lda) instead of packed; Sgemm then skips
 	// packing A when it is not transposed.
 	ua, halfUA asmKernelUA
+	// partial tells that the kernels store a top-left corner of the tile
+	// themselves (rows < mr or cols < w); otherwise edge tiles go through a
+	// scratch tile.
+	partial bool
 }
+
+// asmKernel is the signature of the generated micro-kernels over packed
+// panels.
+type asmKernel func(kc int, a, b, c *float32, ldc int, beta float32, mode, rows, cols int)
 
 // asmKernelUA is the signature of the generated micro-kernels that read A
 // in place.
-type asmKernelUA func(kc int, a *float32, lda int, b, c *float32, ldc int, beta float32, accum int)
-
-// asmKernel is the signature of the generated micro-kernels.
-type asmKernel func(kc int, a, b, c *float32, ldc int, beta float32, accum int)
+type asmKernelUA func(kc int, a *float32, lda int, b, c *float32, ldc int, beta float32, mode, rows, cols int)
 
 // panelWidth returns the width of the B micro-panel that covers the next
 // rem columns.
@@ -39,41 +44,43 @@ const (
 	storeAccumulate = 1 // c = acc + beta·c
 )
 
-// run computes one mr×w tile (w is nr, or nr/2 when half is set):
-// c = Σ_p a[p·mr:]⊗b[p·w:], stored as mode says.
-func (kn *microKernel) run(kc, w int, a, b, c []float32, ldc int, beta float32, mode int) {
+// run computes one mr×w tile (w is nr, or nr/2 when half is set),
+// Σ_p a[p·mr:]⊗b[p·w:], and stores its top-left rows×cols corner into c
+// as mode says. rows < mr or cols < w need kn.partial.
+func (kn *microKernel) run(kc, w int, a, b, c []float32, ldc int, beta float32, mode, rows, cols int) {
 	f := kn.asm
 	if w != kn.nr {
 		f = kn.half
 	}
 	if f == nil || kc == 0 {
-		kernelGo(kn.mr, w, kc, a, b, c, ldc, beta, mode == storeAccumulate)
+		kernelGo(kn.mr, w, kc, a, b, c, ldc, beta, mode, rows, cols)
 		return
 	}
-	_ = c[(kn.mr-1)*ldc+w-1]
+	_ = c[(rows-1)*ldc+cols-1]
 	_ = a[kc*kn.mr-1]
 	_ = b[kc*w-1]
-	f(kc, &a[0], &b[0], &c[0], ldc, beta, mode)
+	f(kc, &a[0], &b[0], &c[0], ldc, beta, mode, rows, cols)
 }
 
-// runUA is run with the A panel read in place: element (i, p) at a[i·lda+p].
-func (kn *microKernel) runUA(kc, w int, a []float32, lda int, b, c []float32, ldc int, beta float32, mode int) {
+// runUA is run with the A panel read in place: element (i, p) at a[i·lda+p]
+// (all mr rows are read, whatever rows is).
+func (kn *microKernel) runUA(kc, w int, a []float32, lda int, b, c []float32, ldc int, beta float32, mode, rows, cols int) {
 	f := kn.ua
 	if w != kn.nr {
 		f = kn.halfUA
 	}
 	if f == nil || kc == 0 {
-		kernelGoUA(kn.mr, w, kc, a, lda, b, c, ldc, beta, mode == storeAccumulate)
+		kernelGoUA(kn.mr, w, kc, a, lda, b, c, ldc, beta, mode, rows, cols)
 		return
 	}
-	_ = c[(kn.mr-1)*ldc+w-1]
+	_ = c[(rows-1)*ldc+cols-1]
 	_ = a[(kn.mr-1)*lda+kc-1]
 	_ = b[kc*w-1]
-	f(kc, &a[0], lda, &b[0], &c[0], ldc, beta, mode)
+	f(kc, &a[0], lda, &b[0], &c[0], ldc, beta, mode, rows, cols)
 }
 
 // kernelGoUA is the plain-Go twin of the kernels that read A in place.
-func kernelGoUA(mr, nr, kc int, a []float32, lda int, b, c []float32, ldc int, beta float32, accum bool) {
+func kernelGoUA(mr, nr, kc int, a []float32, lda int, b, c []float32, ldc int, beta float32, mode, rows, cols int) {
 	var accBuf [16 * 64]float32
 	acc := accBuf[:mr*nr]
 	for p := 0; p < kc; p++ {
@@ -86,16 +93,16 @@ func kernelGoUA(mr, nr, kc int, a []float32, lda int, b, c []float32, ldc int, b
 			}
 		}
 	}
-	storeTile(mr, nr, acc, c, ldc, beta, accum)
+	storeTile(rows, cols, acc, nr, c, ldc, beta, mode)
 }
 
 // kernelGo is the plain-Go twin of the assembly micro-kernels: it computes
 // the mr×nr tile of the product of the packed panels a (kc columns of mr
-// values) and b (kc rows of nr values) and stores it into c (row stride ldc),
-// adding beta·c when accum is set.
-func kernelGo(mr, nr, kc int, a, b, c []float32, ldc int, beta float32, accum bool) {
-	if mr == 4 && nr == 8 {
-		kernelGo4x8(kc, a, b, c, ldc, beta, accum)
+// values) and b (kc rows of nr values) and stores its top-left rows×cols
+// corner into c (row stride ldc), adding beta·c in storeAccumulate mode.
+func kernelGo(mr, nr, kc int, a, b, c []float32, ldc int, beta float32, mode, rows, cols int) {
+	if mr == 4 && nr == 8 && rows == 4 && cols == 8 {
+		kernelGo4x8(kc, a, b, c, ldc, beta, mode)
 		return
 	}
 	var accBuf [16 * 64]float32
@@ -110,28 +117,28 @@ func kernelGo(mr, nr, kc int, a, b, c []float32, ldc int, beta float32, accum bo
 			}
 		}
 	}
-	storeTile(mr, nr, acc, c, ldc, beta, accum)
+	storeTile(rows, cols, acc, nr, c, ldc, beta, mode)
 }
 
-// storeTile writes the mr×nr tile acc to c: c = acc, or c = acc + beta·c
-// when accum is set.
-func storeTile(mr, nr int, acc, c []float32, ldc int, beta float32, accum bool) {
-	for i := 0; i < mr; i++ {
-		row := acc[i*nr : i*nr+nr]
-		dst := c[i*ldc : i*ldc+nr]
-		if accum {
-			for j, v := range row {
+// storeTile writes the rows×cols corner of the tile acc (row stride ldt) to
+// c: c = acc, or c = acc + beta·c in storeAccumulate mode.
+func storeTile(rows, cols int, acc []float32, ldt int, c []float32, ldc int, beta float32, mode int) {
+	for i := 0; i < rows; i++ {
+		src := acc[i*ldt : i*ldt+cols]
+		dst := c[i*ldc : i*ldc+cols]
+		if mode == storeAccumulate {
+			for j, v := range src {
 				dst[j] = v + beta*dst[j]
 			}
 		} else {
-			copy(dst, row)
+			copy(dst, src)
 		}
 	}
 }
 
-// kernelGo4x8 is kernelGo for 4×8 tiles with the accumulators in locals,
-// the kernel of the portable path.
-func kernelGo4x8(kc int, a, b, c []float32, ldc int, beta float32, accum bool) {
+// kernelGo4x8 is kernelGo for whole 4×8 tiles with the accumulators in
+// locals, the kernel of the portable path.
+func kernelGo4x8(kc int, a, b, c []float32, ldc int, beta float32, mode int) {
 	var c0, c1, c2, c3 [8]float32
 	a = a[:kc*4]
 	b = b[:kc*8]
@@ -148,7 +155,7 @@ func kernelGo4x8(kc int, a, b, c []float32, ldc int, beta float32, accum bool) {
 	}
 	for i, row := range [4]*[8]float32{&c0, &c1, &c2, &c3} {
 		dst := (*[8]float32)(c[i*ldc:])
-		if accum {
+		if mode == storeAccumulate {
 			for j, v := range row {
 				dst[j] = v + beta*dst[j]
 			}
@@ -159,4 +166,4 @@ func kernelGo4x8(kc int, a, b, c []float32, ldc int, beta float32, accum bool) {
 }
 
 // goKernel is the portable configuration.
-var goKernel = microKernel{name: "go4x8", mr: 4, nr: 8, kc: 256, mc: 128, nc: 1024}
+var goKernel = microKernel{name: "go4x8", mr: 4, nr: 8, kc: 256, mc: 128, nc: 1024, partial: true}

@@ -179,12 +179,11 @@ func gemmSerial(ws *workspace, g *gemmArgs) {
 		for pc := 0; pc < g.k; pc += kn.kc {
 			kc := min(kn.kc, g.k-pc)
 			packB(ws.b, g.transB, g.b, g.ldb, pc, jc, kc, nc, kn, alphaB)
-			beta, accum := g.beta, g.beta != 0
+			beta, mode := g.beta, storeOverwrite
 			if pc > 0 {
-				beta, accum = 1, true
+				beta = 1
 			}
-			mode := storeOverwrite
-			if accum {
+			if beta != 0 {
 				mode = storeAccumulate
 			}
 			for ic := 0; ic < g.m; ic += kn.mc {
@@ -221,41 +220,25 @@ func gemmSerial(ws *workspace, g *gemmArgs) {
 						off := (ic+ir)*g.ldc + jc + jr
 						if ir < full {
 							a := aRows[aOff+ir*lda:]
-							if nr == w {
-								kn.runUA(kc, w, a, lda, bp, g.c[off:], g.ldc, beta, mode)
+							if nr == w || kn.partial {
+								kn.runUA(kc, w, a, lda, bp, g.c[off:], g.ldc, beta, mode, MR, nr)
 							} else {
-								kn.runUA(kc, w, a, lda, bp, ws.tmp, w, 0, storeOverwrite)
-								mergeTile(mr, nr, ws.tmp, w, g.c[off:], g.ldc, beta, accum)
+								kn.runUA(kc, w, a, lda, bp, ws.tmp, w, 0, storeOverwrite, MR, w)
+								storeTile(mr, nr, ws.tmp, w, g.c[off:], g.ldc, beta, mode)
 							}
 							continue
 						}
 						ap := apk[ir*kc : (ir+MR)*kc]
-						if mr == MR && nr == w {
-							kn.run(kc, w, ap, bp, g.c[off:], g.ldc, beta, mode)
+						if mr == MR && nr == w || kn.partial {
+							kn.run(kc, w, ap, bp, g.c[off:], g.ldc, beta, mode, mr, nr)
 							continue
 						}
-						kn.run(kc, w, ap, bp, ws.tmp, w, 0, storeOverwrite)
-						mergeTile(mr, nr, ws.tmp, w, g.c[off:], g.ldc, beta, accum)
+						kn.run(kc, w, ap, bp, ws.tmp, w, 0, storeOverwrite, MR, w)
+						storeTile(mr, nr, ws.tmp, w, g.c[off:], g.ldc, beta, mode)
 					}
 					jr += w
 				}
 			}
-		}
-	}
-}
-
-// mergeTile writes the top-left mr×nr corner of tile t into c: c = t, or
-// c = t + beta·c when accum is set.
-func mergeTile(mr, nr int, t []float32, ldt int, c []float32, ldc int, beta float32, accum bool) {
-	for i := 0; i < mr; i++ {
-		src := t[i*ldt : i*ldt+nr]
-		dst := c[i*ldc : i*ldc+nr]
-		if !accum {
-			copy(dst, src)
-			continue
-		}
-		for j, v := range src {
-			dst[j] = v + beta*dst[j]
 		}
 	}
 }

@@ -4,9 +4,9 @@
 
 #include "textflag.h"
 
-// func sgemmKernel12x32AVX512(kc int, a *float32, b *float32, c *float32, ldc int, beta float32, accum int)
-// Requires: AVX, AVX512F, MMX+, SSE
-TEXT ·sgemmKernel12x32AVX512(SB), NOSPLIT, $0-56
+// func sgemmKernel12x32AVX512(kc int, a *float32, b *float32, c *float32, ldc int, beta float32, accum int, rows int, cols int)
+// Requires: AVX, AVX512F, CMOV, MMX+, SSE
+TEXT ·sgemmKernel12x32AVX512(SB), NOSPLIT, $0-72
 	MOVQ       kc+0(FP), AX
 	MOVQ       b+16(FP), CX
 	MOVQ       a+8(FP), DX
@@ -237,118 +237,186 @@ sgemmKernel12x32AVX512_loop1:
 	JNZ              sgemmKernel12x32AVX512_loop1
 
 sgemmKernel12x32AVX512_store:
-	MOVQ         c+24(FP), AX
-	MOVQ         ldc+32(FP), CX
-	SHLQ         $0x02, CX
-	MOVQ         accum+48(FP), DX
-	TESTQ        DX, DX
+	MOVQ         cols+64(FP), AX
+	XORQ         DX, DX
+	MOVQ         $0x00000010, BX
+	MOVQ         AX, CX
+	CMPQ         CX, $0x00
+	CMOVQLT      DX, CX
+	CMPQ         CX, $0x10
+	CMOVQGT      BX, CX
+	MOVL         $0x00000001, SI
+	SHLL         CL, SI
+	DECL         SI
+	KMOVW        SI, K1
+	SUBQ         $0x00000010, AX
+	CMPQ         AX, $0x00
+	CMOVQLT      DX, AX
+	CMPQ         AX, $0x10
+	CMOVQGT      BX, AX
+	MOVQ         AX, CX
+	MOVL         $0x00000001, AX
+	SHLL         CL, AX
+	DECL         AX
+	KMOVW        AX, K2
+	MOVQ         rows+56(FP), AX
+	MOVQ         c+24(FP), CX
+	MOVQ         ldc+32(FP), DX
+	SHLQ         $0x02, DX
+	MOVQ         accum+48(FP), BX
+	TESTQ        BX, BX
 	JZ           sgemmKernel12x32AVX512_overwrite
 	MOVSS        beta+40(FP), X0
 	VBROADCASTSS X0, Z0
-	VFMADD231PS  (AX), Z0, Z2
-	VMOVUPS      Z2, (AX)
-	VFMADD231PS  64(AX), Z0, Z3
-	VMOVUPS      Z3, 64(AX)
-	ADDQ         CX, AX
-	VFMADD231PS  (AX), Z0, Z4
-	VMOVUPS      Z4, (AX)
-	VFMADD231PS  64(AX), Z0, Z5
-	VMOVUPS      Z5, 64(AX)
-	ADDQ         CX, AX
-	VFMADD231PS  (AX), Z0, Z6
-	VMOVUPS      Z6, (AX)
-	VFMADD231PS  64(AX), Z0, Z7
-	VMOVUPS      Z7, 64(AX)
-	ADDQ         CX, AX
-	VFMADD231PS  (AX), Z0, Z8
-	VMOVUPS      Z8, (AX)
-	VFMADD231PS  64(AX), Z0, Z9
-	VMOVUPS      Z9, 64(AX)
-	ADDQ         CX, AX
-	VFMADD231PS  (AX), Z0, Z10
-	VMOVUPS      Z10, (AX)
-	VFMADD231PS  64(AX), Z0, Z11
-	VMOVUPS      Z11, 64(AX)
-	ADDQ         CX, AX
-	VFMADD231PS  (AX), Z0, Z12
-	VMOVUPS      Z12, (AX)
-	VFMADD231PS  64(AX), Z0, Z13
-	VMOVUPS      Z13, 64(AX)
-	ADDQ         CX, AX
-	VFMADD231PS  (AX), Z0, Z14
-	VMOVUPS      Z14, (AX)
-	VFMADD231PS  64(AX), Z0, Z15
-	VMOVUPS      Z15, 64(AX)
-	ADDQ         CX, AX
-	VFMADD231PS  (AX), Z0, Z16
-	VMOVUPS      Z16, (AX)
-	VFMADD231PS  64(AX), Z0, Z17
-	VMOVUPS      Z17, 64(AX)
-	ADDQ         CX, AX
-	VFMADD231PS  (AX), Z0, Z18
-	VMOVUPS      Z18, (AX)
-	VFMADD231PS  64(AX), Z0, Z19
-	VMOVUPS      Z19, 64(AX)
-	ADDQ         CX, AX
-	VFMADD231PS  (AX), Z0, Z20
-	VMOVUPS      Z20, (AX)
-	VFMADD231PS  64(AX), Z0, Z21
-	VMOVUPS      Z21, 64(AX)
-	ADDQ         CX, AX
-	VFMADD231PS  (AX), Z0, Z22
-	VMOVUPS      Z22, (AX)
-	VFMADD231PS  64(AX), Z0, Z23
-	VMOVUPS      Z23, 64(AX)
-	ADDQ         CX, AX
-	VFMADD231PS  (AX), Z0, Z24
-	VMOVUPS      Z24, (AX)
-	VFMADD231PS  64(AX), Z0, Z25
-	VMOVUPS      Z25, 64(AX)
-	VZEROUPPER
-	RET
+	VFMADD231PS  (CX), Z0, K1, Z2
+	VMOVUPS      Z2, K1, (CX)
+	VFMADD231PS  64(CX), Z0, K2, Z3
+	VMOVUPS      Z3, K2, 64(CX)
+	CMPQ         AX, $0x01
+	JLE          sgemmKernel12x32AVX512_done
+	ADDQ         DX, CX
+	VFMADD231PS  (CX), Z0, K1, Z4
+	VMOVUPS      Z4, K1, (CX)
+	VFMADD231PS  64(CX), Z0, K2, Z5
+	VMOVUPS      Z5, K2, 64(CX)
+	CMPQ         AX, $0x02
+	JLE          sgemmKernel12x32AVX512_done
+	ADDQ         DX, CX
+	VFMADD231PS  (CX), Z0, K1, Z6
+	VMOVUPS      Z6, K1, (CX)
+	VFMADD231PS  64(CX), Z0, K2, Z7
+	VMOVUPS      Z7, K2, 64(CX)
+	CMPQ         AX, $0x03
+	JLE          sgemmKernel12x32AVX512_done
+	ADDQ         DX, CX
+	VFMADD231PS  (CX), Z0, K1, Z8
+	VMOVUPS      Z8, K1, (CX)
+	VFMADD231PS  64(CX), Z0, K2, Z9
+	VMOVUPS      Z9, K2, 64(CX)
+	CMPQ         AX, $0x04
+	JLE          sgemmKernel12x32AVX512_done
+	ADDQ         DX, CX
+	VFMADD231PS  (CX), Z0, K1, Z10
+	VMOVUPS      Z10, K1, (CX)
+	VFMADD231PS  64(CX), Z0, K2, Z11
+	VMOVUPS      Z11, K2, 64(CX)
+	CMPQ         AX, $0x05
+	JLE          sgemmKernel12x32AVX512_done
+	ADDQ         DX, CX
+	VFMADD231PS  (CX), Z0, K1, Z12
+	VMOVUPS      Z12, K1, (CX)
+	VFMADD231PS  64(CX), Z0, K2, Z13
+	VMOVUPS      Z13, K2, 64(CX)
+	CMPQ         AX, $0x06
+	JLE          sgemmKernel12x32AVX512_done
+	ADDQ         DX, CX
+	VFMADD231PS  (CX), Z0, K1, Z14
+	VMOVUPS      Z14, K1, (CX)
+	VFMADD231PS  64(CX), Z0, K2, Z15
+	VMOVUPS      Z15, K2, 64(CX)
+	CMPQ         AX, $0x07
+	JLE          sgemmKernel12x32AVX512_done
+	ADDQ         DX, CX
+	VFMADD231PS  (CX), Z0, K1, Z16
+	VMOVUPS      Z16, K1, (CX)
+	VFMADD231PS  64(CX), Z0, K2, Z17
+	VMOVUPS      Z17, K2, 64(CX)
+	CMPQ         AX, $0x08
+	JLE          sgemmKernel12x32AVX512_done
+	ADDQ         DX, CX
+	VFMADD231PS  (CX), Z0, K1, Z18
+	VMOVUPS      Z18, K1, (CX)
+	VFMADD231PS  64(CX), Z0, K2, Z19
+	VMOVUPS      Z19, K2, 64(CX)
+	CMPQ         AX, $0x09
+	JLE          sgemmKernel12x32AVX512_done
+	ADDQ         DX, CX
+	VFMADD231PS  (CX), Z0, K1, Z20
+	VMOVUPS      Z20, K1, (CX)
+	VFMADD231PS  64(CX), Z0, K2, Z21
+	VMOVUPS      Z21, K2, 64(CX)
+	CMPQ         AX, $0x0a
+	JLE          sgemmKernel12x32AVX512_done
+	ADDQ         DX, CX
+	VFMADD231PS  (CX), Z0, K1, Z22
+	VMOVUPS      Z22, K1, (CX)
+	VFMADD231PS  64(CX), Z0, K2, Z23
+	VMOVUPS      Z23, K2, 64(CX)
+	CMPQ         AX, $0x0b
+	JLE          sgemmKernel12x32AVX512_done
+	ADDQ         DX, CX
+	VFMADD231PS  (CX), Z0, K1, Z24
+	VMOVUPS      Z24, K1, (CX)
+	VFMADD231PS  64(CX), Z0, K2, Z25
+	VMOVUPS      Z25, K2, 64(CX)
+	JMP          sgemmKernel12x32AVX512_done
 
 sgemmKernel12x32AVX512_overwrite:
-	VMOVUPS Z2, (AX)
-	VMOVUPS Z3, 64(AX)
-	ADDQ    CX, AX
-	VMOVUPS Z4, (AX)
-	VMOVUPS Z5, 64(AX)
-	ADDQ    CX, AX
-	VMOVUPS Z6, (AX)
-	VMOVUPS Z7, 64(AX)
-	ADDQ    CX, AX
-	VMOVUPS Z8, (AX)
-	VMOVUPS Z9, 64(AX)
-	ADDQ    CX, AX
-	VMOVUPS Z10, (AX)
-	VMOVUPS Z11, 64(AX)
-	ADDQ    CX, AX
-	VMOVUPS Z12, (AX)
-	VMOVUPS Z13, 64(AX)
-	ADDQ    CX, AX
-	VMOVUPS Z14, (AX)
-	VMOVUPS Z15, 64(AX)
-	ADDQ    CX, AX
-	VMOVUPS Z16, (AX)
-	VMOVUPS Z17, 64(AX)
-	ADDQ    CX, AX
-	VMOVUPS Z18, (AX)
-	VMOVUPS Z19, 64(AX)
-	ADDQ    CX, AX
-	VMOVUPS Z20, (AX)
-	VMOVUPS Z21, 64(AX)
-	ADDQ    CX, AX
-	VMOVUPS Z22, (AX)
-	VMOVUPS Z23, 64(AX)
-	ADDQ    CX, AX
-	VMOVUPS Z24, (AX)
-	VMOVUPS Z25, 64(AX)
+	VMOVUPS Z2, K1, (CX)
+	VMOVUPS Z3, K2, 64(CX)
+	CMPQ    AX, $0x01
+	JLE     sgemmKernel12x32AVX512_done
+	ADDQ    DX, CX
+	VMOVUPS Z4, K1, (CX)
+	VMOVUPS Z5, K2, 64(CX)
+	CMPQ    AX, $0x02
+	JLE     sgemmKernel12x32AVX512_done
+	ADDQ    DX, CX
+	VMOVUPS Z6, K1, (CX)
+	VMOVUPS Z7, K2, 64(CX)
+	CMPQ    AX, $0x03
+	JLE     sgemmKernel12x32AVX512_done
+	ADDQ    DX, CX
+	VMOVUPS Z8, K1, (CX)
+	VMOVUPS Z9, K2, 64(CX)
+	CMPQ    AX, $0x04
+	JLE     sgemmKernel12x32AVX512_done
+	ADDQ    DX, CX
+	VMOVUPS Z10, K1, (CX)
+	VMOVUPS Z11, K2, 64(CX)
+	CMPQ    AX, $0x05
+	JLE     sgemmKernel12x32AVX512_done
+	ADDQ    DX, CX
+	VMOVUPS Z12, K1, (CX)
+	VMOVUPS Z13, K2, 64(CX)
+	CMPQ    AX, $0x06
+	JLE     sgemmKernel12x32AVX512_done
+	ADDQ    DX, CX
+	VMOVUPS Z14, K1, (CX)
+	VMOVUPS Z15, K2, 64(CX)
+	CMPQ    AX, $0x07
+	JLE     sgemmKernel12x32AVX512_done
+	ADDQ    DX, CX
+	VMOVUPS Z16, K1, (CX)
+	VMOVUPS Z17, K2, 64(CX)
+	CMPQ    AX, $0x08
+	JLE     sgemmKernel12x32AVX512_done
+	ADDQ    DX, CX
+	VMOVUPS Z18, K1, (CX)
+	VMOVUPS Z19, K2, 64(CX)
+	CMPQ    AX, $0x09
+	JLE     sgemmKernel12x32AVX512_done
+	ADDQ    DX, CX
+	VMOVUPS Z20, K1, (CX)
+	VMOVUPS Z21, K2, 64(CX)
+	CMPQ    AX, $0x0a
+	JLE     sgemmKernel12x32AVX512_done
+	ADDQ    DX, CX
+	VMOVUPS Z22, K1, (CX)
+	VMOVUPS Z23, K2, 64(CX)
+	CMPQ    AX, $0x0b
+	JLE     sgemmKernel12x32AVX512_done
+	ADDQ    DX, CX
+	VMOVUPS Z24, K1, (CX)
+	VMOVUPS Z25, K2, 64(CX)
+
+sgemmKernel12x32AVX512_done:
 	VZEROUPPER
 	RET
 
-// func sgemmKernel12x16AVX512(kc int, a *float32, b *float32, c *float32, ldc int, beta float32, accum int)
-// Requires: AVX, AVX512F, MMX+, SSE
-TEXT ·sgemmKernel12x16AVX512(SB), NOSPLIT, $0-56
+// func sgemmKernel12x16AVX512(kc int, a *float32, b *float32, c *float32, ldc int, beta float32, accum int, rows int, cols int)
+// Requires: AVX, AVX512F, CMOV, MMX+, SSE
+TEXT ·sgemmKernel12x16AVX512(SB), NOSPLIT, $0-72
 	MOVQ       kc+0(FP), AX
 	MOVQ       b+16(FP), CX
 	MOVQ       a+8(FP), DX
@@ -490,82 +558,140 @@ sgemmKernel12x16AVX512_loop1:
 	JNZ              sgemmKernel12x16AVX512_loop1
 
 sgemmKernel12x16AVX512_store:
-	MOVQ         c+24(FP), AX
-	MOVQ         ldc+32(FP), CX
-	SHLQ         $0x02, CX
-	MOVQ         accum+48(FP), DX
-	TESTQ        DX, DX
+	MOVQ         cols+64(FP), AX
+	XORQ         CX, CX
+	MOVQ         $0x00000010, DX
+	CMPQ         AX, $0x00
+	CMOVQLT      CX, AX
+	CMPQ         AX, $0x10
+	CMOVQGT      DX, AX
+	MOVQ         AX, CX
+	MOVL         $0x00000001, AX
+	SHLL         CL, AX
+	DECL         AX
+	KMOVW        AX, K1
+	MOVQ         rows+56(FP), AX
+	MOVQ         c+24(FP), CX
+	MOVQ         ldc+32(FP), DX
+	SHLQ         $0x02, DX
+	MOVQ         accum+48(FP), BX
+	TESTQ        BX, BX
 	JZ           sgemmKernel12x16AVX512_overwrite
 	MOVSS        beta+40(FP), X0
 	VBROADCASTSS X0, Z0
-	VFMADD231PS  (AX), Z0, Z1
-	VMOVUPS      Z1, (AX)
-	ADDQ         CX, AX
-	VFMADD231PS  (AX), Z0, Z2
-	VMOVUPS      Z2, (AX)
-	ADDQ         CX, AX
-	VFMADD231PS  (AX), Z0, Z3
-	VMOVUPS      Z3, (AX)
-	ADDQ         CX, AX
-	VFMADD231PS  (AX), Z0, Z4
-	VMOVUPS      Z4, (AX)
-	ADDQ         CX, AX
-	VFMADD231PS  (AX), Z0, Z5
-	VMOVUPS      Z5, (AX)
-	ADDQ         CX, AX
-	VFMADD231PS  (AX), Z0, Z6
-	VMOVUPS      Z6, (AX)
-	ADDQ         CX, AX
-	VFMADD231PS  (AX), Z0, Z7
-	VMOVUPS      Z7, (AX)
-	ADDQ         CX, AX
-	VFMADD231PS  (AX), Z0, Z8
-	VMOVUPS      Z8, (AX)
-	ADDQ         CX, AX
-	VFMADD231PS  (AX), Z0, Z9
-	VMOVUPS      Z9, (AX)
-	ADDQ         CX, AX
-	VFMADD231PS  (AX), Z0, Z10
-	VMOVUPS      Z10, (AX)
-	ADDQ         CX, AX
-	VFMADD231PS  (AX), Z0, Z11
-	VMOVUPS      Z11, (AX)
-	ADDQ         CX, AX
-	VFMADD231PS  (AX), Z0, Z12
-	VMOVUPS      Z12, (AX)
-	VZEROUPPER
-	RET
+	VFMADD231PS  (CX), Z0, K1, Z1
+	VMOVUPS      Z1, K1, (CX)
+	CMPQ         AX, $0x01
+	JLE          sgemmKernel12x16AVX512_done
+	ADDQ         DX, CX
+	VFMADD231PS  (CX), Z0, K1, Z2
+	VMOVUPS      Z2, K1, (CX)
+	CMPQ         AX, $0x02
+	JLE          sgemmKernel12x16AVX512_done
+	ADDQ         DX, CX
+	VFMADD231PS  (CX), Z0, K1, Z3
+	VMOVUPS      Z3, K1, (CX)
+	CMPQ         AX, $0x03
+	JLE          sgemmKernel12x16AVX512_done
+	ADDQ         DX, CX
+	VFMADD231PS  (CX), Z0, K1, Z4
+	VMOVUPS      Z4, K1, (CX)
+	CMPQ         AX, $0x04
+	JLE          sgemmKernel12x16AVX512_done
+	ADDQ         DX, CX
+	VFMADD231PS  (CX), Z0, K1, Z5
+	VMOVUPS      Z5, K1, (CX)
+	CMPQ         AX, $0x05
+	JLE          sgemmKernel12x16AVX512_done
+	ADDQ         DX, CX
+	VFMADD231PS  (CX), Z0, K1, Z6
+	VMOVUPS      Z6, K1, (CX)
+	CMPQ         AX, $0x06
+	JLE          sgemmKernel12x16AVX512_done
+	ADDQ         DX, CX
+	VFMADD231PS  (CX), Z0, K1, Z7
+	VMOVUPS      Z7, K1, (CX)
+	CMPQ         AX, $0x07
+	JLE          sgemmKernel12x16AVX512_done
+	ADDQ         DX, CX
+	VFMADD231PS  (CX), Z0, K1, Z8
+	VMOVUPS      Z8, K1, (CX)
+	CMPQ         AX, $0x08
+	JLE          sgemmKernel12x16AVX512_done
+	ADDQ         DX, CX
+	VFMADD231PS  (CX), Z0, K1, Z9
+	VMOVUPS      Z9, K1, (CX)
+	CMPQ         AX, $0x09
+	JLE          sgemmKernel12x16AVX512_done
+	ADDQ         DX, CX
+	VFMADD231PS  (CX), Z0, K1, Z10
+	VMOVUPS      Z10, K1, (CX)
+	CMPQ         AX, $0x0a
+	JLE          sgemmKernel12x16AVX512_done
+	ADDQ         DX, CX
+	VFMADD231PS  (CX), Z0, K1, Z11
+	VMOVUPS      Z11, K1, (CX)
+	CMPQ         AX, $0x0b
+	JLE          sgemmKernel12x16AVX512_done
+	ADDQ         DX, CX
+	VFMADD231PS  (CX), Z0, K1, Z12
+	VMOVUPS      Z12, K1, (CX)
+	JMP          sgemmKernel12x16AVX512_done
 
 sgemmKernel12x16AVX512_overwrite:
-	VMOVUPS Z1, (AX)
-	ADDQ    CX, AX
-	VMOVUPS Z2, (AX)
-	ADDQ    CX, AX
-	VMOVUPS Z3, (AX)
-	ADDQ    CX, AX
-	VMOVUPS Z4, (AX)
-	ADDQ    CX, AX
-	VMOVUPS Z5, (AX)
-	ADDQ    CX, AX
-	VMOVUPS Z6, (AX)
-	ADDQ    CX, AX
-	VMOVUPS Z7, (AX)
-	ADDQ    CX, AX
-	VMOVUPS Z8, (AX)
-	ADDQ    CX, AX
-	VMOVUPS Z9, (AX)
-	ADDQ    CX, AX
-	VMOVUPS Z10, (AX)
-	ADDQ    CX, AX
-	VMOVUPS Z11, (AX)
-	ADDQ    CX, AX
-	VMOVUPS Z12, (AX)
+	VMOVUPS Z1, K1, (CX)
+	CMPQ    AX, $0x01
+	JLE     sgemmKernel12x16AVX512_done
+	ADDQ    DX, CX
+	VMOVUPS Z2, K1, (CX)
+	CMPQ    AX, $0x02
+	JLE     sgemmKernel12x16AVX512_done
+	ADDQ    DX, CX
+	VMOVUPS Z3, K1, (CX)
+	CMPQ    AX, $0x03
+	JLE     sgemmKernel12x16AVX512_done
+	ADDQ    DX, CX
+	VMOVUPS Z4, K1, (CX)
+	CMPQ    AX, $0x04
+	JLE     sgemmKernel12x16AVX512_done
+	ADDQ    DX, CX
+	VMOVUPS Z5, K1, (CX)
+	CMPQ    AX, $0x05
+	JLE     sgemmKernel12x16AVX512_done
+	ADDQ    DX, CX
+	VMOVUPS Z6, K1, (CX)
+	CMPQ    AX, $0x06
+	JLE     sgemmKernel12x16AVX512_done
+	ADDQ    DX, CX
+	VMOVUPS Z7, K1, (CX)
+	CMPQ    AX, $0x07
+	JLE     sgemmKernel12x16AVX512_done
+	ADDQ    DX, CX
+	VMOVUPS Z8, K1, (CX)
+	CMPQ    AX, $0x08
+	JLE     sgemmKernel12x16AVX512_done
+	ADDQ    DX, CX
+	VMOVUPS Z9, K1, (CX)
+	CMPQ    AX, $0x09
+	JLE     sgemmKernel12x16AVX512_done
+	ADDQ    DX, CX
+	VMOVUPS Z10, K1, (CX)
+	CMPQ    AX, $0x0a
+	JLE     sgemmKernel12x16AVX512_done
+	ADDQ    DX, CX
+	VMOVUPS Z11, K1, (CX)
+	CMPQ    AX, $0x0b
+	JLE     sgemmKernel12x16AVX512_done
+	ADDQ    DX, CX
+	VMOVUPS Z12, K1, (CX)
+
+sgemmKernel12x16AVX512_done:
 	VZEROUPPER
 	RET
 
-// func sgemmKernel12x32AVX512UA(kc int, a *float32, lda int, b *float32, c *float32, ldc int, beta float32, accum int)
-// Requires: AVX, AVX512F, MMX+, SSE
-TEXT ·sgemmKernel12x32AVX512UA(SB), NOSPLIT, $0-64
+// func sgemmKernel12x32AVX512UA(kc int, a *float32, lda int, b *float32, c *float32, ldc int, beta float32, accum int, rows int, cols int)
+// Requires: AVX, AVX512F, CMOV, MMX+, SSE
+TEXT ·sgemmKernel12x32AVX512UA(SB), NOSPLIT, $0-80
 	MOVQ       kc+0(FP), AX
 	MOVQ       b+24(FP), CX
 	MOVQ       lda+16(FP), DX
@@ -805,118 +931,186 @@ sgemmKernel12x32AVX512UA_loop1:
 	JNZ              sgemmKernel12x32AVX512UA_loop1
 
 sgemmKernel12x32AVX512UA_store:
-	MOVQ         c+32(FP), AX
-	MOVQ         ldc+40(FP), CX
-	SHLQ         $0x02, CX
-	MOVQ         accum+56(FP), DX
-	TESTQ        DX, DX
+	MOVQ         cols+72(FP), AX
+	XORQ         DX, DX
+	MOVQ         $0x00000010, BX
+	MOVQ         AX, CX
+	CMPQ         CX, $0x00
+	CMOVQLT      DX, CX
+	CMPQ         CX, $0x10
+	CMOVQGT      BX, CX
+	MOVL         $0x00000001, SI
+	SHLL         CL, SI
+	DECL         SI
+	KMOVW        SI, K1
+	SUBQ         $0x00000010, AX
+	CMPQ         AX, $0x00
+	CMOVQLT      DX, AX
+	CMPQ         AX, $0x10
+	CMOVQGT      BX, AX
+	MOVQ         AX, CX
+	MOVL         $0x00000001, AX
+	SHLL         CL, AX
+	DECL         AX
+	KMOVW        AX, K2
+	MOVQ         rows+64(FP), AX
+	MOVQ         c+32(FP), CX
+	MOVQ         ldc+40(FP), DX
+	SHLQ         $0x02, DX
+	MOVQ         accum+56(FP), BX
+	TESTQ        BX, BX
 	JZ           sgemmKernel12x32AVX512UA_overwrite
 	MOVSS        beta+48(FP), X0
 	VBROADCASTSS X0, Z0
-	VFMADD231PS  (AX), Z0, Z2
-	VMOVUPS      Z2, (AX)
-	VFMADD231PS  64(AX), Z0, Z3
-	VMOVUPS      Z3, 64(AX)
-	ADDQ         CX, AX
-	VFMADD231PS  (AX), Z0, Z4
-	VMOVUPS      Z4, (AX)
-	VFMADD231PS  64(AX), Z0, Z5
-	VMOVUPS      Z5, 64(AX)
-	ADDQ         CX, AX
-	VFMADD231PS  (AX), Z0, Z6
-	VMOVUPS      Z6, (AX)
-	VFMADD231PS  64(AX), Z0, Z7
-	VMOVUPS      Z7, 64(AX)
-	ADDQ         CX, AX
-	VFMADD231PS  (AX), Z0, Z8
-	VMOVUPS      Z8, (AX)
-	VFMADD231PS  64(AX), Z0, Z9
-	VMOVUPS      Z9, 64(AX)
-	ADDQ         CX, AX
-	VFMADD231PS  (AX), Z0, Z10
-	VMOVUPS      Z10, (AX)
-	VFMADD231PS  64(AX), Z0, Z11
-	VMOVUPS      Z11, 64(AX)
-	ADDQ         CX, AX
-	VFMADD231PS  (AX), Z0, Z12
-	VMOVUPS      Z12, (AX)
-	VFMADD231PS  64(AX), Z0, Z13
-	VMOVUPS      Z13, 64(AX)
-	ADDQ         CX, AX
-	VFMADD231PS  (AX), Z0, Z14
-	VMOVUPS      Z14, (AX)
-	VFMADD231PS  64(AX), Z0, Z15
-	VMOVUPS      Z15, 64(AX)
-	ADDQ         CX, AX
-	VFMADD231PS  (AX), Z0, Z16
-	VMOVUPS      Z16, (AX)
-	VFMADD231PS  64(AX), Z0, Z17
-	VMOVUPS      Z17, 64(AX)
-	ADDQ         CX, AX
-	VFMADD231PS  (AX), Z0, Z18
-	VMOVUPS      Z18, (AX)
-	VFMADD231PS  64(AX), Z0, Z19
-	VMOVUPS      Z19, 64(AX)
-	ADDQ         CX, AX
-	VFMADD231PS  (AX), Z0, Z20
-	VMOVUPS      Z20, (AX)
-	VFMADD231PS  64(AX), Z0, Z21
-	VMOVUPS      Z21, 64(AX)
-	ADDQ         CX, AX
-	VFMADD231PS  (AX), Z0, Z22
-	VMOVUPS      Z22, (AX)
-	VFMADD231PS  64(AX), Z0, Z23
-	VMOVUPS      Z23, 64(AX)
-	ADDQ         CX, AX
-	VFMADD231PS  (AX), Z0, Z24
-	VMOVUPS      Z24, (AX)
-	VFMADD231PS  64(AX), Z0, Z25
-	VMOVUPS      Z25, 64(AX)
-	VZEROUPPER
-	RET
+	VFMADD231PS  (CX), Z0, K1, Z2
+	VMOVUPS      Z2, K1, (CX)
+	VFMADD231PS  64(CX), Z0, K2, Z3
+	VMOVUPS      Z3, K2, 64(CX)
+	CMPQ         AX, $0x01
+	JLE          sgemmKernel12x32AVX512UA_done
+	ADDQ         DX, CX
+	VFMADD231PS  (CX), Z0, K1, Z4
+	VMOVUPS      Z4, K1, (CX)
+	VFMADD231PS  64(CX), Z0, K2, Z5
+	VMOVUPS      Z5, K2, 64(CX)
+	CMPQ         AX, $0x02
+	JLE          sgemmKernel12x32AVX512UA_done
+	ADDQ         DX, CX
+	VFMADD231PS  (CX), Z0, K1, Z6
+	VMOVUPS      Z6, K1, (CX)
+	VFMADD231PS  64(CX), Z0, K2, Z7
+	VMOVUPS      Z7, K2, 64(CX)
+	CMPQ         AX, $0x03
+	JLE          sgemmKernel12x32AVX512UA_done
+	ADDQ         DX, CX
+	VFMADD231PS  (CX), Z0, K1, Z8
+	VMOVUPS      Z8, K1, (CX)
+	VFMADD231PS  64(CX), Z0, K2, Z9
+	VMOVUPS      Z9, K2, 64(CX)
+	CMPQ         AX, $0x04
+	JLE          sgemmKernel12x32AVX512UA_done
+	ADDQ         DX, CX
+	VFMADD231PS  (CX), Z0, K1, Z10
+	VMOVUPS      Z10, K1, (CX)
+	VFMADD231PS  64(CX), Z0, K2, Z11
+	VMOVUPS      Z11, K2, 64(CX)
+	CMPQ         AX, $0x05
+	JLE          sgemmKernel12x32AVX512UA_done
+	ADDQ         DX, CX
+	VFMADD231PS  (CX), Z0, K1, Z12
+	VMOVUPS      Z12, K1, (CX)
+	VFMADD231PS  64(CX), Z0, K2, Z13
+	VMOVUPS      Z13, K2, 64(CX)
+	CMPQ         AX, $0x06
+	JLE          sgemmKernel12x32AVX512UA_done
+	ADDQ         DX, CX
+	VFMADD231PS  (CX), Z0, K1, Z14
+	VMOVUPS      Z14, K1, (CX)
+	VFMADD231PS  64(CX), Z0, K2, Z15
+	VMOVUPS      Z15, K2, 64(CX)
+	CMPQ         AX, $0x07
+	JLE          sgemmKernel12x32AVX512UA_done
+	ADDQ         DX, CX
+	VFMADD231PS  (CX), Z0, K1, Z16
+	VMOVUPS      Z16, K1, (CX)
+	VFMADD231PS  64(CX), Z0, K2, Z17
+	VMOVUPS      Z17, K2, 64(CX)
+	CMPQ         AX, $0x08
+	JLE          sgemmKernel12x32AVX512UA_done
+	ADDQ         DX, CX
+	VFMADD231PS  (CX), Z0, K1, Z18
+	VMOVUPS      Z18, K1, (CX)
+	VFMADD231PS  64(CX), Z0, K2, Z19
+	VMOVUPS      Z19, K2, 64(CX)
+	CMPQ         AX, $0x09
+	JLE          sgemmKernel12x32AVX512UA_done
+	ADDQ         DX, CX
+	VFMADD231PS  (CX), Z0, K1, Z20
+	VMOVUPS      Z20, K1, (CX)
+	VFMADD231PS  64(CX), Z0, K2, Z21
+	VMOVUPS      Z21, K2, 64(CX)
+	CMPQ         AX, $0x0a
+	JLE          sgemmKernel12x32AVX512UA_done
+	ADDQ         DX, CX
+	VFMADD231PS  (CX), Z0, K1, Z22
+	VMOVUPS      Z22, K1, (CX)
+	VFMADD231PS  64(CX), Z0, K2, Z23
+	VMOVUPS      Z23, K2, 64(CX)
+	CMPQ         AX, $0x0b
+	JLE          sgemmKernel12x32AVX512UA_done
+	ADDQ         DX, CX
+	VFMADD231PS  (CX), Z0, K1, Z24
+	VMOVUPS      Z24, K1, (CX)
+	VFMADD231PS  64(CX), Z0, K2, Z25
+	VMOVUPS      Z25, K2, 64(CX)
+	JMP          sgemmKernel12x32AVX512UA_done
 
 sgemmKernel12x32AVX512UA_overwrite:
-	VMOVUPS Z2, (AX)
-	VMOVUPS Z3, 64(AX)
-	ADDQ    CX, AX
-	VMOVUPS Z4, (AX)
-	VMOVUPS Z5, 64(AX)
-	ADDQ    CX, AX
-	VMOVUPS Z6, (AX)
-	VMOVUPS Z7, 64(AX)
-	ADDQ    CX, AX
-	VMOVUPS Z8, (AX)
-	VMOVUPS Z9, 64(AX)
-	ADDQ    CX, AX
-	VMOVUPS Z10, (AX)
-	VMOVUPS Z11, 64(AX)
-	ADDQ    CX, AX
-	VMOVUPS Z12, (AX)
-	VMOVUPS Z13, 64(AX)
-	ADDQ    CX, AX
-	VMOVUPS Z14, (AX)
-	VMOVUPS Z15, 64(AX)
-	ADDQ    CX, AX
-	VMOVUPS Z16, (AX)
-	VMOVUPS Z17, 64(AX)
-	ADDQ    CX, AX
-	VMOVUPS Z18, (AX)
-	VMOVUPS Z19, 64(AX)
-	ADDQ    CX, AX
-	VMOVUPS Z20, (AX)
-	VMOVUPS Z21, 64(AX)
-	ADDQ    CX, AX
-	VMOVUPS Z22, (AX)
-	VMOVUPS Z23, 64(AX)
-	ADDQ    CX, AX
-	VMOVUPS Z24, (AX)
-	VMOVUPS Z25, 64(AX)
+	VMOVUPS Z2, K1, (CX)
+	VMOVUPS Z3, K2, 64(CX)
+	CMPQ    AX, $0x01
+	JLE     sgemmKernel12x32AVX512UA_done
+	ADDQ    DX, CX
+	VMOVUPS Z4, K1, (CX)
+	VMOVUPS Z5, K2, 64(CX)
+	CMPQ    AX, $0x02
+	JLE     sgemmKernel12x32AVX512UA_done
+	ADDQ    DX, CX
+	VMOVUPS Z6, K1, (CX)
+	VMOVUPS Z7, K2, 64(CX)
+	CMPQ    AX, $0x03
+	JLE     sgemmKernel12x32AVX512UA_done
+	ADDQ    DX, CX
+	VMOVUPS Z8, K1, (CX)
+	VMOVUPS Z9, K2, 64(CX)
+	CMPQ    AX, $0x04
+	JLE     sgemmKernel12x32AVX512UA_done
+	ADDQ    DX, CX
+	VMOVUPS Z10, K1, (CX)
+	VMOVUPS Z11, K2, 64(CX)
+	CMPQ    AX, $0x05
+	JLE     sgemmKernel12x32AVX512UA_done
+	ADDQ    DX, CX
+	VMOVUPS Z12, K1, (CX)
+	VMOVUPS Z13, K2, 64(CX)
+	CMPQ    AX, $0x06
+	JLE     sgemmKernel12x32AVX512UA_done
+	ADDQ    DX, CX
+	VMOVUPS Z14, K1, (CX)
+	VMOVUPS Z15, K2, 64(CX)
+	CMPQ    AX, $0x07
+	JLE     sgemmKernel12x32AVX512UA_done
+	ADDQ    DX, CX
+	VMOVUPS Z16, K1, (CX)
+	VMOVUPS Z17, K2, 64(CX)
+	CMPQ    AX, $0x08
+	JLE     sgemmKernel12x32AVX512UA_done
+	ADDQ    DX, CX
+	VMOVUPS Z18, K1, (CX)
+	VMOVUPS Z19, K2, 64(CX)
+	CMPQ    AX, $0x09
+	JLE     sgemmKernel12x32AVX512UA_done
+	ADDQ    DX, CX
+	VMOVUPS Z20, K1, (CX)
+	VMOVUPS Z21, K2, 64(CX)
+	CMPQ    AX, $0x0a
+	JLE     sgemmKernel12x32AVX512UA_done
+	ADDQ    DX, CX
+	VMOVUPS Z22, K1, (CX)
+	VMOVUPS Z23, K2, 64(CX)
+	CMPQ    AX, $0x0b
+	JLE     sgemmKernel12x32AVX512UA_done
+	ADDQ    DX, CX
+	VMOVUPS Z24, K1, (CX)
+	VMOVUPS Z25, K2, 64(CX)
+
+sgemmKernel12x32AVX512UA_done:
 	VZEROUPPER
 	RET
 
-// func sgemmKernel12x16AVX512UA(kc int, a *float32, lda int, b *float32, c *float32, ldc int, beta float32, accum int)
-// Requires: AVX, AVX512F, MMX+, SSE
-TEXT ·sgemmKernel12x16AVX512UA(SB), NOSPLIT, $0-64
+// func sgemmKernel12x16AVX512UA(kc int, a *float32, lda int, b *float32, c *float32, ldc int, beta float32, accum int, rows int, cols int)
+// Requires: AVX, AVX512F, CMOV, MMX+, SSE
+TEXT ·sgemmKernel12x16AVX512UA(SB), NOSPLIT, $0-80
 	MOVQ       kc+0(FP), AX
 	MOVQ       b+24(FP), CX
 	MOVQ       lda+16(FP), DX
@@ -1067,76 +1261,134 @@ sgemmKernel12x16AVX512UA_loop1:
 	JNZ              sgemmKernel12x16AVX512UA_loop1
 
 sgemmKernel12x16AVX512UA_store:
-	MOVQ         c+32(FP), AX
-	MOVQ         ldc+40(FP), CX
-	SHLQ         $0x02, CX
-	MOVQ         accum+56(FP), DX
-	TESTQ        DX, DX
+	MOVQ         cols+72(FP), AX
+	XORQ         CX, CX
+	MOVQ         $0x00000010, DX
+	CMPQ         AX, $0x00
+	CMOVQLT      CX, AX
+	CMPQ         AX, $0x10
+	CMOVQGT      DX, AX
+	MOVQ         AX, CX
+	MOVL         $0x00000001, AX
+	SHLL         CL, AX
+	DECL         AX
+	KMOVW        AX, K1
+	MOVQ         rows+64(FP), AX
+	MOVQ         c+32(FP), CX
+	MOVQ         ldc+40(FP), DX
+	SHLQ         $0x02, DX
+	MOVQ         accum+56(FP), BX
+	TESTQ        BX, BX
 	JZ           sgemmKernel12x16AVX512UA_overwrite
 	MOVSS        beta+48(FP), X0
 	VBROADCASTSS X0, Z0
-	VFMADD231PS  (AX), Z0, Z1
-	VMOVUPS      Z1, (AX)
-	ADDQ         CX, AX
-	VFMADD231PS  (AX), Z0, Z2
-	VMOVUPS      Z2, (AX)
-	ADDQ         CX, AX
-	VFMADD231PS  (AX), Z0, Z3
-	VMOVUPS      Z3, (AX)
-	ADDQ         CX, AX
-	VFMADD231PS  (AX), Z0, Z4
-	VMOVUPS      Z4, (AX)
-	ADDQ         CX, AX
-	VFMADD231PS  (AX), Z0, Z5
-	VMOVUPS      Z5, (AX)
-	ADDQ         CX, AX
-	VFMADD231PS  (AX), Z0, Z6
-	VMOVUPS      Z6, (AX)
-	ADDQ         CX, AX
-	VFMADD231PS  (AX), Z0, Z7
-	VMOVUPS      Z7, (AX)
-	ADDQ         CX, AX
-	VFMADD231PS  (AX), Z0, Z8
-	VMOVUPS      Z8, (AX)
-	ADDQ         CX, AX
-	VFMADD231PS  (AX), Z0, Z9
-	VMOVUPS      Z9, (AX)
-	ADDQ         CX, AX
-	VFMADD231PS  (AX), Z0, Z10
-	VMOVUPS      Z10, (AX)
-	ADDQ         CX, AX
-	VFMADD231PS  (AX), Z0, Z11
-	VMOVUPS      Z11, (AX)
-	ADDQ         CX, AX
-	VFMADD231PS  (AX), Z0, Z12
-	VMOVUPS      Z12, (AX)
-	VZEROUPPER
-	RET
+	VFMADD231PS  (CX), Z0, K1, Z1
+	VMOVUPS      Z1, K1, (CX)
+	CMPQ         AX, $0x01
+	JLE          sgemmKernel12x16AVX512UA_done
+	ADDQ         DX, CX
+	VFMADD231PS  (CX), Z0, K1, Z2
+	VMOVUPS      Z2, K1, (CX)
+	CMPQ         AX, $0x02
+	JLE          sgemmKernel12x16AVX512UA_done
+	ADDQ         DX, CX
+	VFMADD231PS  (CX), Z0, K1, Z3
+	VMOVUPS      Z3, K1, (CX)
+	CMPQ         AX, $0x03
+	JLE          sgemmKernel12x16AVX512UA_done
+	ADDQ         DX, CX
+	VFMADD231PS  (CX), Z0, K1, Z4
+	VMOVUPS      Z4, K1, (CX)
+	CMPQ         AX, $0x04
+	JLE          sgemmKernel12x16AVX512UA_done
+	ADDQ         DX, CX
+	VFMADD231PS  (CX), Z0, K1, Z5
+	VMOVUPS      Z5, K1, (CX)
+	CMPQ         AX, $0x05
+	JLE          sgemmKernel12x16AVX512UA_done
+	ADDQ         DX, CX
+	VFMADD231PS  (CX), Z0, K1, Z6
+	VMOVUPS      Z6, K1, (CX)
+	CMPQ         AX, $0x06
+	JLE          sgemmKernel12x16AVX512UA_done
+	ADDQ         DX, CX
+	VFMADD231PS  (CX), Z0, K1, Z7
+	VMOVUPS      Z7, K1, (CX)
+	CMPQ         AX, $0x07
+	JLE          sgemmKernel12x16AVX512UA_done
+	ADDQ         DX, CX
+	VFMADD231PS  (CX), Z0, K1, Z8
+	VMOVUPS      Z8, K1, (CX)
+	CMPQ         AX, $0x08
+	JLE          sgemmKernel12x16AVX512UA_done
+	ADDQ         DX, CX
+	VFMADD231PS  (CX), Z0, K1, Z9
+	VMOVUPS      Z9, K1, (CX)
+	CMPQ         AX, $0x09
+	JLE          sgemmKernel12x16AVX512UA_done
+	ADDQ         DX, CX
+	VFMADD231PS  (CX), Z0, K1, Z10
+	VMOVUPS      Z10, K1, (CX)
+	CMPQ         AX, $0x0a
+	JLE          sgemmKernel12x16AVX512UA_done
+	ADDQ         DX, CX
+	VFMADD231PS  (CX), Z0, K1, Z11
+	VMOVUPS      Z11, K1, (CX)
+	CMPQ         AX, $0x0b
+	JLE          sgemmKernel12x16AVX512UA_done
+	ADDQ         DX, CX
+	VFMADD231PS  (CX), Z0, K1, Z12
+	VMOVUPS      Z12, K1, (CX)
+	JMP          sgemmKernel12x16AVX512UA_done
 
 sgemmKernel12x16AVX512UA_overwrite:
-	VMOVUPS Z1, (AX)
-	ADDQ    CX, AX
-	VMOVUPS Z2, (AX)
-	ADDQ    CX, AX
-	VMOVUPS Z3, (AX)
-	ADDQ    CX, AX
-	VMOVUPS Z4, (AX)
-	ADDQ    CX, AX
-	VMOVUPS Z5, (AX)
-	ADDQ    CX, AX
-	VMOVUPS Z6, (AX)
-	ADDQ    CX, AX
-	VMOVUPS Z7, (AX)
-	ADDQ    CX, AX
-	VMOVUPS Z8, (AX)
-	ADDQ    CX, AX
-	VMOVUPS Z9, (AX)
-	ADDQ    CX, AX
-	VMOVUPS Z10, (AX)
-	ADDQ    CX, AX
-	VMOVUPS Z11, (AX)
-	ADDQ    CX, AX
-	VMOVUPS Z12, (AX)
+	VMOVUPS Z1, K1, (CX)
+	CMPQ    AX, $0x01
+	JLE     sgemmKernel12x16AVX512UA_done
+	ADDQ    DX, CX
+	VMOVUPS Z2, K1, (CX)
+	CMPQ    AX, $0x02
+	JLE     sgemmKernel12x16AVX512UA_done
+	ADDQ    DX, CX
+	VMOVUPS Z3, K1, (CX)
+	CMPQ    AX, $0x03
+	JLE     sgemmKernel12x16AVX512UA_done
+	ADDQ    DX, CX
+	VMOVUPS Z4, K1, (CX)
+	CMPQ    AX, $0x04
+	JLE     sgemmKernel12x16AVX512UA_done
+	ADDQ    DX, CX
+	VMOVUPS Z5, K1, (CX)
+	CMPQ    AX, $0x05
+	JLE     sgemmKernel12x16AVX512UA_done
+	ADDQ    DX, CX
+	VMOVUPS Z6, K1, (CX)
+	CMPQ    AX, $0x06
+	JLE     sgemmKernel12x16AVX512UA_done
+	ADDQ    DX, CX
+	VMOVUPS Z7, K1, (CX)
+	CMPQ    AX, $0x07
+	JLE     sgemmKernel12x16AVX512UA_done
+	ADDQ    DX, CX
+	VMOVUPS Z8, K1, (CX)
+	CMPQ    AX, $0x08
+	JLE     sgemmKernel12x16AVX512UA_done
+	ADDQ    DX, CX
+	VMOVUPS Z9, K1, (CX)
+	CMPQ    AX, $0x09
+	JLE     sgemmKernel12x16AVX512UA_done
+	ADDQ    DX, CX
+	VMOVUPS Z10, K1, (CX)
+	CMPQ    AX, $0x0a
+	JLE     sgemmKernel12x16AVX512UA_done
+	ADDQ    DX, CX
+	VMOVUPS Z11, K1, (CX)
+	CMPQ    AX, $0x0b
+	JLE     sgemmKernel12x16AVX512UA_done
+	ADDQ    DX, CX
+	VMOVUPS Z12, K1, (CX)
+
+sgemmKernel12x16AVX512UA_done:
 	VZEROUPPER
 	RET
 

@@ -7,22 +7,22 @@ package kernels
 // sgemmKernel12x32AVX512 computes one 12×32 tile of C from packed panels.
 //
 //go:noescape
-func sgemmKernel12x32AVX512(kc int, a *float32, b *float32, c *float32, ldc int, beta float32, accum int)
+func sgemmKernel12x32AVX512(kc int, a *float32, b *float32, c *float32, ldc int, beta float32, accum int, rows int, cols int)
 
 // sgemmKernel12x16AVX512 computes one 12×16 tile of C from packed panels.
 //
 //go:noescape
-func sgemmKernel12x16AVX512(kc int, a *float32, b *float32, c *float32, ldc int, beta float32, accum int)
+func sgemmKernel12x16AVX512(kc int, a *float32, b *float32, c *float32, ldc int, beta float32, accum int, rows int, cols int)
 
 // sgemmKernel12x32AVX512UA computes one 12×32 tile of C from rows of A in place and a packed B panel.
 //
 //go:noescape
-func sgemmKernel12x32AVX512UA(kc int, a *float32, lda int, b *float32, c *float32, ldc int, beta float32, accum int)
+func sgemmKernel12x32AVX512UA(kc int, a *float32, lda int, b *float32, c *float32, ldc int, beta float32, accum int, rows int, cols int)
 
 // sgemmKernel12x16AVX512UA computes one 12×16 tile of C from rows of A in place and a packed B panel.
 //
 //go:noescape
-func sgemmKernel12x16AVX512UA(kc int, a *float32, lda int, b *float32, c *float32, ldc int, beta float32, accum int)
+func sgemmKernel12x16AVX512UA(kc int, a *float32, lda int, b *float32, c *float32, ldc int, beta float32, accum int, rows int, cols int)
 
 // sgemmKernel6x16AVX2 computes one 6×16 tile of C from packed panels.
 //

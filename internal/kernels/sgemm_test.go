@@ -177,46 +177,75 @@ func TestSgemmPanics(t *testing.T) {
 	}
 }
 
+// kernelCase is one random micro-kernel call.
+type kernelCase struct {
+	w, kc, lda, ldc, rows, cols, mode int
+	a, b, c                           []float32
+	beta                              float32
+}
+
+func randKernelCase(r *rand.Rand, kn *microKernel, it int, inPlace bool) kernelCase {
+	var k kernelCase
+	k.w = kn.nr
+	if kn.half != nil && it%2 == 1 {
+		k.w = kn.nr / 2
+	}
+	k.kc = r.IntN(70)
+	if it%10 == 0 {
+		k.kc = 300 + r.IntN(200)
+	}
+	k.rows, k.cols = kn.mr, k.w
+	if kn.partial && it%3 == 2 {
+		k.rows, k.cols = 1+r.IntN(kn.mr), 1+r.IntN(k.w)
+	}
+	k.ldc = k.w + r.IntN(9)
+	if inPlace {
+		k.lda = k.kc + r.IntN(5)
+		k.a = randSlice(r, max(kn.mr*k.lda, 1))
+	} else {
+		k.a = randSlice(r, max(k.kc*kn.mr, 1))
+	}
+	k.b = randSlice(r, max(k.kc*k.w, 1))
+	k.c = randSlice(r, kn.mr*k.ldc)
+	k.mode = r.IntN(2)
+	k.beta = float32(r.NormFloat64())
+	if k.mode == storeOverwrite {
+		for i := range k.c {
+			k.c[i] = float32(math.NaN())
+		}
+	}
+	return k
+}
+
+// check compares the result got of the case with want from the Go twin:
+// inside the rows×cols corner within the tolerance, elsewhere unchanged.
+func (k *kernelCase) check(t *testing.T, got, want []float32) {
+	t.Helper()
+	for i := range got {
+		gv, wv := float64(got[i]), float64(want[i])
+		if i/k.ldc >= k.rows || i%k.ldc >= k.cols {
+			if !(gv == wv || math.IsNaN(gv) && math.IsNaN(wv)) {
+				t.Fatalf("kc=%d w=%d rows=%d cols=%d: element %d outside the corner changed", k.kc, k.w, k.rows, k.cols, i)
+			}
+			continue
+		}
+		if math.IsNaN(gv) || math.Abs(gv-wv) > 1e-5*math.Sqrt(float64(k.kc)+1)*(1+math.Abs(wv)) {
+			t.Fatalf("kc=%d w=%d rows=%d cols=%d mode=%d: c[%d] = %v, want %v", k.kc, k.w, k.rows, k.cols, k.mode, i, gv, wv)
+		}
+	}
+}
+
 // TestKernelsMatchGo compares every assembly micro-kernel with kernelGo.
 func TestKernelsMatchGo(t *testing.T) {
 	r := rand.New(rand.NewPCG(7, 8))
 	for _, kn := range asmKernels() {
 		t.Run(kn.name, func(t *testing.T) {
-			for it := 0; it < 200; it++ {
-				w := kn.nr
-				if kn.half != nil && it%2 == 1 {
-					w = kn.nr / 2
-				}
-				kc := r.IntN(70)
-				if it%10 == 0 {
-					kc = 300 + r.IntN(200)
-				}
-				ldc := w + r.IntN(9)
-				a := randSlice(r, max(kc*kn.mr, 1))
-				b := randSlice(r, max(kc*w, 1))
-				c := randSlice(r, kn.mr*ldc)
-				accum := r.IntN(2) == 1
-				beta := float32(r.NormFloat64())
-				if !accum {
-					for i := range c {
-						c[i] = float32(math.NaN())
-					}
-				}
-				want := append([]float32(nil), c...)
-				kernelGo(kn.mr, w, kc, a, b, want, ldc, beta, accum)
-				kn.run(kc, w, a, b, c, ldc, beta, boolMode(accum))
-				for i := range c {
-					gv, wv := float64(c[i]), float64(want[i])
-					if i%ldc >= w {
-						if !(gv == wv || math.IsNaN(gv) && math.IsNaN(wv)) {
-							t.Fatalf("kc=%d: padding %d changed", kc, i)
-						}
-						continue
-					}
-					if math.IsNaN(gv) || math.Abs(gv-wv) > 1e-5*math.Sqrt(float64(kc)+1)*(1+math.Abs(wv)) {
-						t.Fatalf("kc=%d w=%d accum=%v: c[%d] = %v, want %v", kc, w, accum, i, gv, wv)
-					}
-				}
+			for it := 0; it < 300; it++ {
+				k := randKernelCase(r, &kn, it, false)
+				want := append([]float32(nil), k.c...)
+				kernelGo(kn.mr, k.w, k.kc, k.a, k.b, want, k.ldc, k.beta, k.mode, k.rows, k.cols)
+				kn.run(k.kc, k.w, k.a, k.b, k.c, k.ldc, k.beta, k.mode, k.rows, k.cols)
+				k.check(t, k.c, want)
 			}
 		})
 	}
@@ -231,37 +260,12 @@ func TestKernelsUAMatchGo(t *testing.T) {
 			continue
 		}
 		t.Run(kn.name, func(t *testing.T) {
-			for it := 0; it < 200; it++ {
-				w := kn.nr
-				if it%2 == 1 {
-					w = kn.nr / 2
-				}
-				kc := r.IntN(70)
-				if it%10 == 0 {
-					kc = 300 + r.IntN(200)
-				}
-				lda := kc + r.IntN(5)
-				ldc := w + r.IntN(9)
-				a := randSlice(r, max(kn.mr*lda, 1))
-				b := randSlice(r, max(kc*w, 1))
-				c := randSlice(r, kn.mr*ldc)
-				accum := r.IntN(2) == 1
-				beta := float32(r.NormFloat64())
-				want := append([]float32(nil), c...)
-				kernelGoUA(kn.mr, w, kc, a, lda, b, want, ldc, beta, accum)
-				kn.runUA(kc, w, a, lda, b, c, ldc, beta, boolMode(accum))
-				for i := range c {
-					gv, wv := float64(c[i]), float64(want[i])
-					if i%ldc >= w {
-						if gv != wv {
-							t.Fatalf("kc=%d: padding %d changed", kc, i)
-						}
-						continue
-					}
-					if math.IsNaN(gv) || math.Abs(gv-wv) > 1e-5*math.Sqrt(float64(kc)+1)*(1+math.Abs(wv)) {
-						t.Fatalf("kc=%d w=%d lda=%d accum=%v: c[%d] = %v, want %v", kc, w, lda, accum, i, gv, wv)
-					}
-				}
+			for it := 0; it < 300; it++ {
+				k := randKernelCase(r, &kn, it, true)
+				want := append([]float32(nil), k.c...)
+				kernelGoUA(kn.mr, k.w, k.kc, k.a, k.lda, k.b, want, k.ldc, k.beta, k.mode, k.rows, k.cols)
+				kn.runUA(k.kc, k.w, k.a, k.lda, k.b, k.c, k.ldc, k.beta, k.mode, k.rows, k.cols)
+				k.check(t, k.c, want)
 			}
 		})
 	}
@@ -384,7 +388,7 @@ func BenchmarkKernel(b *testing.B) {
 			a, bb := randSlice(r, kc*kn.mr), randSlice(r, kc*kn.nr)
 			c := make([]float32, kn.mr*kn.nr)
 			for i := 0; i < b.N; i++ {
-				kn.run(kc, kn.nr, a, bb, c, kn.nr, 0, storeOverwrite)
+				kn.run(kc, kn.nr, a, bb, c, kn.nr, 0, storeOverwrite, kn.mr, kn.nr)
 			}
 			b.ReportMetric(2*float64(kc*kn.mr*kn.nr)*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
 		})
@@ -417,11 +421,4 @@ func TestTranspose16(t *testing.T) {
 			}
 		}
 	}
-}
-
-func boolMode(accum bool) int {
-	if accum {
-		return storeAccumulate
-	}
-	return storeOverwrite
 }

@@ -27,8 +27,9 @@ func ymm(i int) reg.VecPhysical {
 }
 
 const (
-	sgemmSig   = "func(kc int, a, b, c *float32, ldc int, beta float32, accum int)"
-	sgemmSigUA = "func(kc int, a *float32, lda int, b, c *float32, ldc int, beta float32, accum int)"
+	sgemmSig       = "func(kc int, a, b, c *float32, ldc int, beta float32, accum int)"
+	sgemmSigMasked = "func(kc int, a, b, c *float32, ldc int, beta float32, accum, rows, cols int)"
+	sgemmSigUA     = "func(kc int, a *float32, lda int, b, c *float32, ldc int, beta float32, accum, rows, cols int)"
 )
 
 // genSgemmAVX512 emits an mr×(16·nv) micro-kernel. For p < kc it reads
@@ -47,7 +48,7 @@ func genSgemmAVX512(mr, nv int, unpackedA bool) {
 		panic("too many registers")
 	}
 	name := fmt.Sprintf("sgemmKernel%dx%dAVX512", mr, nr)
-	sig := sgemmSig
+	sig := sgemmSigMasked
 	if unpackedA {
 		name += "UA"
 		sig = sgemmSigUA
@@ -172,6 +173,32 @@ func genSgemmAVX512(mr, nv int, unpackedA bool) {
 	JNZ(LabelRef(name + "_loop1"))
 
 	Label(name + "_store")
+	// Only the top-left rows×cols corner of the tile is stored: whole rows
+	// are skipped, columns masked.
+	cols := Load(Param("cols"), GP64())
+	zero, sixteen := GP64(), GP64()
+	XORQ(zero, zero)
+	MOVQ(U32(16), sixteen)
+	masks := make([]reg.OpmaskVirtual, nv)
+	for v := range masks {
+		t := GP64()
+		MOVQ(cols, t)
+		if v > 0 {
+			SUBQ(U32(16*v), t)
+		}
+		CMPQ(t, Imm(0))
+		CMOVQLT(zero, t)
+		CMPQ(t, Imm(16))
+		CMOVQGT(sixteen, t)
+		MOVQ(t, reg.RCX)
+		m := GP32()
+		MOVL(U32(1), m)
+		SHLL(reg.CL, m)
+		DECL(m)
+		masks[v] = K()
+		KMOVW(m, masks[v])
+	}
+	rows := Load(Param("rows"), GP64())
 	pc := Load(Param("c"), GP64())
 	ldc := Load(Param("ldc"), GP64())
 	SHLQ(Imm(2), ldc)
@@ -181,26 +208,30 @@ func genSgemmAVX512(mr, nv int, unpackedA bool) {
 	beta := Load(Param("beta"), XMM())
 	VBROADCASTSS(beta, bv(0))
 	for i := 0; i < mr; i++ {
-		for v := 0; v < nv; v++ {
-			VFMADD231PS(Mem{Base: pc, Disp: 64 * v}, bv(0), acc(i, v))
-			VMOVUPS(acc(i, v), Mem{Base: pc, Disp: 64 * v})
-		}
-		if i+1 < mr {
+		if i > 0 {
+			CMPQ(rows, Imm(uint64(i)))
+			JLE(LabelRef(name + "_done"))
 			ADDQ(ldc, pc)
 		}
+		for v := 0; v < nv; v++ {
+			VFMADD231PS(Mem{Base: pc, Disp: 64 * v}, bv(0), masks[v], acc(i, v))
+			VMOVUPS(acc(i, v), masks[v], Mem{Base: pc, Disp: 64 * v})
+		}
 	}
-	VZEROUPPER()
-	RET()
+	JMP(LabelRef(name + "_done"))
 
 	Label(name + "_overwrite")
 	for i := 0; i < mr; i++ {
-		for v := 0; v < nv; v++ {
-			VMOVUPS(acc(i, v), Mem{Base: pc, Disp: 64 * v})
-		}
-		if i+1 < mr {
+		if i > 0 {
+			CMPQ(rows, Imm(uint64(i)))
+			JLE(LabelRef(name + "_done"))
 			ADDQ(ldc, pc)
 		}
+		for v := 0; v < nv; v++ {
+			VMOVUPS(acc(i, v), masks[v], Mem{Base: pc, Disp: 64 * v})
+		}
 	}
+	Label(name + "_done")
 	VZEROUPPER()
 	RET()
 }
