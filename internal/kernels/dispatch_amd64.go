@@ -53,3 +53,6 @@ var useTranspose = hasAVX512
 func kernel6x16AVX2(kc int, a, b, c *float32, ldc int, beta float32, mode, rows, cols int) {
 	sgemmKernel6x16AVX2(kc, a, b, c, ldc, beta, mode)
 }
+
+// useAVX512Elementwise selects the assembly element-wise and vector kernels.
+var useAVX512Elementwise = hasAVX512

@@ -348,6 +348,9 @@ var benchShapes = []struct {
 	{"attnPV_M4096_N40_K4096", false, 4096, 40, 4096},
 	{"ff_M4096_N2560_K320_transB", true, 4096, 2560, 320},
 	{"small_M77_N768_K768_transB", true, 77, 768, 768},
+	{"conv_M1280_N256_K11520", false, 1280, 256, 11520},
+	{"conv_M1280_N64_K11520", false, 1280, 64, 11520},
+	{"gemv_M1_N1280_K1280_transB", true, 1, 1280, 1280},
 }
 
 func benchGemm(b *testing.B, transB bool, m, n, k int) {
@@ -418,6 +421,39 @@ func TestTranspose16(t *testing.T) {
 		for i := range got {
 			if got[i] != want[i] {
 				t.Fatalf("strides %v: element %d = %v, want %v", strides, i, got[i], want[i])
+			}
+		}
+	}
+}
+
+// TestPackBMatchesGo compares packB with its assembly helpers (panel copy,
+// 16×16 transpose) against the plain-Go loops.
+func TestPackBMatchesGo(t *testing.T) {
+	if !useTranspose {
+		t.Skip("no assembly packing on this build")
+	}
+	r := rand.New(rand.NewPCG(19, 20))
+	kn := &activeKernel
+	for it := 0; it < 100; it++ {
+		trans := it%2 == 1
+		kc, nc := 1+r.IntN(kn.kc), 1+r.IntN(200)
+		pc, jc := r.IntN(30), r.IntN(30)
+		rows, cols := pc+kc, jc+nc // op(B) is rows×cols
+		ld := cols + r.IntN(40)
+		if trans {
+			ld = rows + r.IntN(40)
+		}
+		b := randSlice(r, max(rows, cols)*ld)
+		alpha := []float32{1, -2.5}[r.IntN(2)]
+		got := make([]float32, kn.kc*kn.nc)
+		want := make([]float32, kn.kc*kn.nc)
+		packB(got, trans, b, ld, pc, jc, kc, nc, kn, alpha)
+		useTranspose = false
+		packB(want, trans, b, ld, pc, jc, kc, nc, kn, alpha)
+		useTranspose = true
+		for i := range got {
+			if got[i] != want[i] {
+				t.Fatalf("trans=%v kc=%d nc=%d: packed[%d] = %v, want %v", trans, kc, nc, i, got[i], want[i])
 			}
 		}
 	}
