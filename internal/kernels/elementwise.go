@@ -157,3 +157,36 @@ func geluGo(x float32) float32 {
 }
 
 func abs32(x float32) float32 { return math.Float32frombits(math.Float32bits(x) &^ (1 << 31)) }
+
+// SoftmaxInPlace replaces x with its softmax, e^(x[i]−m) / Σ_j e^(x[j]−m)
+// with m = max x, so large inputs do not overflow. Entries of −Inf become 0
+// (as masked attention scores should); a row containing NaN or +Inf becomes
+// NaN, as in PyTorch.
+func SoftmaxInPlace(x []float32) {
+	if len(x) == 0 {
+		return
+	}
+	if useAVX512Elementwise {
+		softmaxAVX512(&x[0], len(x))
+		return
+	}
+	softmaxGo(x)
+}
+
+// softmaxGo is the plain-Go twin of the AVX-512 softmax.
+func softmaxGo(x []float32) {
+	m := float32(math.Inf(-1))
+	for _, v := range x {
+		m = max(m, v)
+	}
+	var sum float64
+	for i, v := range x {
+		e := expGo(v - m)
+		x[i] = e
+		sum += float64(e)
+	}
+	inv := 1 / float32(sum)
+	for i := range x {
+		x[i] *= inv
+	}
+}

@@ -1,6 +1,7 @@
 package kernels
 
 import (
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"testing"
@@ -126,6 +127,84 @@ func BenchmarkElementwise(b *testing.B) {
 			for i := 0; i < b.N; i++ {
 				copy(buf, xs)
 				f.asm(buf)
+			}
+		})
+	}
+}
+
+func TestSoftmax(t *testing.T) {
+	r := rand.New(rand.NewPCG(23, 24))
+	for it := 0; it < 300; it++ {
+		n := 1 + r.IntN(100)
+		if it%10 == 0 {
+			n = 1000 + r.IntN(5000)
+		}
+		scale := []float64{0.1, 1, 10, 100}[r.IntN(4)]
+		x := make([]float32, n+3)
+		for i := range x {
+			x[i] = float32(r.NormFloat64() * scale)
+		}
+		if it%7 == 3 {
+			for i := 0; i < n; i += 3 {
+				x[i] = float32(math.Inf(-1)) // masked scores
+			}
+			x[n-1] = 1
+		}
+		in := append([]float32(nil), x...)
+		// float64 reference from the float32 differences x − max (which
+		// any float32 softmax, PyTorch's included, rounds the same way).
+		m := float32(math.Inf(-1))
+		for _, v := range in[:n] {
+			m = max(m, v)
+		}
+		var sum float64
+		for _, v := range in[:n] {
+			sum += math.Exp(float64(v - m))
+		}
+		twin := append([]float32(nil), in...)
+		softmaxGo(twin[:n])
+		SoftmaxInPlace(x[:n])
+		for i := 0; i < n; i++ {
+			want := math.Exp(float64(in[i]-m)) / sum
+			if !checkClose(x[i], want, 1e-5) {
+				t.Fatalf("n=%d: softmax[%d] = %v, want %v", n, i, x[i], want)
+			}
+			if !checkClose(twin[i], want, 1e-6) {
+				t.Fatalf("n=%d: Go twin softmax[%d] = %v, want %v", n, i, twin[i], want)
+			}
+		}
+		for i := n; i < n+3; i++ {
+			if x[i] != in[i] {
+				t.Fatalf("n=%d: element %d past the end changed", n, i)
+			}
+		}
+	}
+	nan := []float32{1, float32(math.NaN()), 2}
+	SoftmaxInPlace(nan)
+	for _, v := range nan {
+		if !math.IsNaN(float64(v)) {
+			t.Fatalf("softmax with a NaN: %v", nan)
+		}
+	}
+}
+
+func BenchmarkSoftmax(b *testing.B) {
+	for _, n := range []int{77, 4096} {
+		x := make([]float32, n)
+		r := rand.New(rand.NewPCG(1, 1))
+		for i := range x {
+			x[i] = float32(r.NormFloat64())
+		}
+		b.Run(fmt.Sprint(n), func(b *testing.B) {
+			b.SetBytes(int64(4 * n))
+			for i := 0; i < b.N; i++ {
+				SoftmaxInPlace(x)
+			}
+		})
+		b.Run(fmt.Sprint(n, "_go"), func(b *testing.B) {
+			b.SetBytes(int64(4 * n))
+			for i := 0; i < b.N; i++ {
+				softmaxGo(x)
 			}
 		})
 	}

@@ -1910,6 +1910,204 @@ geluAVX512_done:
 	VZEROUPPER
 	RET
 
+// func softmaxAVX512(x *float32, n int)
+// Requires: AVX, AVX512F
+TEXT ·softmaxAVX512(SB), NOSPLIT, $0-16
+	MOVQ         x+0(FP), AX
+	MOVQ         n+8(FP), DX
+	MOVL         $0xff800000, CX
+	VPBROADCASTD CX, Z0
+	MOVL         $0xc3000000, CX
+	VPBROADCASTD CX, Z1
+	MOVL         $0x43000000, CX
+	VPBROADCASTD CX, Z2
+	VMOVAPS      Z0, Z3
+	VMOVAPS      Z0, Z4
+	MOVQ         AX, BX
+	MOVQ         DX, CX
+
+softmax_max32:
+	CMPQ   CX, $0x20
+	JL     softmax_max16
+	VMAXPS (BX), Z3, Z3
+	VMAXPS 64(BX), Z4, Z4
+	ADDQ   $0x00000080, BX
+	SUBQ   $0x20, CX
+	JMP    softmax_max32
+
+softmax_max16:
+	CMPQ   CX, $0x10
+	JL     softmax_maxtail
+	VMAXPS (BX), Z3, Z3
+	ADDQ   $0x00000040, BX
+	SUBQ   $0x10, CX
+
+softmax_maxtail:
+	TESTQ   CX, CX
+	JZ      softmax_maxdone
+	MOVL    $0x00000001, SI
+	SHLL    CL, SI
+	DECL    SI
+	KMOVW   SI, K1
+	VMOVAPS Z0, Z0
+	VMOVUPS (BX), K1, Z0
+	VMAXPS  Z0, Z3, Z3
+
+softmax_maxdone:
+	VMAXPS     Z4, Z3, Z3
+	VSHUFF32X4 $0x4e, Z3, Z3, Z0
+	VMAXPS     Z0, Z3, Z3
+	VSHUFF32X4 $0xb1, Z3, Z3, Z0
+	VMAXPS     Z0, Z3, Z3
+	VPERMILPS  $0x4e, Z3, Z0
+	VMAXPS     Z0, Z3, Z3
+	VPERMILPS  $0xb1, Z3, Z0
+	VMAXPS     Z0, Z3, Z3
+	VPXORD     Z5, Z5, Z5
+	VPXORD     Z6, Z6, Z6
+	MOVQ       AX, BX
+	MOVQ       DX, CX
+
+softmax_exp32:
+	CMPQ              CX, $0x20
+	JL                softmax_exp16
+	VMOVUPS           (BX), Z0
+	VSUBPS            Z3, Z0, Z0
+	VMINPS            Z0, Z2, Z0
+	VMAXPS            Z0, Z1, Z0
+	VMULPS.BCST       elemconst<>+0(SB), Z0, Z4
+	VRNDSCALEPS       $0x00, Z4, Z4
+	VMOVAPS           Z0, Z0
+	VFNMADD231PS.BCST elemconst<>+4(SB), Z4, Z0
+	VFNMADD231PS.BCST elemconst<>+8(SB), Z4, Z0
+	VBROADCASTSS      elemconst<>+12(SB), Z7
+	VFMADD213PS.BCST  elemconst<>+16(SB), Z0, Z7
+	VFMADD213PS.BCST  elemconst<>+20(SB), Z0, Z7
+	VFMADD213PS.BCST  elemconst<>+24(SB), Z0, Z7
+	VFMADD213PS.BCST  elemconst<>+28(SB), Z0, Z7
+	VFMADD213PS.BCST  elemconst<>+32(SB), Z0, Z7
+	VFMADD213PS.BCST  elemconst<>+36(SB), Z0, Z7
+	VFMADD213PS.BCST  elemconst<>+36(SB), Z0, Z7
+	VSCALEFPS         Z4, Z7, Z7
+	VMOVUPS           Z7, (BX)
+	VADDPS            Z7, Z5, Z5
+	VMOVUPS           64(BX), Z0
+	VSUBPS            Z3, Z0, Z0
+	VMINPS            Z0, Z2, Z0
+	VMAXPS            Z0, Z1, Z0
+	VMULPS.BCST       elemconst<>+0(SB), Z0, Z4
+	VRNDSCALEPS       $0x00, Z4, Z4
+	VMOVAPS           Z0, Z0
+	VFNMADD231PS.BCST elemconst<>+4(SB), Z4, Z0
+	VFNMADD231PS.BCST elemconst<>+8(SB), Z4, Z0
+	VBROADCASTSS      elemconst<>+12(SB), Z7
+	VFMADD213PS.BCST  elemconst<>+16(SB), Z0, Z7
+	VFMADD213PS.BCST  elemconst<>+20(SB), Z0, Z7
+	VFMADD213PS.BCST  elemconst<>+24(SB), Z0, Z7
+	VFMADD213PS.BCST  elemconst<>+28(SB), Z0, Z7
+	VFMADD213PS.BCST  elemconst<>+32(SB), Z0, Z7
+	VFMADD213PS.BCST  elemconst<>+36(SB), Z0, Z7
+	VFMADD213PS.BCST  elemconst<>+36(SB), Z0, Z7
+	VSCALEFPS         Z4, Z7, Z7
+	VMOVUPS           Z7, 64(BX)
+	VADDPS            Z7, Z6, Z6
+	ADDQ              $0x00000080, BX
+	SUBQ              $0x20, CX
+	JMP               softmax_exp32
+
+softmax_exp16:
+	CMPQ              CX, $0x10
+	JL                softmax_exptail
+	VMOVUPS           (BX), Z0
+	VSUBPS            Z3, Z0, Z0
+	VMINPS            Z0, Z2, Z0
+	VMAXPS            Z0, Z1, Z0
+	VMULPS.BCST       elemconst<>+0(SB), Z0, Z4
+	VRNDSCALEPS       $0x00, Z4, Z4
+	VMOVAPS           Z0, Z0
+	VFNMADD231PS.BCST elemconst<>+4(SB), Z4, Z0
+	VFNMADD231PS.BCST elemconst<>+8(SB), Z4, Z0
+	VBROADCASTSS      elemconst<>+12(SB), Z7
+	VFMADD213PS.BCST  elemconst<>+16(SB), Z0, Z7
+	VFMADD213PS.BCST  elemconst<>+20(SB), Z0, Z7
+	VFMADD213PS.BCST  elemconst<>+24(SB), Z0, Z7
+	VFMADD213PS.BCST  elemconst<>+28(SB), Z0, Z7
+	VFMADD213PS.BCST  elemconst<>+32(SB), Z0, Z7
+	VFMADD213PS.BCST  elemconst<>+36(SB), Z0, Z7
+	VFMADD213PS.BCST  elemconst<>+36(SB), Z0, Z7
+	VSCALEFPS         Z4, Z7, Z7
+	VMOVUPS           Z7, (BX)
+	VADDPS            Z7, Z5, Z5
+	ADDQ              $0x00000040, BX
+	SUBQ              $0x10, CX
+
+softmax_exptail:
+	TESTQ             CX, CX
+	JZ                softmax_expdone
+	MOVL              $0x00000001, SI
+	SHLL              CL, SI
+	DECL              SI
+	KMOVW             SI, K1
+	VMOVUPS.Z         (BX), K1, Z0
+	VSUBPS            Z3, Z0, Z0
+	VMINPS            Z0, Z2, Z0
+	VMAXPS            Z0, Z1, Z0
+	VMULPS.BCST       elemconst<>+0(SB), Z0, Z1
+	VRNDSCALEPS       $0x00, Z1, Z1
+	VMOVAPS           Z0, Z0
+	VFNMADD231PS.BCST elemconst<>+4(SB), Z1, Z0
+	VFNMADD231PS.BCST elemconst<>+8(SB), Z1, Z0
+	VBROADCASTSS      elemconst<>+12(SB), Z2
+	VFMADD213PS.BCST  elemconst<>+16(SB), Z0, Z2
+	VFMADD213PS.BCST  elemconst<>+20(SB), Z0, Z2
+	VFMADD213PS.BCST  elemconst<>+24(SB), Z0, Z2
+	VFMADD213PS.BCST  elemconst<>+28(SB), Z0, Z2
+	VFMADD213PS.BCST  elemconst<>+32(SB), Z0, Z2
+	VFMADD213PS.BCST  elemconst<>+36(SB), Z0, Z2
+	VFMADD213PS.BCST  elemconst<>+36(SB), Z0, Z2
+	VSCALEFPS         Z1, Z2, Z2
+	VMOVUPS           Z2, K1, (BX)
+	VADDPS            Z2, Z6, K1, Z6
+
+softmax_expdone:
+	VADDPS       Z6, Z5, Z5
+	VSHUFF32X4   $0x4e, Z5, Z5, Z0
+	VADDPS       Z0, Z5, Z5
+	VSHUFF32X4   $0xb1, Z5, Z5, Z0
+	VADDPS       Z0, Z5, Z5
+	VPERMILPS    $0x4e, Z5, Z0
+	VADDPS       Z0, Z5, Z5
+	VPERMILPS    $0xb1, Z5, Z0
+	VADDPS       Z0, Z5, Z5
+	VBROADCASTSS elemconst<>+36(SB), Z0
+	VDIVPS       Z5, Z0, Z0
+	MOVQ         AX, BX
+	MOVQ         DX, CX
+
+softmax_scale16:
+	CMPQ    CX, $0x10
+	JL      softmax_scaletail
+	VMULPS  (BX), Z0, Z1
+	VMOVUPS Z1, (BX)
+	ADDQ    $0x00000040, BX
+	SUBQ    $0x10, CX
+	JMP     softmax_scale16
+
+softmax_scaletail:
+	TESTQ     CX, CX
+	JZ        softmax_done
+	MOVL      $0x00000001, AX
+	SHLL      CL, AX
+	DECL      AX
+	KMOVW     AX, K1
+	VMOVUPS.Z (BX), K1, Z1
+	VMULPS    Z1, Z0, Z1
+	VMOVUPS   Z1, K1, (BX)
+
+softmax_done:
+	VZEROUPPER
+	RET
+
 // func sdotAVX512(x *float32, y *float32, n int) float32
 // Requires: AVX, AVX512DQ, AVX512F, SSE
 TEXT ·sdotAVX512(SB), NOSPLIT, $0-28

@@ -44,6 +44,11 @@ func siluAVX512(x *float32, n int)
 //go:noescape
 func geluAVX512(x *float32, n int)
 
+// softmaxAVX512 replaces x[:n] (n ≥ 1) with its softmax.
+//
+//go:noescape
+func softmaxAVX512(x *float32, n int)
+
 // sdotAVX512 returns Σ x[i]·y[i] for i < n.
 //
 //go:noescape

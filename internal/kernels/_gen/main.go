@@ -20,6 +20,7 @@ func main() {
 	genSgemmAVX512(12, 1, true)
 	genSgemmAVX2()
 	genElementwiseAll()
+	genSoftmax()
 	genSdot()
 	genSaxpy()
 	genTranspose16()
