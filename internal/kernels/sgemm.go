@@ -211,32 +211,49 @@ func gemmSerial(ws *workspace, g *gemmArgs) {
 				if inPlaceA {
 					apk = ws.a[full*(kc+16)-full*kc:]
 				}
-				for jr := 0; jr < nc; {
-					w := kn.panelWidth(nc - jr)
+				// tile runs the kernel on the tile of rows [ir, ir+MR) and the
+				// B panel at jr of width w.
+				tile := func(ir, jr, w int) {
 					nr := min(w, nc-jr)
 					bp := ws.b[jr*kc : (jr+w)*kc]
-					for ir := 0; ir < mc; ir += MR {
-						mr := min(MR, mc-ir)
-						off := (ic+ir)*g.ldc + jc + jr
-						if ir < full {
-							a := aRows[aOff+ir*lda:]
-							if nr == w || kn.partial {
-								kn.runUA(kc, w, a, lda, bp, g.c[off:], g.ldc, beta, mode, MR, nr)
-							} else {
-								kn.runUA(kc, w, a, lda, bp, ws.tmp, w, 0, storeOverwrite, MR, w)
-								storeTile(mr, nr, ws.tmp, w, g.c[off:], g.ldc, beta, mode)
-							}
-							continue
+					mr := min(MR, mc-ir)
+					off := (ic+ir)*g.ldc + jc + jr
+					if ir < full {
+						a := aRows[aOff+ir*lda:]
+						if nr == w || kn.partial {
+							kn.runUA(kc, w, a, lda, bp, g.c[off:], g.ldc, beta, mode, MR, nr)
+						} else {
+							kn.runUA(kc, w, a, lda, bp, ws.tmp, w, 0, storeOverwrite, MR, w)
+							storeTile(mr, nr, ws.tmp, w, g.c[off:], g.ldc, beta, mode)
 						}
-						ap := apk[ir*kc : (ir+MR)*kc]
-						if mr == MR && nr == w || kn.partial {
-							kn.run(kc, w, ap, bp, g.c[off:], g.ldc, beta, mode, mr, nr)
-							continue
-						}
-						kn.run(kc, w, ap, bp, ws.tmp, w, 0, storeOverwrite, MR, w)
-						storeTile(mr, nr, ws.tmp, w, g.c[off:], g.ldc, beta, mode)
+						return
 					}
-					jr += w
+					ap := apk[ir*kc : (ir+MR)*kc]
+					if mr == MR && nr == w || kn.partial {
+						kn.run(kc, w, ap, bp, g.c[off:], g.ldc, beta, mode, mr, nr)
+						return
+					}
+					kn.run(kc, w, ap, bp, ws.tmp, w, 0, storeOverwrite, MR, w)
+					storeTile(mr, nr, ws.tmp, w, g.c[off:], g.ldc, beta, mode)
+				}
+				if kc <= rowMajorTilesK && rowMajorTiles {
+					// Short products are bound by writing C: go along rows of
+					// tiles so that each row of C is written in order.
+					for ir := 0; ir < mc; ir += MR {
+						for jr := 0; jr < nc; {
+							w := kn.panelWidth(nc - jr)
+							tile(ir, jr, w)
+							jr += w
+						}
+					}
+				} else {
+					for jr := 0; jr < nc; {
+						w := kn.panelWidth(nc - jr)
+						for ir := 0; ir < mc; ir += MR {
+							tile(ir, jr, w)
+						}
+						jr += w
+					}
 				}
 			}
 		}
@@ -508,3 +525,10 @@ func transpose16x16Go(dst []float32, dstStride int, src []float32, srcStride int
 // padAliasedA enables copying A rows whose stride is a multiple of 2 KB
 // (a variable for benchmarks).
 var padAliasedA = true
+
+// rowMajorTiles and rowMajorTilesK choose the order of the tiles for
+// short products (variables for benchmarks).
+var (
+	rowMajorTiles  = true
+	rowMajorTilesK = 128
+)

@@ -323,14 +323,16 @@ func TestSdotSaxpy(t *testing.T) {
 }
 
 func TestSgemmNoAllocs(t *testing.T) {
-	m, n, k := 256, 512, 300
-	a, b, c := make([]float32, m*k), make([]float32, k*n), make([]float32, m*n)
-	Sgemm(false, false, m, n, k, 1, a, k, b, n, 0, c, n)
-	allocs := testing.AllocsPerRun(20, func() {
+	for _, s := range []struct{ m, n, k int }{{256, 512, 300}, {512, 256, 40}, {100, 50, 30}, {1, 300, 200}} {
+		m, n, k := s.m, s.n, s.k
+		a, b, c := make([]float32, m*k), make([]float32, k*n), make([]float32, m*n)
 		Sgemm(false, false, m, n, k, 1, a, k, b, n, 0, c, n)
-	})
-	if allocs > 0.5 {
-		t.Errorf("Sgemm allocates %v times per call", allocs)
+		allocs := testing.AllocsPerRun(20, func() {
+			Sgemm(false, true, m, n, k, 1, a, k, b, k, 0, c, n)
+		})
+		if allocs > 0.5 {
+			t.Errorf("Sgemm %d×%d×%d allocates %v times per call", m, n, k, allocs)
+		}
 	}
 }
 

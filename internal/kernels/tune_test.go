@@ -111,3 +111,18 @@ func BenchmarkPartsPerThread(b *testing.B) {
 		}
 	}
 }
+
+func BenchmarkRowMajorTiles(b *testing.B) {
+	for _, on := range []bool{true, false} {
+		for _, s := range benchShapes {
+			if s.k > 128 {
+				continue
+			}
+			b.Run(fmt.Sprintf("%v/%s", on, s.name), func(b *testing.B) {
+				rowMajorTiles = on
+				defer func() { rowMajorTiles = true }()
+				benchGemm(b, s.transB, s.m, s.n, s.k)
+			})
+		}
+	}
+}
