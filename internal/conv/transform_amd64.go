@@ -1,11 +1,37 @@
-//go:build amd64 && !noasm
+//go:build !noasm
 
 package conv
 
+import "golang.org/x/sys/cpu"
+
+// useAVX512 selects the assembly transforms.
+var useAVX512 = cpu.X86.HasAVX512F && cpu.X86.HasAVX512DQ && cpu.X86.HasBMI2
+
+// inputTransform is inputTransformGo, in assembly when the CPU allows.
 func inputTransform(v []float32, ldv int, plane []float32, h, w, ys, xs, n int) {
-	inputTransformGo(v, ldv, plane, h, w, ys, xs, n)
+	if !useAVX512 || n <= 0 {
+		inputTransformGo(v, ldv, plane, h, w, ys, xs, n)
+		return
+	}
+	// The kernel reads only the plane's h·w values and writes
+	// v[ξ·ldv + i] for ξ < 36, i < n.
+	_ = plane[h*w-1]
+	_ = v[(nXi-1)*ldv+n-1]
+	inputTransformAVX512(&v[0], ldv, &plane[0], h, w, ys, xs, n)
 }
 
+// outputTransform is outputTransformGo, in assembly when the CPU allows.
 func outputTransform(dst []float32, ldd int, m []float32, ldm, nrows, ncols, n int, bias float32) {
-	outputTransformGo(dst, ldd, m, ldm, nrows, ncols, n, bias)
+	if !useAVX512 || n <= 0 || nrows <= 0 || ncols <= 0 {
+		outputTransformGo(dst, ldd, m, ldm, nrows, ncols, n, bias)
+		return
+	}
+	// The kernel reads m[ξ·ldm + i] for i < n and writes dst[r·ldd + c]
+	// for r < nrows ≤ 4, c < ncols ≤ 4n.
+	if nrows > tileOut || ncols > tileOut*n {
+		panic("conv: outputTransform: bad tile geometry")
+	}
+	_ = m[(nXi-1)*ldm+n-1]
+	_ = dst[(nrows-1)*ldd+ncols-1]
+	outputTransformAVX512(&dst[0], ldd, &m[0], ldm, nrows, ncols, n, bias)
 }

@@ -2,10 +2,21 @@
 
 package conv
 
+// useAVX512 is false: there are no assembly transforms on this build.
+var useAVX512 = false
+
 func inputTransform(v []float32, ldv int, plane []float32, h, w, ys, xs, n int) {
 	inputTransformGo(v, ldv, plane, h, w, ys, xs, n)
 }
 
 func outputTransform(dst []float32, ldd int, m []float32, ldm, nrows, ncols, n int, bias float32) {
 	outputTransformGo(dst, ldd, m, ldm, nrows, ncols, n, bias)
+}
+
+func inputTransformAVX512(v *float32, ldv int, plane *float32, h, w, ys, xs, n int) {
+	panic("unreachable")
+}
+
+func outputTransformAVX512(dst *float32, ldd int, m *float32, ldm, nrows, ncols, n int, bias float32) {
+	panic("unreachable")
 }

@@ -134,6 +134,7 @@ func TestWinogradSmallShapes(t *testing.T) {
 		{"private/chunk5", true, 5, 5},
 		{"shared/chunk7", false, 7, 7},
 		{"shared/chunk100", false, 100, 100},
+		{"plan/go-transforms", false, -2, -2},
 	}
 	for _, s := range shapes {
 		for _, withBias := range []bool{false, true} {
@@ -142,9 +143,15 @@ func TestWinogradSmallShapes(t *testing.T) {
 			for _, m := range modes {
 				name := fmt.Sprintf("%dx%d/%dx%d/pad%d/bias=%v/%s", s.cin, s.cout, s.h, s.w, s.pad, withBias, m.name)
 				var got []float32
-				if m.chunkMin < 0 {
+				switch {
+				case m.chunkMin == -1:
 					got = runWinograd(NewWinogradPad(s.cin, s.cout, s.h, s.w, s.pad), x, wt, bias)
-				} else {
+				case m.chunkMin == -2:
+					saved := useAVX512
+					useAVX512 = false
+					got = runWinograd(NewWinogradPad(s.cin, s.cout, s.h, s.w, s.pad), x, wt, bias)
+					useAVX512 = saved
+				default:
 					withKnobs(m.private, m.chunkMin, m.chunkMax, func() {
 						got = runWinograd(NewWinogradPad(s.cin, s.cout, s.h, s.w, s.pad), x, wt, bias)
 					})

@@ -1,0 +1,78 @@
+package conv
+
+import (
+	"math"
+	"math/rand/v2"
+	"testing"
+)
+
+// TestInputTransformTwins compares the assembly input transform with its Go
+// twin bit for bit, on windows at every edge of small planes.
+func TestInputTransformTwins(t *testing.T) {
+	if !useAVX512 {
+		t.Skip("no assembly transforms on this CPU or build")
+	}
+	rng := rand.New(rand.NewPCG(9, 10))
+	for iter := 0; iter < 400; iter++ {
+		h, w := 1+rng.IntN(12), 1+rng.IntN(90)
+		plane := make([]float32, h*w)
+		for i := range plane {
+			plane[i] = float32(rng.NormFloat64())
+		}
+		pad := rng.IntN(2)
+		ys := rng.IntN(h+2) - pad - 1
+		ntw := (w + 2*pad - 2 + 3) / 4
+		if ntw < 1 {
+			ntw = 1
+		}
+		tc := rng.IntN(ntw)
+		xs := 4*tc - pad
+		n := 1 + rng.IntN(ntw-tc)
+		ldv := n + rng.IntN(20)
+		got := make([]float32, nXi*ldv+3)
+		want := make([]float32, len(got))
+		for i := range got {
+			got[i], want[i] = -7, -7
+		}
+		inputTransformGo(want, ldv, plane, h, w, ys, xs, n)
+		inputTransformAVX512(&got[0], ldv, &plane[0], h, w, ys, xs, n)
+		for i := range got {
+			if math.Float32bits(got[i]) != math.Float32bits(want[i]) {
+				t.Fatalf("h %d w %d ys %d xs %d n %d ldv %d: v[%d] = %v, Go twin %v", h, w, ys, xs, n, ldv, i, got[i], want[i])
+			}
+		}
+	}
+}
+
+// TestOutputTransformTwins compares the assembly output transform with its
+// Go twin bit for bit, with partial rows and columns.
+func TestOutputTransformTwins(t *testing.T) {
+	if !useAVX512 {
+		t.Skip("no assembly transforms on this CPU or build")
+	}
+	rng := rand.New(rand.NewPCG(11, 12))
+	for iter := 0; iter < 400; iter++ {
+		n := 1 + rng.IntN(40)
+		ldm := n + rng.IntN(20)
+		m := make([]float32, nXi*ldm)
+		for i := range m {
+			m[i] = float32(rng.NormFloat64())
+		}
+		nrows := 1 + rng.IntN(4)
+		ncols := 4*n - rng.IntN(4)
+		ldd := ncols + rng.IntN(10)
+		bias := float32(rng.NormFloat64())
+		got := make([]float32, 4*ldd+5)
+		want := make([]float32, len(got))
+		for i := range got {
+			got[i], want[i] = -7, -7
+		}
+		outputTransformGo(want, ldd, m, ldm, nrows, ncols, n, bias)
+		outputTransformAVX512(&got[0], ldd, &m[0], ldm, nrows, ncols, n, bias)
+		for i := range got {
+			if math.Float32bits(got[i]) != math.Float32bits(want[i]) {
+				t.Fatalf("n %d ldm %d rows %d cols %d ldd %d: dst[%d] = %v, Go twin %v", n, ldm, nrows, ncols, ldd, i, got[i], want[i])
+			}
+		}
+	}
+}
