@@ -163,7 +163,9 @@ func putWorkspace(ws *workspace) {
 // gemmSerial runs the blocked algorithm on one goroutine: for each nc-wide
 // block of columns and kc-deep slice of k it packs op(B) into NR-wide
 // micro-panels, then for each mc-high block of rows packs op(A) into MR-high
-// micro-panels (scaled by alpha) and runs the micro-kernel over every tile.
+// micro-panels and runs the micro-kernel over every tile. When A is not
+// transposed and the kernel can read it in place, A is not packed (only a
+// last partial panel is), and alpha is folded into B instead of A.
 func gemmSerial(ws *workspace, g *gemmArgs) {
 	kn := &activeKernel
 	MR := kn.mr
