@@ -460,3 +460,33 @@ func TestPackBMatchesGo(t *testing.T) {
 		}
 	}
 }
+
+// TestSgemmConcurrent runs products from several goroutines at once, as a
+// pipeline serving several requests does.
+func TestSgemmConcurrent(t *testing.T) {
+	done := make(chan error)
+	for g := 0; g < 4; g++ {
+		go func(seed uint64) {
+			r := rand.New(rand.NewPCG(seed, 99))
+			for it := 0; it < 5; it++ {
+				m, n, k := 50+r.IntN(150), 50+r.IntN(150), 20+r.IntN(300)
+				a, b := randSlice(r, m*k), randSlice(r, k*n)
+				c := make([]float32, m*n)
+				want := refGemm(false, true, m, n, k, 1, a, k, b, k, 0, c, n)
+				Sgemm(false, true, m, n, k, 1, a, k, b, k, 0, c, n)
+				for i := range c {
+					if math.Abs(float64(c[i])-want[i]) > 1e-5*math.Sqrt(float64(k))*(1+math.Abs(want[i])) {
+						done <- fmt.Errorf("goroutine %d: %d×%d×%d: C[%d] = %v, want %v", seed, m, n, k, i, c[i], want[i])
+						return
+					}
+				}
+			}
+			done <- nil
+		}(uint64(g))
+	}
+	for g := 0; g < 4; g++ {
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	}
+}
