@@ -7,7 +7,11 @@ import "golang.org/x/sys/cpu"
 var (
 	avx512Kernel = microKernel{name: "avx512_12x32", mr: 12, nr: 32, kc: 384, mc: 192, nc: 2048,
 		asm: sgemmKernel12x32AVX512, half: sgemmKernel12x16AVX512,
-		ua: sgemmKernel12x32AVX512UA, halfUA: sgemmKernel12x16AVX512UA, partial: true}
+		ua: sgemmKernel12x32AVX512UA, halfUA: sgemmKernel12x16AVX512UA, partial: true,
+		tails: []tailKernel{
+			{mr: 4, asm: sgemmKernel4x32AVX512, half: sgemmKernel4x16AVX512},
+			{mr: 8, asm: sgemmKernel8x32AVX512, half: sgemmKernel8x16AVX512},
+		}}
 	avx2Kernel = microKernel{name: "avx2_6x16", mr: 6, nr: 16, kc: 256, mc: 144, nc: 2048, asm: kernel6x16AVX2}
 )
 
@@ -36,7 +40,10 @@ func asmKernels() []microKernel {
 		packedOnly := avx512Kernel
 		packedOnly.name += "_packedA"
 		packedOnly.ua, packedOnly.halfUA = nil, nil
-		ks = append(ks, avx512Kernel, packedOnly)
+		noTails := avx512Kernel
+		noTails.name += "_notails"
+		noTails.tails = nil
+		ks = append(ks, avx512Kernel, packedOnly, noTails)
 	}
 	if hasAVX2 {
 		ks = append(ks, avx2Kernel)

@@ -15,10 +15,58 @@ type microKernel struct {
 	// in place (row-major, stride lda) instead of packed; Sgemm then skips
 	// packing A when it is not transposed.
 	ua, halfUA asmKernelUA
+	// tails, in increasing mr, are kernels for fewer rows than mr over
+	// packed A panels of that many rows: the last rows of A use the smallest
+	// that covers them instead of a zero-padded mr-row panel.
+	tails []tailKernel
 	// partial tells that the kernels store a top-left corner of the tile
 	// themselves (rows < mr or cols < w); otherwise edge tiles go through a
 	// scratch tile.
 	partial bool
+}
+
+// tailKernel is a kernel for the last rows of A (see microKernel.tails).
+type tailKernel struct {
+	mr        int
+	asm, half asmKernel
+}
+
+// panelRows returns the rows of the packed A panel that holds the last r
+// rows of a block (r ≤ mr): the rows of the smallest tail kernel that covers
+// them, or mr.
+func (kn *microKernel) panelRows(r int) int {
+	for _, t := range kn.tails {
+		if r <= t.mr {
+			return t.mr
+		}
+	}
+	return kn.mr
+}
+
+// tail returns the tail kernel for a last panel of r rows, or nil.
+func (kn *microKernel) tail(r int) *tailKernel {
+	for i := range kn.tails {
+		if r <= kn.tails[i].mr {
+			return &kn.tails[i]
+		}
+	}
+	return nil
+}
+
+// runTail is run with the tail kernel for rows-row panels (rows ≤ t.mr).
+func (kn *microKernel) runTail(t *tailKernel, kc, w int, a, b, c []float32, ldc int, beta float32, mode, rows, cols int) {
+	f := t.asm
+	if w != kn.nr {
+		f = t.half
+	}
+	if f == nil || kc == 0 {
+		kernelGo(t.mr, w, kc, a, b, c, ldc, beta, mode, rows, cols)
+		return
+	}
+	_ = c[(rows-1)*ldc+cols-1]
+	_ = a[kc*t.mr-1]
+	_ = b[kc*w-1]
+	f(kc, &a[0], &b[0], &c[0], ldc, beta, mode, rows, cols)
 }
 
 // asmKernel is the signature of the generated micro-kernels over packed

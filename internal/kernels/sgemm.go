@@ -193,7 +193,7 @@ func gemmSerial(ws *workspace, g *gemmArgs) {
 				full := 0 // rows served by the in-place kernel
 				aRows, lda, aOff := g.a, g.lda, ic*g.lda+pc
 				if !inPlaceA {
-					packA(ws.a, g.transA, g.a, g.lda, ic, pc, mc, kc, MR, alphaA)
+					packA(ws.a, g.transA, g.a, g.lda, ic, pc, mc, kc, kn, alphaA)
 				} else {
 					full = mc - mc%MR
 					if padAliasedA && g.lda%512 == 0 {
@@ -206,7 +206,7 @@ func gemmSerial(ws *workspace, g *gemmArgs) {
 						aRows, aOff = ws.a, 0
 					}
 					if full < mc {
-						packA(ws.a[full*(kc+16):], false, g.a, g.lda, ic+full, pc, mc-full, kc, MR, alphaA)
+						packA(ws.a[full*(kc+16):], false, g.a, g.lda, ic+full, pc, mc-full, kc, kn, alphaA)
 					}
 				}
 				apk := ws.a
@@ -229,6 +229,13 @@ func gemmSerial(ws *workspace, g *gemmArgs) {
 							storeTile(mr, nr, ws.tmp, w, g.c[off:], g.ldc, beta, mode)
 						}
 						return
+					}
+					if mr < MR && kn.partial {
+						if t := kn.tail(mr); t != nil {
+							ap := apk[ir*kc : ir*kc+t.mr*kc]
+							kn.runTail(t, kc, w, ap, bp, g.c[off:], g.ldc, beta, mode, mr, nr)
+							return
+						}
 					}
 					ap := apk[ir*kc : (ir+MR)*kc]
 					if mr == MR && nr == w || kn.partial {
@@ -318,11 +325,13 @@ func packB(dst []float32, trans bool, b []float32, ldb, pc, jc, kc, nc int, kn *
 }
 
 // packA copies alpha times the mc×kc block of op(A) starting at row ic,
-// column pc into dst as MR-high micro-panels: panel q holds rows
-// [q·MR, q·MR+MR) column after column, at dst[q·MR·kc:], zero-padded below.
-func packA(dst []float32, trans bool, a []float32, lda, ic, pc, mc, kc, MR int, alpha float32) {
-	for ir := 0; ir < mc; ir += MR {
-		mr := min(MR, mc-ir)
+// column pc into dst as micro-panels of kn.mr rows: the panel of rows
+// [ir, ir+mr) is stored column after column at dst[ir·kc:], zero-padded
+// below; a last panel of fewer rows has kn.panelRows of them.
+func packA(dst []float32, trans bool, a []float32, lda, ic, pc, mc, kc int, kn *microKernel, alpha float32) {
+	for ir := 0; ir < mc; ir += kn.mr {
+		mr := min(kn.mr, mc-ir)
+		MR := kn.panelRows(mr)
 		panel := dst[ir*kc : ir*kc+MR*kc]
 		if trans {
 			// op(A)[i][p] = a[p·lda + i]: stored rows are panel columns.

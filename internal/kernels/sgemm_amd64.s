@@ -1392,6 +1392,824 @@ sgemmKernel12x16AVX512UA_done:
 	VZEROUPPER
 	RET
 
+// func sgemmKernel8x32AVX512(kc int, a *float32, b *float32, c *float32, ldc int, beta float32, accum int, rows int, cols int)
+// Requires: AVX, AVX512F, CMOV, MMX+, SSE
+TEXT ·sgemmKernel8x32AVX512(SB), NOSPLIT, $0-72
+	MOVQ       kc+0(FP), AX
+	MOVQ       b+16(FP), CX
+	MOVQ       a+8(FP), DX
+	MOVQ       c+24(FP), BX
+	MOVQ       ldc+32(FP), SI
+	SHLQ       $0x02, SI
+	PREFETCHT0 (BX)
+	PREFETCHT0 64(BX)
+	PREFETCHT0 124(BX)
+	ADDQ       SI, BX
+	PREFETCHT0 (BX)
+	PREFETCHT0 64(BX)
+	PREFETCHT0 124(BX)
+	ADDQ       SI, BX
+	PREFETCHT0 (BX)
+	PREFETCHT0 64(BX)
+	PREFETCHT0 124(BX)
+	ADDQ       SI, BX
+	PREFETCHT0 (BX)
+	PREFETCHT0 64(BX)
+	PREFETCHT0 124(BX)
+	ADDQ       SI, BX
+	PREFETCHT0 (BX)
+	PREFETCHT0 64(BX)
+	PREFETCHT0 124(BX)
+	ADDQ       SI, BX
+	PREFETCHT0 (BX)
+	PREFETCHT0 64(BX)
+	PREFETCHT0 124(BX)
+	ADDQ       SI, BX
+	PREFETCHT0 (BX)
+	PREFETCHT0 64(BX)
+	PREFETCHT0 124(BX)
+	ADDQ       SI, BX
+	PREFETCHT0 (BX)
+	PREFETCHT0 64(BX)
+	PREFETCHT0 124(BX)
+	VPXORD     Z2, Z2, Z2
+	VPXORD     Z3, Z3, Z3
+	VPXORD     Z4, Z4, Z4
+	VPXORD     Z5, Z5, Z5
+	VPXORD     Z6, Z6, Z6
+	VPXORD     Z7, Z7, Z7
+	VPXORD     Z8, Z8, Z8
+	VPXORD     Z9, Z9, Z9
+	VPXORD     Z10, Z10, Z10
+	VPXORD     Z11, Z11, Z11
+	VPXORD     Z12, Z12, Z12
+	VPXORD     Z13, Z13, Z13
+	VPXORD     Z14, Z14, Z14
+	VPXORD     Z15, Z15, Z15
+	VPXORD     Z16, Z16, Z16
+	VPXORD     Z17, Z17, Z17
+	CMPQ       AX, $0x04
+	JL         sgemmKernel8x32AVX512_tail
+
+sgemmKernel8x32AVX512_loop4:
+	PREFETCHT0       512(DX)
+	VMOVUPS          (CX), Z0
+	VMOVUPS          64(CX), Z1
+	VFMADD231PS.BCST (DX), Z0, Z2
+	VFMADD231PS.BCST (DX), Z1, Z3
+	VFMADD231PS.BCST 4(DX), Z0, Z4
+	VFMADD231PS.BCST 4(DX), Z1, Z5
+	VFMADD231PS.BCST 8(DX), Z0, Z6
+	VFMADD231PS.BCST 8(DX), Z1, Z7
+	VFMADD231PS.BCST 12(DX), Z0, Z8
+	VFMADD231PS.BCST 12(DX), Z1, Z9
+	VFMADD231PS.BCST 16(DX), Z0, Z10
+	VFMADD231PS.BCST 16(DX), Z1, Z11
+	VFMADD231PS.BCST 20(DX), Z0, Z12
+	VFMADD231PS.BCST 20(DX), Z1, Z13
+	VFMADD231PS.BCST 24(DX), Z0, Z14
+	VFMADD231PS.BCST 24(DX), Z1, Z15
+	VFMADD231PS.BCST 28(DX), Z0, Z16
+	VFMADD231PS.BCST 28(DX), Z1, Z17
+	VMOVUPS          128(CX), Z0
+	VMOVUPS          192(CX), Z1
+	VFMADD231PS.BCST 32(DX), Z0, Z2
+	VFMADD231PS.BCST 32(DX), Z1, Z3
+	VFMADD231PS.BCST 36(DX), Z0, Z4
+	VFMADD231PS.BCST 36(DX), Z1, Z5
+	VFMADD231PS.BCST 40(DX), Z0, Z6
+	VFMADD231PS.BCST 40(DX), Z1, Z7
+	VFMADD231PS.BCST 44(DX), Z0, Z8
+	VFMADD231PS.BCST 44(DX), Z1, Z9
+	VFMADD231PS.BCST 48(DX), Z0, Z10
+	VFMADD231PS.BCST 48(DX), Z1, Z11
+	VFMADD231PS.BCST 52(DX), Z0, Z12
+	VFMADD231PS.BCST 52(DX), Z1, Z13
+	VFMADD231PS.BCST 56(DX), Z0, Z14
+	VFMADD231PS.BCST 56(DX), Z1, Z15
+	VFMADD231PS.BCST 60(DX), Z0, Z16
+	VFMADD231PS.BCST 60(DX), Z1, Z17
+	PREFETCHT0       576(DX)
+	VMOVUPS          256(CX), Z0
+	VMOVUPS          320(CX), Z1
+	VFMADD231PS.BCST 64(DX), Z0, Z2
+	VFMADD231PS.BCST 64(DX), Z1, Z3
+	VFMADD231PS.BCST 68(DX), Z0, Z4
+	VFMADD231PS.BCST 68(DX), Z1, Z5
+	VFMADD231PS.BCST 72(DX), Z0, Z6
+	VFMADD231PS.BCST 72(DX), Z1, Z7
+	VFMADD231PS.BCST 76(DX), Z0, Z8
+	VFMADD231PS.BCST 76(DX), Z1, Z9
+	VFMADD231PS.BCST 80(DX), Z0, Z10
+	VFMADD231PS.BCST 80(DX), Z1, Z11
+	VFMADD231PS.BCST 84(DX), Z0, Z12
+	VFMADD231PS.BCST 84(DX), Z1, Z13
+	VFMADD231PS.BCST 88(DX), Z0, Z14
+	VFMADD231PS.BCST 88(DX), Z1, Z15
+	VFMADD231PS.BCST 92(DX), Z0, Z16
+	VFMADD231PS.BCST 92(DX), Z1, Z17
+	VMOVUPS          384(CX), Z0
+	VMOVUPS          448(CX), Z1
+	VFMADD231PS.BCST 96(DX), Z0, Z2
+	VFMADD231PS.BCST 96(DX), Z1, Z3
+	VFMADD231PS.BCST 100(DX), Z0, Z4
+	VFMADD231PS.BCST 100(DX), Z1, Z5
+	VFMADD231PS.BCST 104(DX), Z0, Z6
+	VFMADD231PS.BCST 104(DX), Z1, Z7
+	VFMADD231PS.BCST 108(DX), Z0, Z8
+	VFMADD231PS.BCST 108(DX), Z1, Z9
+	VFMADD231PS.BCST 112(DX), Z0, Z10
+	VFMADD231PS.BCST 112(DX), Z1, Z11
+	VFMADD231PS.BCST 116(DX), Z0, Z12
+	VFMADD231PS.BCST 116(DX), Z1, Z13
+	VFMADD231PS.BCST 120(DX), Z0, Z14
+	VFMADD231PS.BCST 120(DX), Z1, Z15
+	VFMADD231PS.BCST 124(DX), Z0, Z16
+	VFMADD231PS.BCST 124(DX), Z1, Z17
+	ADDQ             $0x00000080, DX
+	ADDQ             $0x00000200, CX
+	SUBQ             $0x04, AX
+	CMPQ             AX, $0x04
+	JGE              sgemmKernel8x32AVX512_loop4
+
+sgemmKernel8x32AVX512_tail:
+	TESTQ AX, AX
+	JZ    sgemmKernel8x32AVX512_store
+
+sgemmKernel8x32AVX512_loop1:
+	VMOVUPS          (CX), Z0
+	VMOVUPS          64(CX), Z1
+	VFMADD231PS.BCST (DX), Z0, Z2
+	VFMADD231PS.BCST (DX), Z1, Z3
+	VFMADD231PS.BCST 4(DX), Z0, Z4
+	VFMADD231PS.BCST 4(DX), Z1, Z5
+	VFMADD231PS.BCST 8(DX), Z0, Z6
+	VFMADD231PS.BCST 8(DX), Z1, Z7
+	VFMADD231PS.BCST 12(DX), Z0, Z8
+	VFMADD231PS.BCST 12(DX), Z1, Z9
+	VFMADD231PS.BCST 16(DX), Z0, Z10
+	VFMADD231PS.BCST 16(DX), Z1, Z11
+	VFMADD231PS.BCST 20(DX), Z0, Z12
+	VFMADD231PS.BCST 20(DX), Z1, Z13
+	VFMADD231PS.BCST 24(DX), Z0, Z14
+	VFMADD231PS.BCST 24(DX), Z1, Z15
+	VFMADD231PS.BCST 28(DX), Z0, Z16
+	VFMADD231PS.BCST 28(DX), Z1, Z17
+	ADDQ             $0x00000020, DX
+	ADDQ             $0x00000080, CX
+	DECQ             AX
+	JNZ              sgemmKernel8x32AVX512_loop1
+
+sgemmKernel8x32AVX512_store:
+	MOVQ         cols+64(FP), AX
+	XORQ         DX, DX
+	MOVQ         $0x00000010, BX
+	MOVQ         AX, CX
+	CMPQ         CX, $0x00
+	CMOVQLT      DX, CX
+	CMPQ         CX, $0x10
+	CMOVQGT      BX, CX
+	MOVL         $0x00000001, SI
+	SHLL         CL, SI
+	DECL         SI
+	KMOVW        SI, K1
+	SUBQ         $0x00000010, AX
+	CMPQ         AX, $0x00
+	CMOVQLT      DX, AX
+	CMPQ         AX, $0x10
+	CMOVQGT      BX, AX
+	MOVQ         AX, CX
+	MOVL         $0x00000001, AX
+	SHLL         CL, AX
+	DECL         AX
+	KMOVW        AX, K2
+	MOVQ         rows+56(FP), AX
+	MOVQ         c+24(FP), CX
+	MOVQ         ldc+32(FP), DX
+	SHLQ         $0x02, DX
+	MOVQ         accum+48(FP), BX
+	TESTQ        BX, BX
+	JZ           sgemmKernel8x32AVX512_overwrite
+	MOVSS        beta+40(FP), X0
+	VBROADCASTSS X0, Z0
+	VFMADD231PS  (CX), Z0, K1, Z2
+	VMOVUPS      Z2, K1, (CX)
+	VFMADD231PS  64(CX), Z0, K2, Z3
+	VMOVUPS      Z3, K2, 64(CX)
+	CMPQ         AX, $0x01
+	JLE          sgemmKernel8x32AVX512_done
+	ADDQ         DX, CX
+	VFMADD231PS  (CX), Z0, K1, Z4
+	VMOVUPS      Z4, K1, (CX)
+	VFMADD231PS  64(CX), Z0, K2, Z5
+	VMOVUPS      Z5, K2, 64(CX)
+	CMPQ         AX, $0x02
+	JLE          sgemmKernel8x32AVX512_done
+	ADDQ         DX, CX
+	VFMADD231PS  (CX), Z0, K1, Z6
+	VMOVUPS      Z6, K1, (CX)
+	VFMADD231PS  64(CX), Z0, K2, Z7
+	VMOVUPS      Z7, K2, 64(CX)
+	CMPQ         AX, $0x03
+	JLE          sgemmKernel8x32AVX512_done
+	ADDQ         DX, CX
+	VFMADD231PS  (CX), Z0, K1, Z8
+	VMOVUPS      Z8, K1, (CX)
+	VFMADD231PS  64(CX), Z0, K2, Z9
+	VMOVUPS      Z9, K2, 64(CX)
+	CMPQ         AX, $0x04
+	JLE          sgemmKernel8x32AVX512_done
+	ADDQ         DX, CX
+	VFMADD231PS  (CX), Z0, K1, Z10
+	VMOVUPS      Z10, K1, (CX)
+	VFMADD231PS  64(CX), Z0, K2, Z11
+	VMOVUPS      Z11, K2, 64(CX)
+	CMPQ         AX, $0x05
+	JLE          sgemmKernel8x32AVX512_done
+	ADDQ         DX, CX
+	VFMADD231PS  (CX), Z0, K1, Z12
+	VMOVUPS      Z12, K1, (CX)
+	VFMADD231PS  64(CX), Z0, K2, Z13
+	VMOVUPS      Z13, K2, 64(CX)
+	CMPQ         AX, $0x06
+	JLE          sgemmKernel8x32AVX512_done
+	ADDQ         DX, CX
+	VFMADD231PS  (CX), Z0, K1, Z14
+	VMOVUPS      Z14, K1, (CX)
+	VFMADD231PS  64(CX), Z0, K2, Z15
+	VMOVUPS      Z15, K2, 64(CX)
+	CMPQ         AX, $0x07
+	JLE          sgemmKernel8x32AVX512_done
+	ADDQ         DX, CX
+	VFMADD231PS  (CX), Z0, K1, Z16
+	VMOVUPS      Z16, K1, (CX)
+	VFMADD231PS  64(CX), Z0, K2, Z17
+	VMOVUPS      Z17, K2, 64(CX)
+	JMP          sgemmKernel8x32AVX512_done
+
+sgemmKernel8x32AVX512_overwrite:
+	VMOVUPS Z2, K1, (CX)
+	VMOVUPS Z3, K2, 64(CX)
+	CMPQ    AX, $0x01
+	JLE     sgemmKernel8x32AVX512_done
+	ADDQ    DX, CX
+	VMOVUPS Z4, K1, (CX)
+	VMOVUPS Z5, K2, 64(CX)
+	CMPQ    AX, $0x02
+	JLE     sgemmKernel8x32AVX512_done
+	ADDQ    DX, CX
+	VMOVUPS Z6, K1, (CX)
+	VMOVUPS Z7, K2, 64(CX)
+	CMPQ    AX, $0x03
+	JLE     sgemmKernel8x32AVX512_done
+	ADDQ    DX, CX
+	VMOVUPS Z8, K1, (CX)
+	VMOVUPS Z9, K2, 64(CX)
+	CMPQ    AX, $0x04
+	JLE     sgemmKernel8x32AVX512_done
+	ADDQ    DX, CX
+	VMOVUPS Z10, K1, (CX)
+	VMOVUPS Z11, K2, 64(CX)
+	CMPQ    AX, $0x05
+	JLE     sgemmKernel8x32AVX512_done
+	ADDQ    DX, CX
+	VMOVUPS Z12, K1, (CX)
+	VMOVUPS Z13, K2, 64(CX)
+	CMPQ    AX, $0x06
+	JLE     sgemmKernel8x32AVX512_done
+	ADDQ    DX, CX
+	VMOVUPS Z14, K1, (CX)
+	VMOVUPS Z15, K2, 64(CX)
+	CMPQ    AX, $0x07
+	JLE     sgemmKernel8x32AVX512_done
+	ADDQ    DX, CX
+	VMOVUPS Z16, K1, (CX)
+	VMOVUPS Z17, K2, 64(CX)
+
+sgemmKernel8x32AVX512_done:
+	VZEROUPPER
+	RET
+
+// func sgemmKernel8x16AVX512(kc int, a *float32, b *float32, c *float32, ldc int, beta float32, accum int, rows int, cols int)
+// Requires: AVX, AVX512F, CMOV, MMX+, SSE
+TEXT ·sgemmKernel8x16AVX512(SB), NOSPLIT, $0-72
+	MOVQ       kc+0(FP), AX
+	MOVQ       b+16(FP), CX
+	MOVQ       a+8(FP), DX
+	MOVQ       c+24(FP), BX
+	MOVQ       ldc+32(FP), SI
+	SHLQ       $0x02, SI
+	PREFETCHT0 (BX)
+	PREFETCHT0 60(BX)
+	ADDQ       SI, BX
+	PREFETCHT0 (BX)
+	PREFETCHT0 60(BX)
+	ADDQ       SI, BX
+	PREFETCHT0 (BX)
+	PREFETCHT0 60(BX)
+	ADDQ       SI, BX
+	PREFETCHT0 (BX)
+	PREFETCHT0 60(BX)
+	ADDQ       SI, BX
+	PREFETCHT0 (BX)
+	PREFETCHT0 60(BX)
+	ADDQ       SI, BX
+	PREFETCHT0 (BX)
+	PREFETCHT0 60(BX)
+	ADDQ       SI, BX
+	PREFETCHT0 (BX)
+	PREFETCHT0 60(BX)
+	ADDQ       SI, BX
+	PREFETCHT0 (BX)
+	PREFETCHT0 60(BX)
+	VPXORD     Z1, Z1, Z1
+	VPXORD     Z2, Z2, Z2
+	VPXORD     Z3, Z3, Z3
+	VPXORD     Z4, Z4, Z4
+	VPXORD     Z5, Z5, Z5
+	VPXORD     Z6, Z6, Z6
+	VPXORD     Z7, Z7, Z7
+	VPXORD     Z8, Z8, Z8
+	CMPQ       AX, $0x04
+	JL         sgemmKernel8x16AVX512_tail
+
+sgemmKernel8x16AVX512_loop4:
+	PREFETCHT0       512(DX)
+	VMOVUPS          (CX), Z0
+	VFMADD231PS.BCST (DX), Z0, Z1
+	VFMADD231PS.BCST 4(DX), Z0, Z2
+	VFMADD231PS.BCST 8(DX), Z0, Z3
+	VFMADD231PS.BCST 12(DX), Z0, Z4
+	VFMADD231PS.BCST 16(DX), Z0, Z5
+	VFMADD231PS.BCST 20(DX), Z0, Z6
+	VFMADD231PS.BCST 24(DX), Z0, Z7
+	VFMADD231PS.BCST 28(DX), Z0, Z8
+	VMOVUPS          64(CX), Z0
+	VFMADD231PS.BCST 32(DX), Z0, Z1
+	VFMADD231PS.BCST 36(DX), Z0, Z2
+	VFMADD231PS.BCST 40(DX), Z0, Z3
+	VFMADD231PS.BCST 44(DX), Z0, Z4
+	VFMADD231PS.BCST 48(DX), Z0, Z5
+	VFMADD231PS.BCST 52(DX), Z0, Z6
+	VFMADD231PS.BCST 56(DX), Z0, Z7
+	VFMADD231PS.BCST 60(DX), Z0, Z8
+	PREFETCHT0       576(DX)
+	VMOVUPS          128(CX), Z0
+	VFMADD231PS.BCST 64(DX), Z0, Z1
+	VFMADD231PS.BCST 68(DX), Z0, Z2
+	VFMADD231PS.BCST 72(DX), Z0, Z3
+	VFMADD231PS.BCST 76(DX), Z0, Z4
+	VFMADD231PS.BCST 80(DX), Z0, Z5
+	VFMADD231PS.BCST 84(DX), Z0, Z6
+	VFMADD231PS.BCST 88(DX), Z0, Z7
+	VFMADD231PS.BCST 92(DX), Z0, Z8
+	VMOVUPS          192(CX), Z0
+	VFMADD231PS.BCST 96(DX), Z0, Z1
+	VFMADD231PS.BCST 100(DX), Z0, Z2
+	VFMADD231PS.BCST 104(DX), Z0, Z3
+	VFMADD231PS.BCST 108(DX), Z0, Z4
+	VFMADD231PS.BCST 112(DX), Z0, Z5
+	VFMADD231PS.BCST 116(DX), Z0, Z6
+	VFMADD231PS.BCST 120(DX), Z0, Z7
+	VFMADD231PS.BCST 124(DX), Z0, Z8
+	ADDQ             $0x00000080, DX
+	ADDQ             $0x00000100, CX
+	SUBQ             $0x04, AX
+	CMPQ             AX, $0x04
+	JGE              sgemmKernel8x16AVX512_loop4
+
+sgemmKernel8x16AVX512_tail:
+	TESTQ AX, AX
+	JZ    sgemmKernel8x16AVX512_store
+
+sgemmKernel8x16AVX512_loop1:
+	VMOVUPS          (CX), Z0
+	VFMADD231PS.BCST (DX), Z0, Z1
+	VFMADD231PS.BCST 4(DX), Z0, Z2
+	VFMADD231PS.BCST 8(DX), Z0, Z3
+	VFMADD231PS.BCST 12(DX), Z0, Z4
+	VFMADD231PS.BCST 16(DX), Z0, Z5
+	VFMADD231PS.BCST 20(DX), Z0, Z6
+	VFMADD231PS.BCST 24(DX), Z0, Z7
+	VFMADD231PS.BCST 28(DX), Z0, Z8
+	ADDQ             $0x00000020, DX
+	ADDQ             $0x00000040, CX
+	DECQ             AX
+	JNZ              sgemmKernel8x16AVX512_loop1
+
+sgemmKernel8x16AVX512_store:
+	MOVQ         cols+64(FP), AX
+	XORQ         CX, CX
+	MOVQ         $0x00000010, DX
+	CMPQ         AX, $0x00
+	CMOVQLT      CX, AX
+	CMPQ         AX, $0x10
+	CMOVQGT      DX, AX
+	MOVQ         AX, CX
+	MOVL         $0x00000001, AX
+	SHLL         CL, AX
+	DECL         AX
+	KMOVW        AX, K1
+	MOVQ         rows+56(FP), AX
+	MOVQ         c+24(FP), CX
+	MOVQ         ldc+32(FP), DX
+	SHLQ         $0x02, DX
+	MOVQ         accum+48(FP), BX
+	TESTQ        BX, BX
+	JZ           sgemmKernel8x16AVX512_overwrite
+	MOVSS        beta+40(FP), X0
+	VBROADCASTSS X0, Z0
+	VFMADD231PS  (CX), Z0, K1, Z1
+	VMOVUPS      Z1, K1, (CX)
+	CMPQ         AX, $0x01
+	JLE          sgemmKernel8x16AVX512_done
+	ADDQ         DX, CX
+	VFMADD231PS  (CX), Z0, K1, Z2
+	VMOVUPS      Z2, K1, (CX)
+	CMPQ         AX, $0x02
+	JLE          sgemmKernel8x16AVX512_done
+	ADDQ         DX, CX
+	VFMADD231PS  (CX), Z0, K1, Z3
+	VMOVUPS      Z3, K1, (CX)
+	CMPQ         AX, $0x03
+	JLE          sgemmKernel8x16AVX512_done
+	ADDQ         DX, CX
+	VFMADD231PS  (CX), Z0, K1, Z4
+	VMOVUPS      Z4, K1, (CX)
+	CMPQ         AX, $0x04
+	JLE          sgemmKernel8x16AVX512_done
+	ADDQ         DX, CX
+	VFMADD231PS  (CX), Z0, K1, Z5
+	VMOVUPS      Z5, K1, (CX)
+	CMPQ         AX, $0x05
+	JLE          sgemmKernel8x16AVX512_done
+	ADDQ         DX, CX
+	VFMADD231PS  (CX), Z0, K1, Z6
+	VMOVUPS      Z6, K1, (CX)
+	CMPQ         AX, $0x06
+	JLE          sgemmKernel8x16AVX512_done
+	ADDQ         DX, CX
+	VFMADD231PS  (CX), Z0, K1, Z7
+	VMOVUPS      Z7, K1, (CX)
+	CMPQ         AX, $0x07
+	JLE          sgemmKernel8x16AVX512_done
+	ADDQ         DX, CX
+	VFMADD231PS  (CX), Z0, K1, Z8
+	VMOVUPS      Z8, K1, (CX)
+	JMP          sgemmKernel8x16AVX512_done
+
+sgemmKernel8x16AVX512_overwrite:
+	VMOVUPS Z1, K1, (CX)
+	CMPQ    AX, $0x01
+	JLE     sgemmKernel8x16AVX512_done
+	ADDQ    DX, CX
+	VMOVUPS Z2, K1, (CX)
+	CMPQ    AX, $0x02
+	JLE     sgemmKernel8x16AVX512_done
+	ADDQ    DX, CX
+	VMOVUPS Z3, K1, (CX)
+	CMPQ    AX, $0x03
+	JLE     sgemmKernel8x16AVX512_done
+	ADDQ    DX, CX
+	VMOVUPS Z4, K1, (CX)
+	CMPQ    AX, $0x04
+	JLE     sgemmKernel8x16AVX512_done
+	ADDQ    DX, CX
+	VMOVUPS Z5, K1, (CX)
+	CMPQ    AX, $0x05
+	JLE     sgemmKernel8x16AVX512_done
+	ADDQ    DX, CX
+	VMOVUPS Z6, K1, (CX)
+	CMPQ    AX, $0x06
+	JLE     sgemmKernel8x16AVX512_done
+	ADDQ    DX, CX
+	VMOVUPS Z7, K1, (CX)
+	CMPQ    AX, $0x07
+	JLE     sgemmKernel8x16AVX512_done
+	ADDQ    DX, CX
+	VMOVUPS Z8, K1, (CX)
+
+sgemmKernel8x16AVX512_done:
+	VZEROUPPER
+	RET
+
+// func sgemmKernel4x32AVX512(kc int, a *float32, b *float32, c *float32, ldc int, beta float32, accum int, rows int, cols int)
+// Requires: AVX, AVX512F, CMOV, MMX+, SSE
+TEXT ·sgemmKernel4x32AVX512(SB), NOSPLIT, $0-72
+	MOVQ       kc+0(FP), AX
+	MOVQ       b+16(FP), CX
+	MOVQ       a+8(FP), DX
+	MOVQ       c+24(FP), BX
+	MOVQ       ldc+32(FP), SI
+	SHLQ       $0x02, SI
+	PREFETCHT0 (BX)
+	PREFETCHT0 64(BX)
+	PREFETCHT0 124(BX)
+	ADDQ       SI, BX
+	PREFETCHT0 (BX)
+	PREFETCHT0 64(BX)
+	PREFETCHT0 124(BX)
+	ADDQ       SI, BX
+	PREFETCHT0 (BX)
+	PREFETCHT0 64(BX)
+	PREFETCHT0 124(BX)
+	ADDQ       SI, BX
+	PREFETCHT0 (BX)
+	PREFETCHT0 64(BX)
+	PREFETCHT0 124(BX)
+	VPXORD     Z2, Z2, Z2
+	VPXORD     Z3, Z3, Z3
+	VPXORD     Z4, Z4, Z4
+	VPXORD     Z5, Z5, Z5
+	VPXORD     Z6, Z6, Z6
+	VPXORD     Z7, Z7, Z7
+	VPXORD     Z8, Z8, Z8
+	VPXORD     Z9, Z9, Z9
+	CMPQ       AX, $0x04
+	JL         sgemmKernel4x32AVX512_tail
+
+sgemmKernel4x32AVX512_loop4:
+	PREFETCHT0       256(DX)
+	VMOVUPS          (CX), Z0
+	VMOVUPS          64(CX), Z1
+	VFMADD231PS.BCST (DX), Z0, Z2
+	VFMADD231PS.BCST (DX), Z1, Z3
+	VFMADD231PS.BCST 4(DX), Z0, Z4
+	VFMADD231PS.BCST 4(DX), Z1, Z5
+	VFMADD231PS.BCST 8(DX), Z0, Z6
+	VFMADD231PS.BCST 8(DX), Z1, Z7
+	VFMADD231PS.BCST 12(DX), Z0, Z8
+	VFMADD231PS.BCST 12(DX), Z1, Z9
+	VMOVUPS          128(CX), Z0
+	VMOVUPS          192(CX), Z1
+	VFMADD231PS.BCST 16(DX), Z0, Z2
+	VFMADD231PS.BCST 16(DX), Z1, Z3
+	VFMADD231PS.BCST 20(DX), Z0, Z4
+	VFMADD231PS.BCST 20(DX), Z1, Z5
+	VFMADD231PS.BCST 24(DX), Z0, Z6
+	VFMADD231PS.BCST 24(DX), Z1, Z7
+	VFMADD231PS.BCST 28(DX), Z0, Z8
+	VFMADD231PS.BCST 28(DX), Z1, Z9
+	PREFETCHT0       320(DX)
+	VMOVUPS          256(CX), Z0
+	VMOVUPS          320(CX), Z1
+	VFMADD231PS.BCST 32(DX), Z0, Z2
+	VFMADD231PS.BCST 32(DX), Z1, Z3
+	VFMADD231PS.BCST 36(DX), Z0, Z4
+	VFMADD231PS.BCST 36(DX), Z1, Z5
+	VFMADD231PS.BCST 40(DX), Z0, Z6
+	VFMADD231PS.BCST 40(DX), Z1, Z7
+	VFMADD231PS.BCST 44(DX), Z0, Z8
+	VFMADD231PS.BCST 44(DX), Z1, Z9
+	VMOVUPS          384(CX), Z0
+	VMOVUPS          448(CX), Z1
+	VFMADD231PS.BCST 48(DX), Z0, Z2
+	VFMADD231PS.BCST 48(DX), Z1, Z3
+	VFMADD231PS.BCST 52(DX), Z0, Z4
+	VFMADD231PS.BCST 52(DX), Z1, Z5
+	VFMADD231PS.BCST 56(DX), Z0, Z6
+	VFMADD231PS.BCST 56(DX), Z1, Z7
+	VFMADD231PS.BCST 60(DX), Z0, Z8
+	VFMADD231PS.BCST 60(DX), Z1, Z9
+	ADDQ             $0x00000040, DX
+	ADDQ             $0x00000200, CX
+	SUBQ             $0x04, AX
+	CMPQ             AX, $0x04
+	JGE              sgemmKernel4x32AVX512_loop4
+
+sgemmKernel4x32AVX512_tail:
+	TESTQ AX, AX
+	JZ    sgemmKernel4x32AVX512_store
+
+sgemmKernel4x32AVX512_loop1:
+	VMOVUPS          (CX), Z0
+	VMOVUPS          64(CX), Z1
+	VFMADD231PS.BCST (DX), Z0, Z2
+	VFMADD231PS.BCST (DX), Z1, Z3
+	VFMADD231PS.BCST 4(DX), Z0, Z4
+	VFMADD231PS.BCST 4(DX), Z1, Z5
+	VFMADD231PS.BCST 8(DX), Z0, Z6
+	VFMADD231PS.BCST 8(DX), Z1, Z7
+	VFMADD231PS.BCST 12(DX), Z0, Z8
+	VFMADD231PS.BCST 12(DX), Z1, Z9
+	ADDQ             $0x00000010, DX
+	ADDQ             $0x00000080, CX
+	DECQ             AX
+	JNZ              sgemmKernel4x32AVX512_loop1
+
+sgemmKernel4x32AVX512_store:
+	MOVQ         cols+64(FP), AX
+	XORQ         DX, DX
+	MOVQ         $0x00000010, BX
+	MOVQ         AX, CX
+	CMPQ         CX, $0x00
+	CMOVQLT      DX, CX
+	CMPQ         CX, $0x10
+	CMOVQGT      BX, CX
+	MOVL         $0x00000001, SI
+	SHLL         CL, SI
+	DECL         SI
+	KMOVW        SI, K1
+	SUBQ         $0x00000010, AX
+	CMPQ         AX, $0x00
+	CMOVQLT      DX, AX
+	CMPQ         AX, $0x10
+	CMOVQGT      BX, AX
+	MOVQ         AX, CX
+	MOVL         $0x00000001, AX
+	SHLL         CL, AX
+	DECL         AX
+	KMOVW        AX, K2
+	MOVQ         rows+56(FP), AX
+	MOVQ         c+24(FP), CX
+	MOVQ         ldc+32(FP), DX
+	SHLQ         $0x02, DX
+	MOVQ         accum+48(FP), BX
+	TESTQ        BX, BX
+	JZ           sgemmKernel4x32AVX512_overwrite
+	MOVSS        beta+40(FP), X0
+	VBROADCASTSS X0, Z0
+	VFMADD231PS  (CX), Z0, K1, Z2
+	VMOVUPS      Z2, K1, (CX)
+	VFMADD231PS  64(CX), Z0, K2, Z3
+	VMOVUPS      Z3, K2, 64(CX)
+	CMPQ         AX, $0x01
+	JLE          sgemmKernel4x32AVX512_done
+	ADDQ         DX, CX
+	VFMADD231PS  (CX), Z0, K1, Z4
+	VMOVUPS      Z4, K1, (CX)
+	VFMADD231PS  64(CX), Z0, K2, Z5
+	VMOVUPS      Z5, K2, 64(CX)
+	CMPQ         AX, $0x02
+	JLE          sgemmKernel4x32AVX512_done
+	ADDQ         DX, CX
+	VFMADD231PS  (CX), Z0, K1, Z6
+	VMOVUPS      Z6, K1, (CX)
+	VFMADD231PS  64(CX), Z0, K2, Z7
+	VMOVUPS      Z7, K2, 64(CX)
+	CMPQ         AX, $0x03
+	JLE          sgemmKernel4x32AVX512_done
+	ADDQ         DX, CX
+	VFMADD231PS  (CX), Z0, K1, Z8
+	VMOVUPS      Z8, K1, (CX)
+	VFMADD231PS  64(CX), Z0, K2, Z9
+	VMOVUPS      Z9, K2, 64(CX)
+	JMP          sgemmKernel4x32AVX512_done
+
+sgemmKernel4x32AVX512_overwrite:
+	VMOVUPS Z2, K1, (CX)
+	VMOVUPS Z3, K2, 64(CX)
+	CMPQ    AX, $0x01
+	JLE     sgemmKernel4x32AVX512_done
+	ADDQ    DX, CX
+	VMOVUPS Z4, K1, (CX)
+	VMOVUPS Z5, K2, 64(CX)
+	CMPQ    AX, $0x02
+	JLE     sgemmKernel4x32AVX512_done
+	ADDQ    DX, CX
+	VMOVUPS Z6, K1, (CX)
+	VMOVUPS Z7, K2, 64(CX)
+	CMPQ    AX, $0x03
+	JLE     sgemmKernel4x32AVX512_done
+	ADDQ    DX, CX
+	VMOVUPS Z8, K1, (CX)
+	VMOVUPS Z9, K2, 64(CX)
+
+sgemmKernel4x32AVX512_done:
+	VZEROUPPER
+	RET
+
+// func sgemmKernel4x16AVX512(kc int, a *float32, b *float32, c *float32, ldc int, beta float32, accum int, rows int, cols int)
+// Requires: AVX, AVX512F, CMOV, MMX+, SSE
+TEXT ·sgemmKernel4x16AVX512(SB), NOSPLIT, $0-72
+	MOVQ       kc+0(FP), AX
+	MOVQ       b+16(FP), CX
+	MOVQ       a+8(FP), DX
+	MOVQ       c+24(FP), BX
+	MOVQ       ldc+32(FP), SI
+	SHLQ       $0x02, SI
+	PREFETCHT0 (BX)
+	PREFETCHT0 60(BX)
+	ADDQ       SI, BX
+	PREFETCHT0 (BX)
+	PREFETCHT0 60(BX)
+	ADDQ       SI, BX
+	PREFETCHT0 (BX)
+	PREFETCHT0 60(BX)
+	ADDQ       SI, BX
+	PREFETCHT0 (BX)
+	PREFETCHT0 60(BX)
+	VPXORD     Z1, Z1, Z1
+	VPXORD     Z2, Z2, Z2
+	VPXORD     Z3, Z3, Z3
+	VPXORD     Z4, Z4, Z4
+	CMPQ       AX, $0x04
+	JL         sgemmKernel4x16AVX512_tail
+
+sgemmKernel4x16AVX512_loop4:
+	PREFETCHT0       256(DX)
+	VMOVUPS          (CX), Z0
+	VFMADD231PS.BCST (DX), Z0, Z1
+	VFMADD231PS.BCST 4(DX), Z0, Z2
+	VFMADD231PS.BCST 8(DX), Z0, Z3
+	VFMADD231PS.BCST 12(DX), Z0, Z4
+	VMOVUPS          64(CX), Z0
+	VFMADD231PS.BCST 16(DX), Z0, Z1
+	VFMADD231PS.BCST 20(DX), Z0, Z2
+	VFMADD231PS.BCST 24(DX), Z0, Z3
+	VFMADD231PS.BCST 28(DX), Z0, Z4
+	PREFETCHT0       320(DX)
+	VMOVUPS          128(CX), Z0
+	VFMADD231PS.BCST 32(DX), Z0, Z1
+	VFMADD231PS.BCST 36(DX), Z0, Z2
+	VFMADD231PS.BCST 40(DX), Z0, Z3
+	VFMADD231PS.BCST 44(DX), Z0, Z4
+	VMOVUPS          192(CX), Z0
+	VFMADD231PS.BCST 48(DX), Z0, Z1
+	VFMADD231PS.BCST 52(DX), Z0, Z2
+	VFMADD231PS.BCST 56(DX), Z0, Z3
+	VFMADD231PS.BCST 60(DX), Z0, Z4
+	ADDQ             $0x00000040, DX
+	ADDQ             $0x00000100, CX
+	SUBQ             $0x04, AX
+	CMPQ             AX, $0x04
+	JGE              sgemmKernel4x16AVX512_loop4
+
+sgemmKernel4x16AVX512_tail:
+	TESTQ AX, AX
+	JZ    sgemmKernel4x16AVX512_store
+
+sgemmKernel4x16AVX512_loop1:
+	VMOVUPS          (CX), Z0
+	VFMADD231PS.BCST (DX), Z0, Z1
+	VFMADD231PS.BCST 4(DX), Z0, Z2
+	VFMADD231PS.BCST 8(DX), Z0, Z3
+	VFMADD231PS.BCST 12(DX), Z0, Z4
+	ADDQ             $0x00000010, DX
+	ADDQ             $0x00000040, CX
+	DECQ             AX
+	JNZ              sgemmKernel4x16AVX512_loop1
+
+sgemmKernel4x16AVX512_store:
+	MOVQ         cols+64(FP), AX
+	XORQ         CX, CX
+	MOVQ         $0x00000010, DX
+	CMPQ         AX, $0x00
+	CMOVQLT      CX, AX
+	CMPQ         AX, $0x10
+	CMOVQGT      DX, AX
+	MOVQ         AX, CX
+	MOVL         $0x00000001, AX
+	SHLL         CL, AX
+	DECL         AX
+	KMOVW        AX, K1
+	MOVQ         rows+56(FP), AX
+	MOVQ         c+24(FP), CX
+	MOVQ         ldc+32(FP), DX
+	SHLQ         $0x02, DX
+	MOVQ         accum+48(FP), BX
+	TESTQ        BX, BX
+	JZ           sgemmKernel4x16AVX512_overwrite
+	MOVSS        beta+40(FP), X0
+	VBROADCASTSS X0, Z0
+	VFMADD231PS  (CX), Z0, K1, Z1
+	VMOVUPS      Z1, K1, (CX)
+	CMPQ         AX, $0x01
+	JLE          sgemmKernel4x16AVX512_done
+	ADDQ         DX, CX
+	VFMADD231PS  (CX), Z0, K1, Z2
+	VMOVUPS      Z2, K1, (CX)
+	CMPQ         AX, $0x02
+	JLE          sgemmKernel4x16AVX512_done
+	ADDQ         DX, CX
+	VFMADD231PS  (CX), Z0, K1, Z3
+	VMOVUPS      Z3, K1, (CX)
+	CMPQ         AX, $0x03
+	JLE          sgemmKernel4x16AVX512_done
+	ADDQ         DX, CX
+	VFMADD231PS  (CX), Z0, K1, Z4
+	VMOVUPS      Z4, K1, (CX)
+	JMP          sgemmKernel4x16AVX512_done
+
+sgemmKernel4x16AVX512_overwrite:
+	VMOVUPS Z1, K1, (CX)
+	CMPQ    AX, $0x01
+	JLE     sgemmKernel4x16AVX512_done
+	ADDQ    DX, CX
+	VMOVUPS Z2, K1, (CX)
+	CMPQ    AX, $0x02
+	JLE     sgemmKernel4x16AVX512_done
+	ADDQ    DX, CX
+	VMOVUPS Z3, K1, (CX)
+	CMPQ    AX, $0x03
+	JLE     sgemmKernel4x16AVX512_done
+	ADDQ    DX, CX
+	VMOVUPS Z4, K1, (CX)
+
+sgemmKernel4x16AVX512_done:
+	VZEROUPPER
+	RET
+
 // func sgemmKernel6x16AVX2(kc int, a *float32, b *float32, c *float32, ldc int, beta float32, accum int)
 // Requires: AVX, AVX2, FMA3, MMX+, SSE
 TEXT ·sgemmKernel6x16AVX2(SB), NOSPLIT, $0-56

@@ -24,6 +24,26 @@ func sgemmKernel12x32AVX512UA(kc int, a *float32, lda int, b *float32, c *float3
 //go:noescape
 func sgemmKernel12x16AVX512UA(kc int, a *float32, lda int, b *float32, c *float32, ldc int, beta float32, accum int, rows int, cols int)
 
+// sgemmKernel8x32AVX512 computes one 8×32 tile of C from packed panels.
+//
+//go:noescape
+func sgemmKernel8x32AVX512(kc int, a *float32, b *float32, c *float32, ldc int, beta float32, accum int, rows int, cols int)
+
+// sgemmKernel8x16AVX512 computes one 8×16 tile of C from packed panels.
+//
+//go:noescape
+func sgemmKernel8x16AVX512(kc int, a *float32, b *float32, c *float32, ldc int, beta float32, accum int, rows int, cols int)
+
+// sgemmKernel4x32AVX512 computes one 4×32 tile of C from packed panels.
+//
+//go:noescape
+func sgemmKernel4x32AVX512(kc int, a *float32, b *float32, c *float32, ldc int, beta float32, accum int, rows int, cols int)
+
+// sgemmKernel4x16AVX512 computes one 4×16 tile of C from packed panels.
+//
+//go:noescape
+func sgemmKernel4x16AVX512(kc int, a *float32, b *float32, c *float32, ldc int, beta float32, accum int, rows int, cols int)
+
 // sgemmKernel6x16AVX2 computes one 6×16 tile of C from packed panels.
 //
 //go:noescape

@@ -251,6 +251,28 @@ func TestKernelsMatchGo(t *testing.T) {
 	}
 }
 
+// TestTailKernelsMatchGo compares the kernels for the last rows of A with
+// kernelGo.
+func TestTailKernelsMatchGo(t *testing.T) {
+	r := rand.New(rand.NewPCG(21, 22))
+	for _, kn := range asmKernels() {
+		for ti := range kn.tails {
+			tk := &kn.tails[ti]
+			t.Run(fmt.Sprintf("%s/tail%d", kn.name, tk.mr), func(t *testing.T) {
+				shape := kn
+				shape.mr = tk.mr
+				for it := 0; it < 200; it++ {
+					k := randKernelCase(r, &shape, it, false)
+					want := append([]float32(nil), k.c...)
+					kernelGo(tk.mr, k.w, k.kc, k.a, k.b, want, k.ldc, k.beta, k.mode, k.rows, k.cols)
+					kn.runTail(tk, k.kc, k.w, k.a, k.b, k.c, k.ldc, k.beta, k.mode, k.rows, k.cols)
+					k.check(t, k.c, want)
+				}
+			})
+		}
+	}
+}
+
 // TestKernelsUAMatchGo compares the assembly kernels that read A in place
 // with kernelGoUA.
 func TestKernelsUAMatchGo(t *testing.T) {
@@ -353,6 +375,8 @@ var benchShapes = []struct {
 	{"conv_M1280_N256_K11520", false, 1280, 256, 11520},
 	{"conv_M1280_N64_K11520", false, 1280, 64, 11520},
 	{"gemv_M1_N1280_K1280_transB", true, 1, 1280, 1280},
+	{"taesd_M64_N3584_K576", false, 64, 3584, 576},
+	{"attnPV_M256_N40_K4096", false, 256, 40, 4096},
 }
 
 func benchGemm(b *testing.B, transB bool, m, n, k int) {

@@ -63,7 +63,7 @@ func BenchmarkPack(b *testing.B) {
 				if trans {
 					ld = rows
 				}
-				packA(ws.a, trans, src, ld, (i%3)*kn.mc, (i%7)*kn.kc, kn.mc, kn.kc, kn.mr, 1)
+				packA(ws.a, trans, src, ld, (i%3)*kn.mc, (i%7)*kn.kc, kn.mc, kn.kc, kn, 1)
 				n += kn.mc * kn.kc
 			}
 			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(n), "ns/elem")
