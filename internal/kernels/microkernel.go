@@ -1,90 +1,31 @@
 package kernels
 
-// microKernel describes the micro-kernel in use and the block sizes that
-// suit it.
+// microKernel describes the micro-kernels in use and the block sizes that
+// suit them.
 type microKernel struct {
 	name       string
-	mr, nr     int // tile of C computed by one call
+	mr, nr     int // the tile of C computed by the main kernel
 	kc, mc, nc int // blocking of k, m and n for the packed buffers
-	// asm is the assembly kernel, or nil to run kernelGo.
-	asm asmKernel
-	// half, when not nil, is the mr×(nr/2) assembly kernel used for the last
-	// micro-panel of B when at most nr/2 columns are left.
-	half asmKernel
-	// ua and halfUA, when not nil, are the same kernels reading the A panel
-	// in place (row-major, stride lda) instead of packed; Sgemm then skips
-	// packing A when it is not transposed.
-	ua, halfUA asmKernelUA
-	// tails, in increasing mr, are kernels for fewer rows than mr over
-	// packed A panels of that many rows: the last rows of A use the smallest
-	// that covers them instead of a zero-padded mr-row panel.
-	tails []tailKernel
-	// partial tells that the kernels store a top-left corner of the tile
-	// themselves (rows < mr or cols < w); otherwise edge tiles go through a
-	// scratch tile.
+	// rows lists, in increasing order, the panel heights that have kernels;
+	// the last is mr. A last panel of r < mr rows of A is packed with the
+	// smallest height that covers r (see panelRows).
+	rows []int
+	// kernels[i][ua][ub][half] is the assembly kernel for panels of rows[i]
+	// rows, reading A in place (ua = 1) or packed, B in place (ub = 1) or
+	// packed, nr columns (half = 0) or nr/2 (half = 1); nil runs the Go twin
+	// (or, for ua or ub, means that variant is not offered).
+	kernels [][2][2][2]asmKernel
+	// half tells that there are nr/2-wide kernels, used for a last B panel
+	// of at most nr/2 columns.
+	half bool
+	// partial tells that the kernels store any top-left corner of the tile
+	// themselves; otherwise edge tiles go through a scratch tile.
 	partial bool
 }
 
-// tailKernel is a kernel for the last rows of A (see microKernel.tails).
-type tailKernel struct {
-	mr        int
-	asm, half asmKernel
-}
-
-// panelRows returns the rows of the packed A panel that holds the last r
-// rows of a block (r ≤ mr): the rows of the smallest tail kernel that covers
-// them, or mr.
-func (kn *microKernel) panelRows(r int) int {
-	for _, t := range kn.tails {
-		if r <= t.mr {
-			return t.mr
-		}
-	}
-	return kn.mr
-}
-
-// tail returns the tail kernel for a last panel of r rows, or nil.
-func (kn *microKernel) tail(r int) *tailKernel {
-	for i := range kn.tails {
-		if r <= kn.tails[i].mr {
-			return &kn.tails[i]
-		}
-	}
-	return nil
-}
-
-// runTail is run with the tail kernel for rows-row panels (rows ≤ t.mr).
-func (kn *microKernel) runTail(t *tailKernel, kc, w int, a, b, c []float32, ldc int, beta float32, mode, rows, cols int) {
-	f := t.asm
-	if w != kn.nr {
-		f = t.half
-	}
-	if f == nil || kc == 0 {
-		kernelGo(t.mr, w, kc, a, b, c, ldc, beta, mode, rows, cols)
-		return
-	}
-	_ = c[(rows-1)*ldc+cols-1]
-	_ = a[kc*t.mr-1]
-	_ = b[kc*w-1]
-	f(kc, &a[0], &b[0], &c[0], ldc, beta, mode, rows, cols)
-}
-
-// asmKernel is the signature of the generated micro-kernels over packed
-// panels.
-type asmKernel func(kc int, a, b, c *float32, ldc int, beta float32, mode, rows, cols int)
-
-// asmKernelUA is the signature of the generated micro-kernels that read A
-// in place.
-type asmKernelUA func(kc int, a *float32, lda int, b, c *float32, ldc int, beta float32, mode, rows, cols int)
-
-// panelWidth returns the width of the B micro-panel that covers the next
-// rem columns.
-func (kn *microKernel) panelWidth(rem int) int {
-	if kn.half != nil && rem <= kn.nr/2 {
-		return kn.nr / 2
-	}
-	return kn.nr
-}
+// asmKernel is the signature shared by the AVX-512 micro-kernels (lda and
+// ldb are read only by the variants that read A or B in place).
+type asmKernel func(kc int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, beta float32, mode, rows, cols int)
 
 // Store modes of the micro-kernels.
 const (
@@ -92,73 +33,104 @@ const (
 	storeAccumulate = 1 // c = acc + beta·c
 )
 
-// run computes one mr×w tile (w is nr, or nr/2 when half is set),
-// Σ_p a[p·mr:]⊗b[p·w:], and stores its top-left rows×cols corner into c
-// as mode says. rows < mr or cols < w need kn.partial.
-func (kn *microKernel) run(kc, w int, a, b, c []float32, ldc int, beta float32, mode, rows, cols int) {
-	f := kn.asm
-	if w != kn.nr {
-		f = kn.half
+// panelWidth returns the width of the B micro-panel that covers the next
+// rem columns.
+func (kn *microKernel) panelWidth(rem int) int {
+	if kn.half && rem <= kn.nr/2 {
+		return kn.nr / 2
 	}
-	if f == nil || kc == 0 {
-		kernelGo(kn.mr, w, kc, a, b, c, ldc, beta, mode, rows, cols)
-		return
-	}
-	_ = c[(rows-1)*ldc+cols-1]
-	_ = a[kc*kn.mr-1]
-	_ = b[kc*w-1]
-	f(kc, &a[0], &b[0], &c[0], ldc, beta, mode, rows, cols)
+	return kn.nr
 }
 
-// runUA is run with the A panel read in place: element (i, p) at a[i·lda+p]
-// (all mr rows are read, whatever rows is).
-func (kn *microKernel) runUA(kc, w int, a []float32, lda int, b, c []float32, ldc int, beta float32, mode, rows, cols int) {
-	f := kn.ua
-	if w != kn.nr {
-		f = kn.halfUA
-	}
-	if f == nil || kc == 0 {
-		kernelGoUA(kn.mr, w, kc, a, lda, b, c, ldc, beta, mode, rows, cols)
-		return
-	}
-	_ = c[(rows-1)*ldc+cols-1]
-	_ = a[(kn.mr-1)*lda+kc-1]
-	_ = b[kc*w-1]
-	f(kc, &a[0], lda, &b[0], &c[0], ldc, beta, mode, rows, cols)
-}
-
-// kernelGoUA is the plain-Go twin of the kernels that read A in place.
-func kernelGoUA(mr, nr, kc int, a []float32, lda int, b, c []float32, ldc int, beta float32, mode, rows, cols int) {
-	var accBuf [16 * 64]float32
-	acc := accBuf[:mr*nr]
-	for p := 0; p < kc; p++ {
-		bp := b[p*nr : p*nr+nr]
-		for i := 0; i < mr; i++ {
-			av := a[i*lda+p]
-			row := acc[i*nr : i*nr+nr]
-			for j, bv := range bp {
-				row[j] += av * bv
-			}
+// panelRows returns the height of the packed A panel that holds r rows
+// (r ≤ mr): the smallest kernel height that covers them.
+func (kn *microKernel) panelRows(r int) int {
+	for _, h := range kn.rows {
+		if r <= h {
+			return h
 		}
 	}
-	storeTile(rows, cols, acc, nr, c, ldc, beta, mode)
+	return kn.mr
 }
 
-// kernelGo is the plain-Go twin of the assembly micro-kernels: it computes
-// the mr×nr tile of the product of the packed panels a (kc columns of mr
-// values) and b (kc rows of nr values) and stores its top-left rows×cols
-// corner into c (row stride ldc), adding beta·c in storeAccumulate mode.
-func kernelGo(mr, nr, kc int, a, b, c []float32, ldc int, beta float32, mode, rows, cols int) {
-	if mr == 4 && nr == 8 && rows == 4 && cols == 8 {
-		kernelGo4x8(kc, a, b, c, ldc, beta, mode)
+// variant returns the kernel for panels of pr rows and width w reading A
+// and B in place or not, or nil.
+func (kn *microKernel) variant(pr, w int, aIn, bIn bool) asmKernel {
+	for i, h := range kn.rows {
+		if h == pr {
+			return kn.kernels[i][b2i(aIn)][b2i(bIn)][b2i(w != kn.nr)]
+		}
+	}
+	return nil
+}
+
+// inPlaceA and inPlaceB tell whether the main kernels can read A, or B, in
+// place.
+func (kn *microKernel) inPlaceA() bool { return kn.variant(kn.mr, kn.nr, true, false) != nil }
+func (kn *microKernel) inPlaceB() bool { return kn.variant(kn.mr, kn.nr, false, true) != nil }
+
+func b2i(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// operand is one input panel of a micro-kernel call: in place (element
+// (i, p) of A at s[i·ld + p], element (p, j) of B at s[p·ld + j]) or packed
+// (ld = 0: A at s[p·pr + i], B at s[p·w + j]).
+type operand struct {
+	s  []float32
+	ld int
+}
+
+// run computes the pr×w tile Σ_p A[:, p]⊗B[p, :] and stores its top-left
+// rows×cols corner into c (row stride ldc) as mode says.
+func (kn *microKernel) run(pr, w, kc int, a, b operand, c []float32, ldc int, beta float32, mode, rows, cols int) {
+	f := kn.variant(pr, w, a.ld != 0, b.ld != 0)
+	if f == nil || kc == 0 {
+		kernelGo(pr, w, kc, a, b, c, ldc, beta, mode, rows, cols)
+		return
+	}
+	if a.ld != 0 {
+		_ = a.s[(pr-1)*a.ld+kc-1]
+	} else {
+		_ = a.s[kc*pr-1]
+	}
+	if b.ld != 0 {
+		_ = b.s[(kc-1)*b.ld+w-1]
+	} else {
+		_ = b.s[kc*w-1]
+	}
+	_ = c[(rows-1)*ldc+cols-1]
+	f(kc, &a.s[0], a.ld, &b.s[0], b.ld, &c[0], ldc, beta, mode, rows, cols)
+}
+
+// kernelGo is the plain-Go twin of the micro-kernels: it computes the mr×nr
+// tile of the product of the A panel (mr rows) and the B panel (nr columns)
+// over kc steps and stores its top-left rows×cols corner into c (row stride
+// ldc), adding beta·c in storeAccumulate mode.
+func kernelGo(mr, nr, kc int, a, b operand, c []float32, ldc int, beta float32, mode, rows, cols int) {
+	if mr == 4 && nr == 8 && rows == 4 && cols == 8 && a.ld == 0 && b.ld == 0 {
+		kernelGo4x8(kc, a.s, b.s, c, ldc, beta, mode)
 		return
 	}
 	var accBuf [16 * 64]float32
 	acc := accBuf[:mr*nr]
 	for p := 0; p < kc; p++ {
-		ap := a[p*mr : p*mr+mr]
-		bp := b[p*nr : p*nr+nr]
-		for i, av := range ap {
+		var bp []float32
+		if b.ld != 0 {
+			bp = b.s[p*b.ld : p*b.ld+nr]
+		} else {
+			bp = b.s[p*nr : p*nr+nr]
+		}
+		for i := 0; i < mr; i++ {
+			var av float32
+			if a.ld != 0 {
+				av = a.s[i*a.ld+p]
+			} else {
+				av = a.s[p*mr+i]
+			}
 			row := acc[i*nr : i*nr+nr]
 			for j, bv := range bp {
 				row[j] += av * bv
@@ -184,8 +156,8 @@ func storeTile(rows, cols int, acc []float32, ldt int, c []float32, ldc int, bet
 	}
 }
 
-// kernelGo4x8 is kernelGo for whole 4×8 tiles with the accumulators in
-// locals, the kernel of the portable path.
+// kernelGo4x8 is kernelGo for whole 4×8 tiles of packed panels with the
+// accumulators in locals, the kernel of the portable path.
 func kernelGo4x8(kc int, a, b, c []float32, ldc int, beta float32, mode int) {
 	var c0, c1, c2, c3 [8]float32
 	a = a[:kc*4]
@@ -214,4 +186,5 @@ func kernelGo4x8(kc int, a, b, c []float32, ldc int, beta float32, mode int) {
 }
 
 // goKernel is the portable configuration.
-var goKernel = microKernel{name: "go4x8", mr: 4, nr: 8, kc: 256, mc: 128, nc: 1024, partial: true}
+var goKernel = microKernel{name: "go4x8", mr: 4, nr: 8, kc: 256, mc: 128, nc: 1024,
+	rows: []int{4}, kernels: make([][2][2][2]asmKernel, 1), partial: true}

@@ -163,15 +163,19 @@ func putWorkspace(ws *workspace) {
 // gemmSerial runs the blocked algorithm on one goroutine: for each nc-wide
 // block of columns and kc-deep slice of k it packs op(B) into NR-wide
 // micro-panels, then for each mc-high block of rows packs op(A) into MR-high
-// micro-panels and runs the micro-kernel over every tile. When A is not
-// transposed and the kernel can read it in place, A is not packed (only a
-// last partial panel is), and alpha is folded into B instead of A.
+// micro-panels and runs the micro-kernel over every tile.
+//
+// Packing is skipped where the kernels can read an operand in place: A when
+// it is not transposed (only a last partial panel is packed; alpha then
+// scales B), and B when it is not transposed and few rows share each of its
+// panels (so packing would cost more than it saves; with alpha = 1 or a
+// packed A).
 func gemmSerial(ws *workspace, g *gemmArgs) {
 	kn := &activeKernel
 	MR := kn.mr
-	// With an in-place A kernel only a last partial panel of A is packed,
-	// and alpha scales B instead.
-	inPlaceA := !g.transA && kn.ua != nil
+	inPlaceA := !g.transA && kn.inPlaceA()
+	inPlaceB := !g.transB && kn.inPlaceB() && g.m <= inPlaceBMaxM &&
+		(g.alpha == 1 || !inPlaceA) && g.ldb%512 != 0
 	alphaA, alphaB := g.alpha, float32(1)
 	if inPlaceA {
 		alphaA, alphaB = 1, g.alpha
@@ -180,7 +184,14 @@ func gemmSerial(ws *workspace, g *gemmArgs) {
 		nc := min(kn.nc, g.n-jc)
 		for pc := 0; pc < g.k; pc += kn.kc {
 			kc := min(kn.kc, g.k-pc)
-			packB(ws.b, g.transB, g.b, g.ldb, pc, jc, kc, nc, kn, alphaB)
+			if !inPlaceB {
+				packB(ws.b, g.transB, g.b, g.ldb, pc, jc, kc, nc, kn, alphaB)
+			} else if w := kn.panelWidth(nc % kn.nr); nc%kn.nr != 0 && nc%kn.nr != w {
+				// Only a last, partial panel is packed: reading it in place
+				// would run past the end of the rows.
+				jr := nc - nc%kn.nr
+				packB(ws.b[jr*kc:], false, g.b, g.ldb, pc, jc+jr, kc, nc-jr, kn, alphaB)
+			}
 			beta, mode := g.beta, storeOverwrite
 			if pc > 0 {
 				beta = 1
@@ -190,7 +201,7 @@ func gemmSerial(ws *workspace, g *gemmArgs) {
 			}
 			for ic := 0; ic < g.m; ic += kn.mc {
 				mc := min(kn.mc, g.m-ic)
-				full := 0 // rows served by the in-place kernel
+				full := 0 // rows served by the in-place A kernel
 				aRows, lda, aOff := g.a, g.lda, ic*g.lda+pc
 				if !inPlaceA {
 					packA(ws.a, g.transA, g.a, g.lda, ic, pc, mc, kc, kn, alphaA)
@@ -217,32 +228,21 @@ func gemmSerial(ws *workspace, g *gemmArgs) {
 				// B panel at jr of width w.
 				tile := func(ir, jr, w int) {
 					nr := min(w, nc-jr)
-					bp := ws.b[jr*kc : (jr+w)*kc]
 					mr := min(MR, mc-ir)
-					off := (ic+ir)*g.ldc + jc + jr
+					b := operand{s: ws.b[jr*kc : (jr+w)*kc]}
+					if inPlaceB && nr == w {
+						b = operand{s: g.b[pc*g.ldb+jc+jr:], ld: g.ldb}
+					}
+					a, pr := operand{s: apk[ir*kc:]}, kn.panelRows(mr)
 					if ir < full {
-						a := aRows[aOff+ir*lda:]
-						if nr == w || kn.partial {
-							kn.runUA(kc, w, a, lda, bp, g.c[off:], g.ldc, beta, mode, MR, nr)
-						} else {
-							kn.runUA(kc, w, a, lda, bp, ws.tmp, w, 0, storeOverwrite, MR, w)
-							storeTile(mr, nr, ws.tmp, w, g.c[off:], g.ldc, beta, mode)
-						}
+						a, pr = operand{s: aRows[aOff+ir*lda:], ld: lda}, MR
+					}
+					off := (ic+ir)*g.ldc + jc + jr
+					if kn.partial || mr == pr && nr == w {
+						kn.run(pr, w, kc, a, b, g.c[off:], g.ldc, beta, mode, mr, nr)
 						return
 					}
-					if mr < MR && kn.partial {
-						if t := kn.tail(mr); t != nil {
-							ap := apk[ir*kc : ir*kc+t.mr*kc]
-							kn.runTail(t, kc, w, ap, bp, g.c[off:], g.ldc, beta, mode, mr, nr)
-							return
-						}
-					}
-					ap := apk[ir*kc : (ir+MR)*kc]
-					if mr == MR && nr == w || kn.partial {
-						kn.run(kc, w, ap, bp, g.c[off:], g.ldc, beta, mode, mr, nr)
-						return
-					}
-					kn.run(kc, w, ap, bp, ws.tmp, w, 0, storeOverwrite, MR, w)
+					kn.run(pr, w, kc, a, b, ws.tmp, w, 0, storeOverwrite, pr, w)
 					storeTile(mr, nr, ws.tmp, w, g.c[off:], g.ldc, beta, mode)
 				}
 				if kc <= rowMajorTilesK && rowMajorTiles {
@@ -532,6 +532,10 @@ func transpose16x16Go(dst []float32, dstStride int, src []float32, srcStride int
 		}
 	}
 }
+
+// inPlaceBMaxM is the largest number of rows (of one part) for which B is
+// read in place rather than packed.
+var inPlaceBMaxM = 768
 
 // padAliasedA enables copying A rows whose stride is a multiple of 2 KB
 // (a variable for benchmarks).

@@ -4,50 +4,90 @@
 
 package kernels
 
-// sgemmKernel12x32AVX512 computes one 12×32 tile of C from packed panels.
+// sgemmKernel12x32AVX512 computes one 12×32 tile of C from a packed A panel and a packed B panel.
 //
 //go:noescape
-func sgemmKernel12x32AVX512(kc int, a *float32, b *float32, c *float32, ldc int, beta float32, accum int, rows int, cols int)
+func sgemmKernel12x32AVX512(kc int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, beta float32, mode int, rows int, cols int)
 
-// sgemmKernel12x16AVX512 computes one 12×16 tile of C from packed panels.
+// sgemmKernel12x32AVX512UB computes one 12×32 tile of C from a packed A panel and rows of B in place.
 //
 //go:noescape
-func sgemmKernel12x16AVX512(kc int, a *float32, b *float32, c *float32, ldc int, beta float32, accum int, rows int, cols int)
+func sgemmKernel12x32AVX512UB(kc int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, beta float32, mode int, rows int, cols int)
 
 // sgemmKernel12x32AVX512UA computes one 12×32 tile of C from rows of A in place and a packed B panel.
 //
 //go:noescape
-func sgemmKernel12x32AVX512UA(kc int, a *float32, lda int, b *float32, c *float32, ldc int, beta float32, accum int, rows int, cols int)
+func sgemmKernel12x32AVX512UA(kc int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, beta float32, mode int, rows int, cols int)
+
+// sgemmKernel12x32AVX512UAUB computes one 12×32 tile of C from rows of A in place and rows of B in place.
+//
+//go:noescape
+func sgemmKernel12x32AVX512UAUB(kc int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, beta float32, mode int, rows int, cols int)
+
+// sgemmKernel12x16AVX512 computes one 12×16 tile of C from a packed A panel and a packed B panel.
+//
+//go:noescape
+func sgemmKernel12x16AVX512(kc int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, beta float32, mode int, rows int, cols int)
+
+// sgemmKernel12x16AVX512UB computes one 12×16 tile of C from a packed A panel and rows of B in place.
+//
+//go:noescape
+func sgemmKernel12x16AVX512UB(kc int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, beta float32, mode int, rows int, cols int)
 
 // sgemmKernel12x16AVX512UA computes one 12×16 tile of C from rows of A in place and a packed B panel.
 //
 //go:noescape
-func sgemmKernel12x16AVX512UA(kc int, a *float32, lda int, b *float32, c *float32, ldc int, beta float32, accum int, rows int, cols int)
+func sgemmKernel12x16AVX512UA(kc int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, beta float32, mode int, rows int, cols int)
 
-// sgemmKernel8x32AVX512 computes one 8×32 tile of C from packed panels.
+// sgemmKernel12x16AVX512UAUB computes one 12×16 tile of C from rows of A in place and rows of B in place.
 //
 //go:noescape
-func sgemmKernel8x32AVX512(kc int, a *float32, b *float32, c *float32, ldc int, beta float32, accum int, rows int, cols int)
+func sgemmKernel12x16AVX512UAUB(kc int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, beta float32, mode int, rows int, cols int)
 
-// sgemmKernel8x16AVX512 computes one 8×16 tile of C from packed panels.
+// sgemmKernel8x32AVX512 computes one 8×32 tile of C from a packed A panel and a packed B panel.
 //
 //go:noescape
-func sgemmKernel8x16AVX512(kc int, a *float32, b *float32, c *float32, ldc int, beta float32, accum int, rows int, cols int)
+func sgemmKernel8x32AVX512(kc int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, beta float32, mode int, rows int, cols int)
 
-// sgemmKernel4x32AVX512 computes one 4×32 tile of C from packed panels.
+// sgemmKernel8x32AVX512UB computes one 8×32 tile of C from a packed A panel and rows of B in place.
 //
 //go:noescape
-func sgemmKernel4x32AVX512(kc int, a *float32, b *float32, c *float32, ldc int, beta float32, accum int, rows int, cols int)
+func sgemmKernel8x32AVX512UB(kc int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, beta float32, mode int, rows int, cols int)
 
-// sgemmKernel4x16AVX512 computes one 4×16 tile of C from packed panels.
+// sgemmKernel8x16AVX512 computes one 8×16 tile of C from a packed A panel and a packed B panel.
 //
 //go:noescape
-func sgemmKernel4x16AVX512(kc int, a *float32, b *float32, c *float32, ldc int, beta float32, accum int, rows int, cols int)
+func sgemmKernel8x16AVX512(kc int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, beta float32, mode int, rows int, cols int)
+
+// sgemmKernel8x16AVX512UB computes one 8×16 tile of C from a packed A panel and rows of B in place.
+//
+//go:noescape
+func sgemmKernel8x16AVX512UB(kc int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, beta float32, mode int, rows int, cols int)
+
+// sgemmKernel4x32AVX512 computes one 4×32 tile of C from a packed A panel and a packed B panel.
+//
+//go:noescape
+func sgemmKernel4x32AVX512(kc int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, beta float32, mode int, rows int, cols int)
+
+// sgemmKernel4x32AVX512UB computes one 4×32 tile of C from a packed A panel and rows of B in place.
+//
+//go:noescape
+func sgemmKernel4x32AVX512UB(kc int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, beta float32, mode int, rows int, cols int)
+
+// sgemmKernel4x16AVX512 computes one 4×16 tile of C from a packed A panel and a packed B panel.
+//
+//go:noescape
+func sgemmKernel4x16AVX512(kc int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, beta float32, mode int, rows int, cols int)
+
+// sgemmKernel4x16AVX512UB computes one 4×16 tile of C from a packed A panel and rows of B in place.
+//
+//go:noescape
+func sgemmKernel4x16AVX512UB(kc int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, beta float32, mode int, rows int, cols int)
 
 // sgemmKernel6x16AVX2 computes one 6×16 tile of C from packed panels.
 //
 //go:noescape
-func sgemmKernel6x16AVX2(kc int, a *float32, b *float32, c *float32, ldc int, beta float32, accum int)
+func sgemmKernel6x16AVX2(kc int, a *float32, b *float32, c *float32, ldc int, beta float32, mode int)
 
 // expAVX512 replaces x[i] with e^x[i] for i < n.
 //

@@ -179,34 +179,37 @@ func TestSgemmPanics(t *testing.T) {
 
 // kernelCase is one random micro-kernel call.
 type kernelCase struct {
-	w, kc, lda, ldc, rows, cols, mode int
-	a, b, c                           []float32
-	beta                              float32
+	pr, w, kc, ldc, rows, cols, mode int
+	a, b                             operand
+	c                                []float32
+	beta                             float32
 }
 
-func randKernelCase(r *rand.Rand, kn *microKernel, it int, inPlace bool) kernelCase {
+func randKernelCase(r *rand.Rand, kn *microKernel, pr, w int, aIn, bIn bool, it int) kernelCase {
 	var k kernelCase
-	k.w = kn.nr
-	if kn.half != nil && it%2 == 1 {
-		k.w = kn.nr / 2
-	}
+	k.pr, k.w = pr, w
 	k.kc = r.IntN(70)
 	if it%10 == 0 {
 		k.kc = 300 + r.IntN(200)
 	}
-	k.rows, k.cols = kn.mr, k.w
+	k.rows, k.cols = pr, w
 	if kn.partial && it%3 == 2 {
-		k.rows, k.cols = 1+r.IntN(kn.mr), 1+r.IntN(k.w)
+		k.rows, k.cols = 1+r.IntN(pr), 1+r.IntN(w)
 	}
-	k.ldc = k.w + r.IntN(9)
-	if inPlace {
-		k.lda = k.kc + r.IntN(5)
-		k.a = randSlice(r, max(kn.mr*k.lda, 1))
+	k.ldc = w + r.IntN(9)
+	if aIn {
+		k.a.ld = k.kc + 1 + r.IntN(5)
+		k.a.s = randSlice(r, max(pr*k.a.ld, 1))
 	} else {
-		k.a = randSlice(r, max(k.kc*kn.mr, 1))
+		k.a.s = randSlice(r, max(k.kc*pr, 1))
 	}
-	k.b = randSlice(r, max(k.kc*k.w, 1))
-	k.c = randSlice(r, kn.mr*k.ldc)
+	if bIn {
+		k.b.ld = w + r.IntN(40)
+		k.b.s = randSlice(r, max(k.kc*k.b.ld, 1))
+	} else {
+		k.b.s = randSlice(r, max(k.kc*w, 1))
+	}
+	k.c = randSlice(r, pr*k.ldc)
 	k.mode = r.IntN(2)
 	k.beta = float32(r.NormFloat64())
 	if k.mode == storeOverwrite {
@@ -235,61 +238,32 @@ func (k *kernelCase) check(t *testing.T, got, want []float32) {
 	}
 }
 
-// TestKernelsMatchGo compares every assembly micro-kernel with kernelGo.
+// TestKernelsMatchGo compares every assembly micro-kernel (every height,
+// width and in-place variant) with kernelGo.
 func TestKernelsMatchGo(t *testing.T) {
 	r := rand.New(rand.NewPCG(7, 8))
 	for _, kn := range asmKernels() {
-		t.Run(kn.name, func(t *testing.T) {
-			for it := 0; it < 300; it++ {
-				k := randKernelCase(r, &kn, it, false)
-				want := append([]float32(nil), k.c...)
-				kernelGo(kn.mr, k.w, k.kc, k.a, k.b, want, k.ldc, k.beta, k.mode, k.rows, k.cols)
-				kn.run(k.kc, k.w, k.a, k.b, k.c, k.ldc, k.beta, k.mode, k.rows, k.cols)
-				k.check(t, k.c, want)
-			}
-		})
-	}
-}
-
-// TestTailKernelsMatchGo compares the kernels for the last rows of A with
-// kernelGo.
-func TestTailKernelsMatchGo(t *testing.T) {
-	r := rand.New(rand.NewPCG(21, 22))
-	for _, kn := range asmKernels() {
-		for ti := range kn.tails {
-			tk := &kn.tails[ti]
-			t.Run(fmt.Sprintf("%s/tail%d", kn.name, tk.mr), func(t *testing.T) {
-				shape := kn
-				shape.mr = tk.mr
-				for it := 0; it < 200; it++ {
-					k := randKernelCase(r, &shape, it, false)
-					want := append([]float32(nil), k.c...)
-					kernelGo(tk.mr, k.w, k.kc, k.a, k.b, want, k.ldc, k.beta, k.mode, k.rows, k.cols)
-					kn.runTail(tk, k.kc, k.w, k.a, k.b, k.c, k.ldc, k.beta, k.mode, k.rows, k.cols)
-					k.check(t, k.c, want)
+		for i, pr := range kn.rows {
+			for ua := range 2 {
+				for ub := range 2 {
+					for h := range 2 {
+						if kn.kernels[i][ua][ub][h] == nil {
+							continue
+						}
+						w := kn.nr >> h
+						t.Run(fmt.Sprintf("%s/%dx%d/ua=%d/ub=%d", kn.name, pr, w, ua, ub), func(t *testing.T) {
+							for it := 0; it < 150; it++ {
+								k := randKernelCase(r, &kn, pr, w, ua == 1, ub == 1, it)
+								want := append([]float32(nil), k.c...)
+								kernelGo(pr, w, k.kc, k.a, k.b, want, k.ldc, k.beta, k.mode, k.rows, k.cols)
+								kn.run(pr, w, k.kc, k.a, k.b, k.c, k.ldc, k.beta, k.mode, k.rows, k.cols)
+								k.check(t, k.c, want)
+							}
+						})
+					}
 				}
-			})
-		}
-	}
-}
-
-// TestKernelsUAMatchGo compares the assembly kernels that read A in place
-// with kernelGoUA.
-func TestKernelsUAMatchGo(t *testing.T) {
-	r := rand.New(rand.NewPCG(13, 14))
-	for _, kn := range asmKernels() {
-		if kn.ua == nil {
-			continue
-		}
-		t.Run(kn.name, func(t *testing.T) {
-			for it := 0; it < 300; it++ {
-				k := randKernelCase(r, &kn, it, true)
-				want := append([]float32(nil), k.c...)
-				kernelGoUA(kn.mr, k.w, k.kc, k.a, k.lda, k.b, want, k.ldc, k.beta, k.mode, k.rows, k.cols)
-				kn.runUA(k.kc, k.w, k.a, k.lda, k.b, k.c, k.ldc, k.beta, k.mode, k.rows, k.cols)
-				k.check(t, k.c, want)
 			}
-		})
+		}
 	}
 }
 
@@ -417,7 +391,7 @@ func BenchmarkKernel(b *testing.B) {
 			a, bb := randSlice(r, kc*kn.mr), randSlice(r, kc*kn.nr)
 			c := make([]float32, kn.mr*kn.nr)
 			for i := 0; i < b.N; i++ {
-				kn.run(kc, kn.nr, a, bb, c, kn.nr, 0, storeOverwrite, kn.mr, kn.nr)
+				kn.run(kn.mr, kn.nr, kc, operand{s: a}, operand{s: bb}, c, kn.nr, 0, storeOverwrite, kn.mr, kn.nr)
 			}
 			b.ReportMetric(2*float64(kc*kn.mr*kn.nr)*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
 		})

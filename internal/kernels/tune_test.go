@@ -126,3 +126,16 @@ func BenchmarkRowMajorTiles(b *testing.B) {
 		}
 	}
 }
+
+func BenchmarkInPlaceB(b *testing.B) {
+	for _, maxM := range []int{0, 1 << 20} {
+		for _, s := range []struct{ m, n, k int }{{320, 704, 2880}, {640, 704, 2880}, {1280, 128, 11520}, {64, 3584, 576}, {320, 4096, 2880}, {4096, 320, 320}} {
+			b.Run(fmt.Sprintf("%d/%dx%dx%d", maxM, s.m, s.n, s.k), func(b *testing.B) {
+				saved := inPlaceBMaxM
+				inPlaceBMaxM = maxM
+				defer func() { inPlaceBMaxM = saved }()
+				benchGemm(b, false, s.m, s.n, s.k)
+			})
+		}
+	}
+}

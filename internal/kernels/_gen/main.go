@@ -14,14 +14,18 @@ func main() {
 		panic(err)
 	}
 	ConstraintExpr("!noasm")
-	genSgemmAVX512(12, 2, false)
-	genSgemmAVX512(12, 1, false)
-	genSgemmAVX512(12, 2, true)
-	genSgemmAVX512(12, 1, true)
-	genSgemmAVX512(8, 2, false)
-	genSgemmAVX512(8, 1, false)
-	genSgemmAVX512(4, 2, false)
-	genSgemmAVX512(4, 1, false)
+	for _, rows := range []int{12, 8, 4} {
+		for _, nv := range []int{2, 1} {
+			for _, ua := range []bool{false, true} {
+				for _, ub := range []bool{false, true} {
+					if ua && rows != 12 {
+						continue // the last rows of A are always packed
+					}
+					genSgemmAVX512B(rows, nv, ua, ub)
+				}
+			}
+		}
+	}
 	genSgemmAVX2()
 	genElementwiseAll()
 	genSoftmax()

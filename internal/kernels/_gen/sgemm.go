@@ -27,44 +27,81 @@ func ymm(i int) reg.VecPhysical {
 }
 
 const (
-	sgemmSig       = "func(kc int, a, b, c *float32, ldc int, beta float32, accum int)"
-	sgemmSigMasked = "func(kc int, a, b, c *float32, ldc int, beta float32, accum, rows, cols int)"
-	sgemmSigUA     = "func(kc int, a *float32, lda int, b, c *float32, ldc int, beta float32, accum, rows, cols int)"
+	// sgemmSig is the signature of the AVX2 kernel.
+	sgemmSig = "func(kc int, a, b, c *float32, ldc int, beta float32, mode int)"
+	// sgemmSig512 is the signature shared by all AVX-512 kernels (lda and
+	// ldb are read only by the kernels that read A or B in place).
+	sgemmSig512 = "func(kc int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, beta float32, mode, rows, cols int)"
 )
 
-// genSgemmAVX512 emits an mr×(16·nv) micro-kernel. For p < kc it reads
-// column p of the A panel, row p of the packed B panel at b[p·nr:],
-// accumulates the outer products in registers, and then writes the tile to c
-// (row stride ldc elements): c = acc when accum == 0, otherwise
+// genSgemmAVX512B emits an mr×(16·nv) micro-kernel with the signature
+// sgemmSig512. For p < kc it reads column p of the A panel and row p of the
+// B panel, accumulates the outer products in registers, and then writes the
+// top-left rows×cols corner of the tile to c (row stride ldc elements,
+// columns masked, rows skipped): c = acc when mode == 0, otherwise
 // c = acc + beta·c. A is read with embedded broadcasts, so all registers but
 // nv hold accumulators.
 //
 // With unpackedA the A panel is read in place, element (i, p) at
-// a[i·lda + p] (the kernel is named …UA and takes lda); otherwise it is
-// packed, element (i, p) at a[p·mr + i].
-func genSgemmAVX512(mr, nv int, unpackedA bool) {
+// a[i·lda + p] (the kernel is named …UA); otherwise it is packed, element
+// (i, p) at a[p·mr + i]. With unpackedB row p of the B panel is read at
+// b[p·ldb:] (…UB); otherwise at b[p·nr:].
+func genSgemmAVX512B(mr, nv int, unpackedA, unpackedB bool) {
 	nr := 16 * nv
 	if mr*nv+nv > 32 || mr > 15 {
 		panic("too many registers")
 	}
 	name := fmt.Sprintf("sgemmKernel%dx%dAVX512", mr, nr)
-	sig := sgemmSigMasked
 	if unpackedA {
 		name += "UA"
-		sig = sgemmSigUA
 	}
-	TEXT(name, NOSPLIT, sig)
+	if unpackedB {
+		name += "UB"
+	}
+	TEXT(name, NOSPLIT, sgemmSig512)
 	Pragma("noescape")
+	aFrom, bFrom := "a packed A panel", "a packed B panel"
 	if unpackedA {
-		Doc(fmt.Sprintf("%s computes one %d×%d tile of C from rows of A in place and a packed B panel.", name, mr, nr))
-	} else {
-		Doc(fmt.Sprintf("%s computes one %d×%d tile of C from packed panels.", name, mr, nr))
+		aFrom = "rows of A in place"
 	}
+	if unpackedB {
+		bFrom = "rows of B in place"
+	}
+	Doc(fmt.Sprintf("%s computes one %d×%d tile of C from %s and %s.", name, mr, nr, aFrom, bFrom))
 	acc := func(i, v int) reg.VecPhysical { return zmm(nv + i*nv + v) }
 	bv := func(v int) reg.VecPhysical { return zmm(v) }
 
 	kc := Load(Param("kc"), GP64())
 	pb := Load(Param("b"), GP64())
+	// bRow returns the address of vector v of B row u ahead of the current
+	// position of the B pointer.
+	bRow := func(u, v int) Mem { return Mem{Base: pb, Disp: 4 * (u*nr + 16*v)} }
+	advanceB := func(p int) { ADDQ(U32(4*p*nr), pb) }
+	if unpackedB {
+		ldb := Load(Param("ldb"), GP64())
+		SHLQ(Imm(2), ldb)
+		ldb3 := GP64()
+		LEAQ(Mem{Base: ldb, Index: ldb, Scale: 2}, ldb3)
+		bRow = func(u, v int) Mem {
+			switch u {
+			case 0:
+				return Mem{Base: pb, Disp: 64 * v}
+			case 1:
+				return Mem{Base: pb, Index: ldb, Scale: 1, Disp: 64 * v}
+			case 2:
+				return Mem{Base: pb, Index: ldb, Scale: 2, Disp: 64 * v}
+			default:
+				return Mem{Base: pb, Index: ldb3, Scale: 1, Disp: 64 * v}
+			}
+		}
+		advanceB = func(p int) {
+			if p == 4 {
+				LEAQ(Mem{Base: pb, Index: ldb, Scale: 4}, pb)
+			} else {
+				ADDQ(ldb, pb)
+			}
+		}
+	}
 	// aElem returns the address of A element (i, p) relative to the current
 	// position of the A pointers.
 	var aElem func(i, p int) Mem
@@ -135,7 +172,7 @@ func genSgemmAVX512(mr, nv int, unpackedA bool) {
 	const unroll = 4
 	step := func(u int) {
 		for v := 0; v < nv; v++ {
-			VMOVUPS(Mem{Base: pb, Disp: 4 * (u*nr + 16*v)}, bv(v))
+			VMOVUPS(bRow(u, v), bv(v))
 		}
 		for i := 0; i < mr; i++ {
 			for v := 0; v < nv; v++ {
@@ -157,7 +194,7 @@ func genSgemmAVX512(mr, nv int, unpackedA bool) {
 	step(2)
 	step(3)
 	advanceA(unroll)
-	ADDQ(U32(4*unroll*nr), pb)
+	advanceB(unroll)
 	SUBQ(Imm(unroll), kc)
 	CMPQ(kc, Imm(unroll))
 	JGE(LabelRef(name + "_loop4"))
@@ -168,7 +205,7 @@ func genSgemmAVX512(mr, nv int, unpackedA bool) {
 	Label(name + "_loop1")
 	step(0)
 	advanceA(1)
-	ADDQ(U32(4*nr), pb)
+	advanceB(1)
 	DECQ(kc)
 	JNZ(LabelRef(name + "_loop1"))
 
@@ -202,7 +239,7 @@ func genSgemmAVX512(mr, nv int, unpackedA bool) {
 	pc := Load(Param("c"), GP64())
 	ldc := Load(Param("ldc"), GP64())
 	SHLQ(Imm(2), ldc)
-	accum := Load(Param("accum"), GP64())
+	accum := Load(Param("mode"), GP64())
 	TESTQ(accum, accum)
 	JZ(LabelRef(name + "_overwrite"))
 	beta := Load(Param("beta"), XMM())
@@ -296,7 +333,7 @@ func genSgemmAVX2() {
 	pc := Load(Param("c"), GP64())
 	ldc := Load(Param("ldc"), GP64())
 	SHLQ(Imm(2), ldc)
-	accum := Load(Param("accum"), GP64())
+	accum := Load(Param("mode"), GP64())
 	TESTQ(accum, accum)
 	JZ(LabelRef(name + "_overwrite"))
 	beta := Load(Param("beta"), XMM())
