@@ -54,3 +54,83 @@ func BenchmarkConv3x3(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkPhases times the three phases of the first chunk of a run
+// (input transform and output transform on one goroutine, the 36 products
+// as the plan runs them), to show where the time goes.
+func BenchmarkPhases(b *testing.B) {
+	for _, s := range benchShapes {
+		rng := rand.New(rand.NewPCG(7, 8))
+		x, wt, bias := randomProblem(rng, s.cin, s.cout, s.h, s.w, true)
+		out := make([]float32, s.cout*s.h*s.w)
+		p := NewWinograd(s.cin, s.cout, s.h, s.w)
+		tw := p.TransformWeights(wt)
+		nv, nm := p.chunkFloats()
+		sc := make([]float32, nv+nm)
+		v, m := sc[:nv], sc[nv:]
+		t0, nt := 0, p.chunk
+		name := fmt.Sprintf("%dx%d_%dx%d_chunk%d_of_%d", s.cin, s.cout, s.h, s.w, p.chunk, p.tiles)
+		// Effective GFLOP/s of the whole convolution if every chunk took as
+		// long as this phase does on one core.
+		rate := func(b *testing.B) {
+			flops := 2 * 9 * float64(s.cin*s.cout) * float64(nt) * 16
+			b.ReportMetric(flops*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
+		}
+		b.Run(name+"/input", func(b *testing.B) {
+			for range b.N {
+				p.inputChunk(v, x, t0, nt, 0, p.cin)
+			}
+			rate(b)
+		})
+		b.Run(name+"/products", func(b *testing.B) {
+			for range b.N {
+				if p.private || !p.packed {
+					p.products(v, m, tw, nt, 0, nXi)
+					continue
+				}
+				r := getRun()
+				r.p, r.tw, r.s, r.t0, r.nt = p, tw, sc, t0, nt
+				r.phase = phaseProducts
+				r.parallel(nXi, p.workers)
+				putRun(r)
+			}
+			rate(b)
+		})
+		b.Run(name+"/output", func(b *testing.B) {
+			for range b.N {
+				p.outputChunk(out, m, bias, t0, nt, 0, p.cout)
+			}
+			rate(b)
+		})
+	}
+}
+
+// BenchmarkChunk runs whole convolutions with forced chunk sizes, in both
+// modes, to tune the planner.
+func BenchmarkChunk(b *testing.B) {
+	for _, s := range benchShapes {
+		rng := rand.New(rand.NewPCG(7, 8))
+		x, wt, bias := randomProblem(rng, s.cin, s.cout, s.h, s.w, true)
+		out := make([]float32, s.cout*s.h*s.w)
+		for _, private := range []bool{true, false} {
+			for _, chunk := range []int{48, 64, 96, 144, 192, 240, 288, 384} {
+				name := fmt.Sprintf("%dx%d_%dx%d/private=%v/chunk%d", s.cin, s.cout, s.h, s.w, private, chunk)
+				b.Run(name, func(b *testing.B) {
+					withKnobs(private, 1, 1<<30, func() {
+						forceChunk = chunk
+						defer func() { forceChunk = 0 }()
+						p := NewWinograd(s.cin, s.cout, s.h, s.w)
+						tw := p.TransformWeights(wt)
+						scratch := make([]float32, p.ScratchSize())
+						p.Run(out, x, tw, bias, scratch)
+						b.ResetTimer()
+						for range b.N {
+							p.Run(out, x, tw, bias, scratch)
+						}
+						reportGFLOPS(b, s.cin, s.cout, s.h, s.w)
+					})
+				})
+			}
+		}
+	}
+}

@@ -7,9 +7,10 @@ import (
 
 // Phases of a run (what one part of runState.parallel does).
 const (
-	phasePrivate = iota // part = chunk, transformed and multiplied by one goroutine
-	phaseInput          // part = a range of input channels of the current chunk
-	phaseOutput         // part = a range of output channels of the current chunk
+	phasePrivate  = iota // part = chunk, transformed and multiplied by one goroutine
+	phaseInput           // part = a range of input channels of the current chunk
+	phaseOutput          // part = a range of output channels of the current chunk
+	phaseProducts        // part = one position ξ of the products of the current chunk
 )
 
 // runState holds the arguments of one Run and the work split of its
@@ -97,12 +98,14 @@ func (r *runState) work(w int) {
 			t0 := i * p.chunk
 			nt := min(p.chunk, p.tiles-t0)
 			p.inputChunk(v, r.x, t0, nt, 0, p.cin)
-			p.products(v, m, r.tw, nt)
+			p.products(v, m, r.tw, nt, 0, nXi)
 			p.outputChunk(r.out, m, r.bias, t0, nt, 0, p.cout)
 		case phaseInput:
 			v := r.s[:nv]
 			c0, c1 := i*p.cin/r.parts, (i+1)*p.cin/r.parts
 			p.inputChunk(v, r.x, r.t0, r.nt, c0, c1)
+		case phaseProducts:
+			p.products(r.s[:nv], r.s[nv:nv+nm], r.tw, r.nt, i, i+1)
 		case phaseOutput:
 			m := r.s[nv : nv+nm]
 			c0, c1 := i*p.cout/r.parts, (i+1)*p.cout/r.parts

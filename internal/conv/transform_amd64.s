@@ -945,3 +945,341 @@ out_row3_skip:
 out_done:
 	VZEROUPPER
 	RET
+
+// func gemm8x48AVX512(a *float32, b *float32, c *float32, ld int, k int, rows int, n int)
+// Requires: AVX, AVX512F, BMI2, CMOV
+TEXT ·gemm8x48AVX512(SB), NOSPLIT, $0-56
+	MOVQ a+0(FP), AX
+	MOVQ b+8(FP), CX
+	MOVQ c+16(FP), DX
+	MOVQ ld+24(FP), BX
+	SHLQ $0x02, BX
+	MOVQ n+48(FP), SI
+	MOVQ k+32(FP), DI
+	SHLQ $0x05, DI
+
+gemm8x48AVX512_cols:
+	MOVQ    SI, R8
+	MOVQ    $0x00000030, R9
+	CMPQ    R8, R9
+	CMOVQGT R9, R8
+	MOVQ    $-1, R9
+	BZHIQ   R8, R9, R8
+	KMOVW   R8, K1
+	SHRQ    $0x10, R8
+	KMOVW   R8, K2
+	SHRQ    $0x10, R8
+	KMOVW   R8, K3
+	MOVQ    AX, R8
+	MOVQ    DX, R9
+	MOVQ    rows+40(FP), R10
+
+gemm8x48AVX512_rows:
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	VPXORD Z2, Z2, Z2
+	VPXORD Z3, Z3, Z3
+	VPXORD Z4, Z4, Z4
+	VPXORD Z5, Z5, Z5
+	VPXORD Z6, Z6, Z6
+	VPXORD Z7, Z7, Z7
+	VPXORD Z8, Z8, Z8
+	VPXORD Z9, Z9, Z9
+	VPXORD Z10, Z10, Z10
+	VPXORD Z11, Z11, Z11
+	VPXORD Z12, Z12, Z12
+	VPXORD Z13, Z13, Z13
+	VPXORD Z14, Z14, Z14
+	VPXORD Z15, Z15, Z15
+	VPXORD Z16, Z16, Z16
+	VPXORD Z17, Z17, Z17
+	VPXORD Z18, Z18, Z18
+	VPXORD Z19, Z19, Z19
+	VPXORD Z20, Z20, Z20
+	VPXORD Z21, Z21, Z21
+	VPXORD Z22, Z22, Z22
+	VPXORD Z23, Z23, Z23
+	MOVQ   CX, R11
+	MOVQ   R8, R12
+	MOVQ   k+32(FP), R13
+
+gemm8x48AVX512_k:
+	VMOVUPS.Z        (R11), K1, Z24
+	VMOVUPS.Z        64(R11), K2, Z25
+	VMOVUPS.Z        128(R11), K3, Z26
+	VFMADD231PS.BCST (R12), Z24, Z0
+	VFMADD231PS.BCST (R12), Z25, Z1
+	VFMADD231PS.BCST (R12), Z26, Z2
+	VFMADD231PS.BCST 4(R12), Z24, Z3
+	VFMADD231PS.BCST 4(R12), Z25, Z4
+	VFMADD231PS.BCST 4(R12), Z26, Z5
+	VFMADD231PS.BCST 8(R12), Z24, Z6
+	VFMADD231PS.BCST 8(R12), Z25, Z7
+	VFMADD231PS.BCST 8(R12), Z26, Z8
+	VFMADD231PS.BCST 12(R12), Z24, Z9
+	VFMADD231PS.BCST 12(R12), Z25, Z10
+	VFMADD231PS.BCST 12(R12), Z26, Z11
+	VFMADD231PS.BCST 16(R12), Z24, Z12
+	VFMADD231PS.BCST 16(R12), Z25, Z13
+	VFMADD231PS.BCST 16(R12), Z26, Z14
+	VFMADD231PS.BCST 20(R12), Z24, Z15
+	VFMADD231PS.BCST 20(R12), Z25, Z16
+	VFMADD231PS.BCST 20(R12), Z26, Z17
+	VFMADD231PS.BCST 24(R12), Z24, Z18
+	VFMADD231PS.BCST 24(R12), Z25, Z19
+	VFMADD231PS.BCST 24(R12), Z26, Z20
+	VFMADD231PS.BCST 28(R12), Z24, Z21
+	VFMADD231PS.BCST 28(R12), Z25, Z22
+	VFMADD231PS.BCST 28(R12), Z26, Z23
+	ADDQ             BX, R11
+	ADDQ             $0x20, R12
+	DECQ             R13
+	JNZ              gemm8x48AVX512_k
+	VMOVUPS          Z0, K1, (R9)
+	VMOVUPS          Z1, K2, 64(R9)
+	VMOVUPS          Z2, K3, 128(R9)
+	ADDQ             BX, R9
+	CMPQ             R10, $0x01
+	JLE              gemm8x48AVX512_stored
+	VMOVUPS          Z3, K1, (R9)
+	VMOVUPS          Z4, K2, 64(R9)
+	VMOVUPS          Z5, K3, 128(R9)
+	ADDQ             BX, R9
+	CMPQ             R10, $0x02
+	JLE              gemm8x48AVX512_stored
+	VMOVUPS          Z6, K1, (R9)
+	VMOVUPS          Z7, K2, 64(R9)
+	VMOVUPS          Z8, K3, 128(R9)
+	ADDQ             BX, R9
+	CMPQ             R10, $0x03
+	JLE              gemm8x48AVX512_stored
+	VMOVUPS          Z9, K1, (R9)
+	VMOVUPS          Z10, K2, 64(R9)
+	VMOVUPS          Z11, K3, 128(R9)
+	ADDQ             BX, R9
+	CMPQ             R10, $0x04
+	JLE              gemm8x48AVX512_stored
+	VMOVUPS          Z12, K1, (R9)
+	VMOVUPS          Z13, K2, 64(R9)
+	VMOVUPS          Z14, K3, 128(R9)
+	ADDQ             BX, R9
+	CMPQ             R10, $0x05
+	JLE              gemm8x48AVX512_stored
+	VMOVUPS          Z15, K1, (R9)
+	VMOVUPS          Z16, K2, 64(R9)
+	VMOVUPS          Z17, K3, 128(R9)
+	ADDQ             BX, R9
+	CMPQ             R10, $0x06
+	JLE              gemm8x48AVX512_stored
+	VMOVUPS          Z18, K1, (R9)
+	VMOVUPS          Z19, K2, 64(R9)
+	VMOVUPS          Z20, K3, 128(R9)
+	ADDQ             BX, R9
+	CMPQ             R10, $0x07
+	JLE              gemm8x48AVX512_stored
+	VMOVUPS          Z21, K1, (R9)
+	VMOVUPS          Z22, K2, 64(R9)
+	VMOVUPS          Z23, K3, 128(R9)
+	ADDQ             BX, R9
+
+gemm8x48AVX512_stored:
+	ADDQ DI, R8
+	SUBQ $0x08, R10
+	JG   gemm8x48AVX512_rows
+	ADDQ $0x000000c0, CX
+	ADDQ $0x000000c0, DX
+	SUBQ $0x30, SI
+	JG   gemm8x48AVX512_cols
+	VZEROUPPER
+	RET
+
+// func gemm24x16AVX512(a *float32, b *float32, c *float32, ld int, k int, rows int, n int)
+// Requires: AVX, AVX512F, BMI2, CMOV
+TEXT ·gemm24x16AVX512(SB), NOSPLIT, $0-56
+	MOVQ a+0(FP), AX
+	MOVQ b+8(FP), CX
+	MOVQ c+16(FP), DX
+	MOVQ ld+24(FP), BX
+	SHLQ $0x02, BX
+	MOVQ n+48(FP), SI
+	MOVQ k+32(FP), DI
+	SHLQ $0x05, DI
+
+gemm24x16AVX512_cols:
+	MOVQ    SI, R8
+	MOVQ    $0x00000010, R9
+	CMPQ    R8, R9
+	CMOVQGT R9, R8
+	MOVQ    $-1, R9
+	BZHIQ   R8, R9, R8
+	KMOVW   R8, K1
+	MOVQ    AX, R8
+	MOVQ    DX, R9
+	MOVQ    rows+40(FP), R10
+
+gemm24x16AVX512_rows:
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	VPXORD Z2, Z2, Z2
+	VPXORD Z3, Z3, Z3
+	VPXORD Z4, Z4, Z4
+	VPXORD Z5, Z5, Z5
+	VPXORD Z6, Z6, Z6
+	VPXORD Z7, Z7, Z7
+	VPXORD Z8, Z8, Z8
+	VPXORD Z9, Z9, Z9
+	VPXORD Z10, Z10, Z10
+	VPXORD Z11, Z11, Z11
+	VPXORD Z12, Z12, Z12
+	VPXORD Z13, Z13, Z13
+	VPXORD Z14, Z14, Z14
+	VPXORD Z15, Z15, Z15
+	VPXORD Z16, Z16, Z16
+	VPXORD Z17, Z17, Z17
+	VPXORD Z18, Z18, Z18
+	VPXORD Z19, Z19, Z19
+	VPXORD Z20, Z20, Z20
+	VPXORD Z21, Z21, Z21
+	VPXORD Z22, Z22, Z22
+	VPXORD Z23, Z23, Z23
+	MOVQ   CX, R11
+	MOVQ   R8, R12
+	MOVQ   k+32(FP), R13
+
+gemm24x16AVX512_k:
+	VMOVUPS.Z        (R11), K1, Z24
+	VFMADD231PS.BCST (R12), Z24, Z0
+	VFMADD231PS.BCST 4(R12), Z24, Z1
+	VFMADD231PS.BCST 8(R12), Z24, Z2
+	VFMADD231PS.BCST 12(R12), Z24, Z3
+	VFMADD231PS.BCST 16(R12), Z24, Z4
+	VFMADD231PS.BCST 20(R12), Z24, Z5
+	VFMADD231PS.BCST 24(R12), Z24, Z6
+	VFMADD231PS.BCST 28(R12), Z24, Z7
+	VFMADD231PS.BCST (R12)(DI*1), Z24, Z8
+	VFMADD231PS.BCST 4(R12)(DI*1), Z24, Z9
+	VFMADD231PS.BCST 8(R12)(DI*1), Z24, Z10
+	VFMADD231PS.BCST 12(R12)(DI*1), Z24, Z11
+	VFMADD231PS.BCST 16(R12)(DI*1), Z24, Z12
+	VFMADD231PS.BCST 20(R12)(DI*1), Z24, Z13
+	VFMADD231PS.BCST 24(R12)(DI*1), Z24, Z14
+	VFMADD231PS.BCST 28(R12)(DI*1), Z24, Z15
+	VFMADD231PS.BCST (R12)(DI*2), Z24, Z16
+	VFMADD231PS.BCST 4(R12)(DI*2), Z24, Z17
+	VFMADD231PS.BCST 8(R12)(DI*2), Z24, Z18
+	VFMADD231PS.BCST 12(R12)(DI*2), Z24, Z19
+	VFMADD231PS.BCST 16(R12)(DI*2), Z24, Z20
+	VFMADD231PS.BCST 20(R12)(DI*2), Z24, Z21
+	VFMADD231PS.BCST 24(R12)(DI*2), Z24, Z22
+	VFMADD231PS.BCST 28(R12)(DI*2), Z24, Z23
+	ADDQ             BX, R11
+	ADDQ             $0x20, R12
+	DECQ             R13
+	JNZ              gemm24x16AVX512_k
+	VMOVUPS          Z0, K1, (R9)
+	ADDQ             BX, R9
+	CMPQ             R10, $0x01
+	JLE              gemm24x16AVX512_stored
+	VMOVUPS          Z1, K1, (R9)
+	ADDQ             BX, R9
+	CMPQ             R10, $0x02
+	JLE              gemm24x16AVX512_stored
+	VMOVUPS          Z2, K1, (R9)
+	ADDQ             BX, R9
+	CMPQ             R10, $0x03
+	JLE              gemm24x16AVX512_stored
+	VMOVUPS          Z3, K1, (R9)
+	ADDQ             BX, R9
+	CMPQ             R10, $0x04
+	JLE              gemm24x16AVX512_stored
+	VMOVUPS          Z4, K1, (R9)
+	ADDQ             BX, R9
+	CMPQ             R10, $0x05
+	JLE              gemm24x16AVX512_stored
+	VMOVUPS          Z5, K1, (R9)
+	ADDQ             BX, R9
+	CMPQ             R10, $0x06
+	JLE              gemm24x16AVX512_stored
+	VMOVUPS          Z6, K1, (R9)
+	ADDQ             BX, R9
+	CMPQ             R10, $0x07
+	JLE              gemm24x16AVX512_stored
+	VMOVUPS          Z7, K1, (R9)
+	ADDQ             BX, R9
+	CMPQ             R10, $0x08
+	JLE              gemm24x16AVX512_stored
+	VMOVUPS          Z8, K1, (R9)
+	ADDQ             BX, R9
+	CMPQ             R10, $0x09
+	JLE              gemm24x16AVX512_stored
+	VMOVUPS          Z9, K1, (R9)
+	ADDQ             BX, R9
+	CMPQ             R10, $0x0a
+	JLE              gemm24x16AVX512_stored
+	VMOVUPS          Z10, K1, (R9)
+	ADDQ             BX, R9
+	CMPQ             R10, $0x0b
+	JLE              gemm24x16AVX512_stored
+	VMOVUPS          Z11, K1, (R9)
+	ADDQ             BX, R9
+	CMPQ             R10, $0x0c
+	JLE              gemm24x16AVX512_stored
+	VMOVUPS          Z12, K1, (R9)
+	ADDQ             BX, R9
+	CMPQ             R10, $0x0d
+	JLE              gemm24x16AVX512_stored
+	VMOVUPS          Z13, K1, (R9)
+	ADDQ             BX, R9
+	CMPQ             R10, $0x0e
+	JLE              gemm24x16AVX512_stored
+	VMOVUPS          Z14, K1, (R9)
+	ADDQ             BX, R9
+	CMPQ             R10, $0x0f
+	JLE              gemm24x16AVX512_stored
+	VMOVUPS          Z15, K1, (R9)
+	ADDQ             BX, R9
+	CMPQ             R10, $0x10
+	JLE              gemm24x16AVX512_stored
+	VMOVUPS          Z16, K1, (R9)
+	ADDQ             BX, R9
+	CMPQ             R10, $0x11
+	JLE              gemm24x16AVX512_stored
+	VMOVUPS          Z17, K1, (R9)
+	ADDQ             BX, R9
+	CMPQ             R10, $0x12
+	JLE              gemm24x16AVX512_stored
+	VMOVUPS          Z18, K1, (R9)
+	ADDQ             BX, R9
+	CMPQ             R10, $0x13
+	JLE              gemm24x16AVX512_stored
+	VMOVUPS          Z19, K1, (R9)
+	ADDQ             BX, R9
+	CMPQ             R10, $0x14
+	JLE              gemm24x16AVX512_stored
+	VMOVUPS          Z20, K1, (R9)
+	ADDQ             BX, R9
+	CMPQ             R10, $0x15
+	JLE              gemm24x16AVX512_stored
+	VMOVUPS          Z21, K1, (R9)
+	ADDQ             BX, R9
+	CMPQ             R10, $0x16
+	JLE              gemm24x16AVX512_stored
+	VMOVUPS          Z22, K1, (R9)
+	ADDQ             BX, R9
+	CMPQ             R10, $0x17
+	JLE              gemm24x16AVX512_stored
+	VMOVUPS          Z23, K1, (R9)
+	ADDQ             BX, R9
+
+gemm24x16AVX512_stored:
+	ADDQ DI, R8
+	ADDQ DI, R8
+	ADDQ DI, R8
+	SUBQ $0x18, R10
+	JG   gemm24x16AVX512_rows
+	ADDQ $0x00000040, CX
+	ADDQ $0x00000040, DX
+	SUBQ $0x10, SI
+	JG   gemm24x16AVX512_cols
+	VZEROUPPER
+	RET

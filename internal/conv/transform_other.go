@@ -20,3 +20,6 @@ func inputTransformAVX512(v *float32, ldv int, plane *float32, h, w, ys, xs, n i
 func outputTransformAVX512(dst *float32, ldd int, m *float32, ldm, nrows, ncols, n int, bias float32) {
 	panic("unreachable")
 }
+
+func gemm8x48AVX512(a, b, c *float32, ld, k, rows, n int)  { panic("unreachable") }
+func gemm24x16AVX512(a, b, c *float32, ld, k, rows, n int) { panic("unreachable") }

@@ -22,7 +22,7 @@ var (
 	privateMaxMACs = 160 * 160
 	// privateBudget bounds the bytes of V and M of one private chunk (it
 	// should fit the per-core L2 cache).
-	privateBudget = 1536 << 10
+	privateBudget = 2560 << 10
 	// sharedBudget bounds the bytes of V and M of one shared chunk (it should
 	// fit the shared L3 cache).
 	sharedBudget = 12 << 20
@@ -30,6 +30,8 @@ var (
 	minChunk = 32
 	// maxChunk bounds the tiles of one chunk.
 	maxChunk = 512
+	// forceChunk, when positive, overrides the chunk size (for tuning).
+	forceChunk = 0
 	// sgemmSerialMACs is the size below which kernels.Sgemm stays on one
 	// goroutine; private chunks keep each product below it.
 	sgemmSerialMACs = 1 << 20
@@ -46,6 +48,7 @@ type Winograd struct {
 	chunk                int // tiles per chunk
 	ldt                  int // stride between the ξ rows of V and M (≥ chunk, multiple of 16)
 	private              bool
+	packed               bool // U in 8-row panels for gemmPacked (else row-major for Sgemm)
 	workers              int
 }
 
@@ -74,6 +77,7 @@ func NewWinogradPad(cin, cout, h, w, pad int) *Winograd {
 	p.tiles = p.nth * p.ntw
 	p.workers = max(1, min(runtime.GOMAXPROCS(0), 64))
 	p.plan()
+	p.packed = useAVX512
 	return p
 }
 
@@ -91,6 +95,9 @@ func (p *Winograd) plan() {
 		t = sharedBudget / perTile
 	}
 	t = max(minChunk, min(t, maxChunk))
+	if forceChunk > 0 {
+		t = forceChunk
+	}
 	if t >= p.tiles {
 		t = p.tiles
 	} else {
@@ -110,13 +117,30 @@ func (p *Winograd) OutH() int { return p.oh }
 // OutW returns the width of the output.
 func (p *Winograd) OutW() int { return p.ow }
 
-// TransformedSize returns the length of the transformed weights (36·Cout·Cin
-// floats).
-func (p *Winograd) TransformedSize() int { return nXi * p.cout * p.cin }
+// TransformedSize returns the length of the transformed weights: 36·Cout·Cin
+// floats, or a little more when Cout is not a multiple of 24.
+func (p *Winograd) TransformedSize() int { return nXi * p.uStride() }
+
+// uStride returns the floats of one position ξ of the transformed weights.
+func (p *Winograd) uStride() int {
+	if p.packed {
+		return ceilDiv(p.cout, gemmMR*gemmPanelGroup) * gemmMR * gemmPanelGroup * p.cin
+	}
+	return p.cout * p.cin
+}
+
+// uIndex returns the position of U_ξ[o][i] in the transformed weights.
+func (p *Winograd) uIndex(xi, o, i int) int {
+	if p.packed {
+		return xi*p.uStride() + (o/gemmMR)*gemmMR*p.cin + i*gemmMR + o%gemmMR
+	}
+	return xi*p.uStride() + o*p.cin + i
+}
 
 // TransformWeights returns the Winograd transform U = G g Gᵀ of the weights w
-// ([Cout, Cin, 3, 3], as in PyTorch), laid out as 36 row-major [Cout, Cin]
-// matrices, for Run. It is computed in float64 and rounded once; call it
+// ([Cout, Cin, 3, 3], as in PyTorch), laid out for Run: 36 [Cout, Cin]
+// matrices, row-major or in zero-padded panels of 8 rows depending on the
+// plan. It is computed in float64 and rounded once; call it
 // once per weight tensor and keep the result. It panics when w has the wrong
 // length.
 func (p *Winograd) TransformWeights(w []float32) []float32 {
@@ -124,7 +148,6 @@ func (p *Winograd) TransformWeights(w []float32) []float32 {
 		panic(fmt.Sprintf("conv: TransformWeights: %d weights, want %d·%d·9 = %d", len(w), p.cout, p.cin, p.cout*p.cin*9))
 	}
 	u := make([]float32, p.TransformedSize())
-	plane := p.cout * p.cin
 	for o := 0; o < p.cout; o++ {
 		for i := 0; i < p.cin; i++ {
 			g := w[(o*p.cin+i)*9 : (o*p.cin+i)*9+9]
@@ -145,7 +168,7 @@ func (p *Winograd) TransformWeights(w []float32) []float32 {
 					for k := 0; k < 3; k++ {
 						s += t[r][k] * matG[c][k]
 					}
-					u[(r*tileIn+c)*plane+o*p.cin+i] = float32(s)
+					u[p.uIndex(r*tileIn+c, o, i)] = float32(s)
 				}
 			}
 		}
@@ -219,7 +242,12 @@ func (p *Winograd) Run(out, x, tw, bias, scratch []float32) {
 			r.t0, r.nt = t0, min(p.chunk, p.tiles-t0)
 			r.phase = phaseInput
 			r.parallel(min(p.cin, 4*workers), workers)
-			p.products(v, m, tw, r.nt)
+			if p.packed {
+				r.phase = phaseProducts
+				r.parallel(nXi, workers)
+			} else {
+				p.products(v, m, tw, r.nt, 0, nXi) // Sgemm is parallel
+			}
 			r.phase = phaseOutput
 			r.parallel(min(p.cout, 4*workers), workers)
 		}
@@ -227,15 +255,18 @@ func (p *Winograd) Run(out, x, tw, bias, scratch []float32) {
 	putRun(r)
 }
 
-// products computes the 36 matrix products M_ξ = U_ξ·V_ξ of a chunk of nt
-// tiles.
-func (p *Winograd) products(v, m, tw []float32, nt int) {
-	plane := p.cout * p.cin
+// products computes the matrix products M_ξ = U_ξ·V_ξ of a chunk of nt
+// tiles for ξ in [xi0, xi1).
+func (p *Winograd) products(v, m, tw []float32, nt, xi0, xi1 int) {
+	plane := p.uStride()
 	ld := nXi * p.ldt
-	for xi := 0; xi < nXi; xi++ {
-		kernels.Sgemm(false, false, p.cout, nt, p.cin, 1,
-			tw[xi*plane:(xi+1)*plane], p.cin,
-			v[xi*p.ldt:], ld, 0, m[xi*p.ldt:], ld)
+	for xi := xi0; xi < xi1; xi++ {
+		u := tw[xi*plane : (xi+1)*plane]
+		if p.packed {
+			gemmPacked(u, v[xi*p.ldt:], m[xi*p.ldt:], ld, p.cin, p.cout, nt)
+			continue
+		}
+		kernels.Sgemm(false, false, p.cout, nt, p.cin, 1, u, p.cin, v[xi*p.ldt:], ld, 0, m[xi*p.ldt:], ld)
 	}
 }
 

@@ -27,6 +27,8 @@ func main() {
 	genConsts()
 	genInput()
 	genOutput()
+	genGemm(1, 3)
+	genGemm(3, 1)
 	Generate()
 }
 
