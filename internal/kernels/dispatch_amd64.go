@@ -17,8 +17,9 @@ var (
 			{ // 4 rows: A packed
 				{{sgemmKernel4x32AVX512, sgemmKernel4x16AVX512}, {sgemmKernel4x32AVX512UB, sgemmKernel4x16AVX512UB}},
 			},
-			{ // 8 rows: A packed
+			{ // 8 rows: A packed, or in place when the rows of A alias in L1
 				{{sgemmKernel8x32AVX512, sgemmKernel8x16AVX512}, {sgemmKernel8x32AVX512UB, sgemmKernel8x16AVX512UB}},
+				{{sgemmKernel8x32AVX512UA, sgemmKernel8x16AVX512UA}, {sgemmKernel8x32AVX512UAUB, sgemmKernel8x16AVX512UAUB}},
 			},
 			{
 				{{sgemmKernel12x32AVX512, sgemmKernel12x16AVX512}, {sgemmKernel12x32AVX512UB, sgemmKernel12x16AVX512UB}},

@@ -141,7 +141,7 @@ var freeWorkspaces = make(chan *workspace, 2*maxThreads)
 // getWorkspace returns a workspace sized for the active kernel.
 func getWorkspace() *workspace {
 	kn := &activeKernel
-	na, nb, nt := kn.mc*(kn.kc+16), kn.kc*kn.nc, kn.mr*kn.nr
+	na, nb, nt := kn.mc*kn.kc, kn.kc*kn.nc, kn.mr*kn.nr
 	select {
 	case ws := <-freeWorkspaces:
 		if len(ws.a) >= na && len(ws.b) >= nb && len(ws.tmp) >= nt {
@@ -174,6 +174,11 @@ func gemmSerial(ws *workspace, g *gemmArgs) {
 	kn := &activeKernel
 	MR := kn.mr
 	inPlaceA := !g.transA && kn.inPlaceA()
+	if inPlaceA && g.lda%512 == 0 && kn.variant(8, kn.nr, true, false) != nil {
+		// Rows of A 2 KB apart (or a multiple of that) fall in a few L1
+		// sets, which 12 rows read together overflow: read 8 at a time.
+		MR = 8
+	}
 	inPlaceB := !g.transB && kn.inPlaceB() && g.m <= inPlaceBMaxM &&
 		(g.alpha == 1 || !inPlaceA) && g.ldb%512 != 0
 	alphaA, alphaB := g.alpha, float32(1)
@@ -202,27 +207,12 @@ func gemmSerial(ws *workspace, g *gemmArgs) {
 			for ic := 0; ic < g.m; ic += kn.mc {
 				mc := min(kn.mc, g.m-ic)
 				full := 0 // rows served by the in-place A kernel
-				aRows, lda, aOff := g.a, g.lda, ic*g.lda+pc
 				if !inPlaceA {
 					packA(ws.a, g.transA, g.a, g.lda, ic, pc, mc, kc, kn, alphaA)
-				} else {
-					full = mc - mc%MR
-					if padAliasedA && g.lda%512 == 0 {
-						// Rows 2 KB apart or a multiple of that fall in a few
-						// L1 sets; copy them to a buffer with an odd stride.
-						lda = kc + 16
-						for i := 0; i < full; i++ {
-							copy(ws.a[i*lda:i*lda+kc], g.a[(ic+i)*g.lda+pc:])
-						}
-						aRows, aOff = ws.a, 0
-					}
-					if full < mc {
-						packA(ws.a[full*(kc+16):], false, g.a, g.lda, ic+full, pc, mc-full, kc, kn, alphaA)
-					}
-				}
-				apk := ws.a
-				if inPlaceA {
-					apk = ws.a[full*(kc+16)-full*kc:]
+				} else if full = mc - mc%MR; full < mc {
+					// Only a last, partial panel is packed, where the tiles
+					// of the block would have put it.
+					packA(ws.a[full*kc:], false, g.a, g.lda, ic+full, pc, mc-full, kc, kn, alphaA)
 				}
 				// tile runs the kernel on the tile of rows [ir, ir+MR) and the
 				// B panel at jr of width w.
@@ -233,9 +223,9 @@ func gemmSerial(ws *workspace, g *gemmArgs) {
 					if inPlaceB && nr == w {
 						b = operand{s: g.b[pc*g.ldb+jc+jr:], ld: g.ldb}
 					}
-					a, pr := operand{s: apk[ir*kc:]}, kn.panelRows(mr)
+					a, pr := operand{s: ws.a[ir*kc:]}, kn.panelRows(mr)
 					if ir < full {
-						a, pr = operand{s: aRows[aOff+ir*lda:], ld: lda}, MR
+						a, pr = operand{s: g.a[(ic+ir)*g.lda+pc:], ld: g.lda}, MR
 					}
 					off := (ic+ir)*g.ldc + jc + jr
 					if kn.partial || mr == pr && nr == w {
@@ -536,10 +526,6 @@ func transpose16x16Go(dst []float32, dstStride int, src []float32, srcStride int
 // inPlaceBMaxM is the largest number of rows (of one part) for which B is
 // read in place rather than packed.
 var inPlaceBMaxM = 768
-
-// padAliasedA enables copying A rows whose stride is a multiple of 2 KB
-// (a variable for benchmarks).
-var padAliasedA = true
 
 // rowMajorTiles and rowMajorTilesK choose the order of the tiles for
 // short products (variables for benchmarks).

@@ -54,6 +54,16 @@ func sgemmKernel8x32AVX512(kc int, a *float32, lda int, b *float32, ldb int, c *
 //go:noescape
 func sgemmKernel8x32AVX512UB(kc int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, beta float32, mode int, rows int, cols int)
 
+// sgemmKernel8x32AVX512UA computes one 8×32 tile of C from rows of A in place and a packed B panel.
+//
+//go:noescape
+func sgemmKernel8x32AVX512UA(kc int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, beta float32, mode int, rows int, cols int)
+
+// sgemmKernel8x32AVX512UAUB computes one 8×32 tile of C from rows of A in place and rows of B in place.
+//
+//go:noescape
+func sgemmKernel8x32AVX512UAUB(kc int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, beta float32, mode int, rows int, cols int)
+
 // sgemmKernel8x16AVX512 computes one 8×16 tile of C from a packed A panel and a packed B panel.
 //
 //go:noescape
@@ -63,6 +73,16 @@ func sgemmKernel8x16AVX512(kc int, a *float32, lda int, b *float32, ldb int, c *
 //
 //go:noescape
 func sgemmKernel8x16AVX512UB(kc int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, beta float32, mode int, rows int, cols int)
+
+// sgemmKernel8x16AVX512UA computes one 8×16 tile of C from rows of A in place and a packed B panel.
+//
+//go:noescape
+func sgemmKernel8x16AVX512UA(kc int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, beta float32, mode int, rows int, cols int)
+
+// sgemmKernel8x16AVX512UAUB computes one 8×16 tile of C from rows of A in place and rows of B in place.
+//
+//go:noescape
+func sgemmKernel8x16AVX512UAUB(kc int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, beta float32, mode int, rows int, cols int)
 
 // sgemmKernel4x32AVX512 computes one 4×32 tile of C from a packed A panel and a packed B panel.
 //

@@ -84,21 +84,6 @@ func BenchmarkPack(b *testing.B) {
 	}
 }
 
-func BenchmarkPadAliasedA(b *testing.B) {
-	for _, on := range []bool{true, false} {
-		b.Run(fmt.Sprint(on), func(b *testing.B) {
-			padAliasedA = on
-			defer func() { padAliasedA = true }()
-			benchGemm(b, false, 4096, 40, 4096)
-		})
-		b.Run(fmt.Sprint(on, "_1024"), func(b *testing.B) {
-			padAliasedA = on
-			defer func() { padAliasedA = true }()
-			benchGemm(b, false, 4096, 40, 1024)
-		})
-	}
-}
-
 func BenchmarkPartsPerThread(b *testing.B) {
 	for _, ppt := range []int{1, 2, 4} {
 		for _, s := range benchShapes[:5] {
@@ -135,6 +120,32 @@ func BenchmarkInPlaceB(b *testing.B) {
 				inPlaceBMaxM = maxM
 				defer func() { inPlaceBMaxM = saved }()
 				benchGemm(b, false, s.m, s.n, s.k)
+			})
+		}
+	}
+}
+
+// BenchmarkPVStride compares the attention PV product with score rows
+// 4096 apart (copied to an odd stride) and 4096+16 apart (read in place).
+func BenchmarkPVStride(b *testing.B) {
+	for _, m := range []int{256, 4096} {
+		for _, lda := range []int{4096, 4096 + 16} {
+			b.Run(fmt.Sprintf("M%d/lda%d", m, lda), func(b *testing.B) {
+				const n, k, ldb = 40, 4096, 320
+				a := make([]float32, m*lda)
+				bb := make([]float32, k*ldb)
+				c := make([]float32, m*ldb)
+				for i := range a {
+					a[i] = float32(i%7) * 0.1
+				}
+				for i := range bb {
+					bb[i] = float32(i%5) * 0.1
+				}
+				b.ResetTimer()
+				for i := 0; i < b.N; i++ {
+					Sgemm(false, false, m, n, k, 1, a, lda, bb, ldb, 0, c, ldb)
+				}
+				b.ReportMetric(2*float64(m*n*k)*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
 			})
 		}
 	}

@@ -18,7 +18,7 @@ func main() {
 		for _, nv := range []int{2, 1} {
 			for _, ua := range []bool{false, true} {
 				for _, ub := range []bool{false, true} {
-					if ua && rows != 12 {
+					if ua && rows == 4 {
 						continue // the last rows of A are always packed
 					}
 					genSgemmAVX512B(rows, nv, ua, ub)
