@@ -5,6 +5,7 @@ import (
 	"runtime"
 	"sync"
 	"sync/atomic"
+	"time"
 )
 
 // Sgemm computes C = alpha·op(A)·op(B) + beta·C on row-major float32
@@ -418,15 +419,51 @@ func ensureWorkers(n int) {
 	workers.Lock()
 	for workers.n < n {
 		workers.n++
-		go func() {
-			for j := range workQueue {
-				j.work()
-				j.wg.Done()
-			}
-		}()
+		go worker()
 	}
 	workers.Unlock()
 }
+
+// worker runs jobs from workQueue. After each job it keeps polling the
+// queue for spinWait before it blocks: waking a blocked goroutine takes the
+// scheduler tens to hundreds of microseconds, as long as a whole product of
+// attention size, and models call Sgemm back to back.
+func worker() {
+	for {
+		var j *gemmJob
+		select {
+		case j = <-workQueue:
+		default:
+			j = pollWork()
+		}
+		j.work()
+		j.wg.Done()
+	}
+}
+
+// pollWork polls workQueue for spinWait, yielding the processor between
+// polls, then blocks on it.
+func pollWork() *gemmJob {
+	if spinWait > 0 {
+		deadline := time.Now().Add(spinWait)
+		for i := 0; ; i++ {
+			select {
+			case j := <-workQueue:
+				return j
+			default:
+			}
+			runtime.Gosched()
+			if i%64 == 63 && time.Now().After(deadline) {
+				break
+			}
+		}
+	}
+	return <-workQueue
+}
+
+// spinWait is how long an idle helper polls for work before it blocks (a
+// variable for benchmarks).
+var spinWait = 500 * time.Microsecond
 
 func gemmParallel(g *gemmArgs, threads int) {
 	kn := &activeKernel

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"testing"
+	"time"
 )
 
 // BenchmarkBlocking sweeps block sizes given in $SGEMM_BLOCKS as
@@ -146,6 +147,40 @@ func BenchmarkPVStride(b *testing.B) {
 					Sgemm(false, false, m, n, k, 1, a, lda, bb, ldb, 0, c, ldb)
 				}
 				b.ReportMetric(2*float64(m*n*k)*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
+			})
+		}
+	}
+}
+
+// BenchmarkQKStride compares the attention QKᵀ product (256 query rows at
+// a time) writing score rows 4096 apart and 4096+16 apart.
+func BenchmarkQKStride(b *testing.B) {
+	for _, ldc := range []int{4096, 4096 + 16} {
+		b.Run(fmt.Sprintf("ldc%d", ldc), func(b *testing.B) {
+			const m, n, k, ld = 256, 4096, 40, 320
+			a := make([]float32, m*ld)
+			bb := make([]float32, n*ld)
+			c := make([]float32, m*ldc)
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				Sgemm(false, true, m, n, k, 0.15, a, ld, bb, ld, 0, c, ldc)
+			}
+			b.ReportMetric(2*float64(m*n*k)*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
+		})
+	}
+}
+
+func BenchmarkSpinWait(b *testing.B) {
+	for _, spin := range []time.Duration{0, 500 * time.Microsecond} {
+		for _, s := range []struct {
+			transB  bool
+			m, n, k int
+		}{{true, 256, 4096, 40}, {false, 256, 40, 4096}, {false, 64, 3584, 576}, {false, 320, 4096, 2880}} {
+			b.Run(fmt.Sprintf("%v/%dx%dx%d", spin, s.m, s.n, s.k), func(b *testing.B) {
+				saved := spinWait
+				spinWait = spin
+				defer func() { spinWait = saved }()
+				benchGemm(b, s.transB, s.m, s.n, s.k)
 			})
 		}
 	}
