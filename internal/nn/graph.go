@@ -39,6 +39,8 @@ type Params struct {
 	// Transform, when set, is applied to a parameter once, right after it is loaded (used to
 	// merge LoRA adapters into the weights).
 	transform func(name string, data []float32, shape []int) error
+	// derivedVals caches values computed from parameters (Winograd-transformed weights).
+	derivedVals map[string][]float32
 }
 
 // NewParams returns a parameter cache over src.
@@ -86,6 +88,22 @@ func (p *Params) Get(name string, shape []int) (*tensor.Dense, error) {
 	d := tensor.New(tensor.WithShape(shape...), tensor.WithBacking(data))
 	p.vals[name] = d
 	return d, nil
+}
+
+// derived returns (computing it once) a value derived from parameters, such as transformed
+// weights, cached under key so that every graph of the model shares it.
+func (p *Params) derived(key string, compute func() []float32) []float32 {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if v, ok := p.derivedVals[key]; ok {
+		return v
+	}
+	v := compute()
+	if p.derivedVals == nil {
+		p.derivedVals = make(map[string][]float32)
+	}
+	p.derivedVals[key] = v
+	return v
 }
 
 // Unused lists the tensors of the source whose names start with prefix and that no graph has

@@ -3,6 +3,7 @@ package nn
 import (
 	"math"
 
+	"github.com/sdxs-go/sdxs/internal/conv"
 	"github.com/sdxs-go/sdxs/internal/kernels"
 	"runtime"
 	"sync"
@@ -47,6 +48,12 @@ type convKernel struct {
 	bias, chanBias, residual bool
 	// act is applied to the result ("" for none).
 	act string
+
+	// wino, when set, computes the convolution with Winograd F(4×4, 3×3) from the transformed
+	// weights tw (see useWinograd); sumBias holds bias + channel bias during a run.
+	wino    *conv.Winograd
+	tw      []float32
+	sumBias []float32
 }
 
 // colBudget bounds the im2col buffer of one convolution chunk (in floats).
@@ -66,6 +73,9 @@ func (c *convKernel) tile() int {
 }
 
 func (c *convKernel) scratchSize() int {
+	if c.wino != nil {
+		return c.wino.ScratchSize()
+	}
 	if c.direct() {
 		return 0
 	}
@@ -73,7 +83,7 @@ func (c *convKernel) scratchSize() int {
 }
 
 func (c *convKernel) inplace() int {
-	if !c.residual {
+	if !c.residual || c.wino != nil {
 		return -1
 	}
 	return c.residualIndex()
@@ -157,6 +167,10 @@ func (c *convKernel) run(out []float32, in [][]float32, scratch []float32) {
 	if c.residual {
 		residual = in[i]
 	}
+	if c.wino != nil {
+		c.runWinograd(out, x, bias, chanBias, residual, scratch)
+		return
+	}
 	beta := initOut(out, c.cout, hw, bias, chanBias, residual)
 	if c.direct() {
 		sgemm(false, false, c.cout, hw, c.cin, 1, w, c.cin, x, hw, beta, out, hw)
@@ -172,6 +186,43 @@ func (c *convKernel) run(out []float32, in [][]float32, scratch []float32) {
 		sgemm(false, false, c.cout, n, kdim, 1, w, kdim, col, n, beta, out[p0:], hw)
 		applyAct(c.act, out, c.cout, hw, p0, n)
 	}
+}
+
+// runWinograd computes the convolution with Winograd transforms, then adds the residual and
+// applies the activation in one pass over the output.
+func (c *convKernel) runWinograd(out, x, bias, chanBias, residual, scratch []float32) {
+	b := bias
+	if chanBias != nil {
+		b = c.sumBias
+		for i := range b {
+			b[i] = chanBias[i]
+			if bias != nil {
+				b[i] += bias[i]
+			}
+		}
+	}
+	c.wino.Run(out, x, c.tw, b, scratch)
+	if residual == nil && c.act == "" {
+		return
+	}
+	hw := c.ho * c.wo
+	var f func(dst, src []float32)
+	if c.act != "" {
+		f = activationFunc(c.act)
+	}
+	parallelFor(c.cout, 4, func(lo, hi int) {
+		for r := lo; r < hi; r++ {
+			row := out[r*hw : (r+1)*hw]
+			if residual != nil {
+				for i, v := range residual[r*hw : (r+1)*hw] {
+					row[i] += v
+				}
+			}
+			if f != nil {
+				f(row, row)
+			}
+		}
+	})
 }
 
 // im2col fills col [Cin·k·k, n] with the input patches of output positions p0 … p0+n−1.

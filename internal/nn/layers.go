@@ -3,6 +3,10 @@ package nn
 import (
 	"fmt"
 	"math"
+
+	"gorgonia.org/tensor"
+
+	"github.com/sdxs-go/sdxs/internal/conv"
 )
 
 // All activations have batch size 1 and no batch dimension: images are [C, H, W], token
@@ -58,8 +62,33 @@ func (b *Builder) Conv2d(x, w, bias *Node, stride, pad int, opts ConvOpts) *Node
 		c.residual = true
 		ins = append(ins, opts.Residual)
 	}
+	if useWinograd(c) {
+		c.wino = conv.NewWinogradPad(c.cin, c.cout, c.h, c.w, pad)
+		c.tw = b.st.params.derived(w.Name()+"#winograd4x4", func() []float32 {
+			return c.wino.TransformWeights(w.Value().(*tensor.Dense).Float32s())
+		})
+		c.sumBias = make([]float32, c.cout)
+	}
 	return b.apply("conv2d", c, []int{ws[0], ho, wo}, ins...)
 }
+
+// useWinograd decides whether a convolution runs with Winograd F(4×4, 3×3): 3×3, stride 1,
+// padding 0 or 1, enough 4×4 output tiles for the batched products to be efficient, and
+// weights small enough that their transform (4× the floats, kept beside the original) costs
+// little memory.
+func useWinograd(c *convKernel) bool {
+	if c.k != 3 || c.stride != 1 || c.pad > 1 {
+		return false
+	}
+	tiles := ((c.ho + 3) / 4) * ((c.wo + 3) / 4)
+	return tiles >= winogradMinTiles && c.cin*c.cout <= winogradMaxWeights
+}
+
+// Limits of useWinograd.
+const (
+	winogradMinTiles   = 256
+	winogradMaxWeights = 1024 * 1024
+)
 
 // ConvLayer is Conv2d with the parameters "<name>.weight" and "<name>.bias" of this builder.
 func (b *Builder) ConvLayer(name string, x *Node, cout, k, stride, pad int, bias bool) *Node {

@@ -359,3 +359,50 @@ func TestGorgoniaUsesFastSgemm(t *testing.T) {
 		}
 	}
 }
+
+// TestConvFusedEpilogues checks convolutions with a channel bias, a residual and an activation
+// fused in, on the im2col path and on the Winograd path (enough 4×4 tiles), against a direct
+// convolution followed by the same steps.
+func TestConvFusedEpilogues(t *testing.T) {
+	r := rand.New(rand.NewPCG(15, 16))
+	for _, tc := range []struct {
+		cin, h, w, cout, k, pad int
+		winograd                bool
+	}{
+		{5, 9, 7, 6, 3, 1, false},
+		{3, 64, 64, 8, 3, 1, true},
+		{7, 67, 61, 5, 3, 1, true},  // odd sizes: tiles straddle the edges
+		{4, 70, 66, 3, 3, 0, true},  // no padding
+		{6, 20, 20, 9, 1, 0, false}, // 1×1
+	} {
+		t.Run(fmt.Sprint(tc), func(t *testing.T) {
+			src := memSource{}
+			wt := src.add(r, "c.weight", tc.cout, tc.cin, tc.k, tc.k)
+			bias := src.add(r, "c.bias", tc.cout)
+			x := randn(r, tc.cin*tc.h*tc.w)
+			want, ho, wo := naiveConv(x, tc.cin, tc.h, tc.w, wt, tc.cout, tc.k, bias, 1, tc.pad)
+			cb := randn(r, tc.cout)
+			res := randn(r, tc.cout*ho*wo)
+			for c := 0; c < tc.cout; c++ {
+				for i := 0; i < ho*wo; i++ {
+					v := want[c*ho*wo+i] + cb[c] + res[c*ho*wo+i]
+					want[c*ho*wo+i] = max(v, 0)
+				}
+			}
+			var isWino bool
+			prog, err := Build(NewParams(src), func(b *Builder) map[string]*Node {
+				in := b.Input("x", tc.cin, tc.h, tc.w)
+				ch := b.Input("cb", tc.cout)
+				rn := b.Input("res", tc.cout, ho, wo)
+				y := b.ConvLayerOpts("c", in, tc.cout, tc.k, 1, tc.pad, true, ConvOpts{ChannelBias: ch, Residual: rn, Act: ActReLU})
+				isWino = y.Op().(*op).k.(*convKernel).wino != nil
+				return map[string]*Node{"y": y}
+			})
+			require.NoError(t, err)
+			require.Equal(t, tc.winograd, isWino, "Winograd path")
+			got := make([]float32, len(want))
+			require.NoError(t, prog.Run(context.Background(), map[string][]float32{"x": x, "cb": cb, "res": res}, map[string][]float32{"y": got}))
+			require.Less(t, maxAbsDiff(got, want), 1e-4)
+		})
+	}
+}
