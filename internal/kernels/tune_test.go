@@ -86,9 +86,12 @@ func BenchmarkPack(b *testing.B) {
 }
 
 func BenchmarkPartsPerThread(b *testing.B) {
-	for _, ppt := range []int{1, 2, 4} {
-		for _, s := range benchShapes[:5] {
-			b.Run(fmt.Sprintf("%d/%s", ppt, s.name), func(b *testing.B) {
+	for _, ppt := range []int{1, 2} {
+		for _, s := range []struct {
+			transB  bool
+			m, n, k int
+		}{{true, 256, 4096, 40}, {false, 256, 40, 4096}, {false, 64, 3584, 576}, {false, 320, 4096, 2880}, {true, 4096, 320, 320}} {
+			b.Run(fmt.Sprintf("%d/%dx%dx%d", ppt, s.m, s.n, s.k), func(b *testing.B) {
 				saved := partsPerThread
 				partsPerThread = ppt
 				defer func() { partsPerThread = saved }()
