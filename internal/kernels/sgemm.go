@@ -175,9 +175,11 @@ func gemmSerial(ws *workspace, g *gemmArgs) {
 	kn := &activeKernel
 	MR := kn.mr
 	inPlaceA := !g.transA && kn.inPlaceA()
-	if inPlaceA && g.lda%512 == 0 && kn.variant(8, kn.nr, true, false) != nil {
+	if inPlaceA && (g.lda%512 == 0 || aliasC8 && g.ldc%512 == 0 && g.k <= rowMajorTilesK) && kn.variant(8, kn.nr, true, false) != nil {
 		// Rows of A 2 KB apart (or a multiple of that) fall in a few L1
 		// sets, which 12 rows read together overflow: read 8 at a time.
+		// The same helps short products whose rows of C are so aligned
+		// (their time goes into writing C).
 		MR = 8
 	}
 	inPlaceB := !g.transB && kn.inPlaceB() && g.m <= inPlaceBMaxM &&
@@ -570,3 +572,7 @@ var (
 	rowMajorTiles  = true
 	rowMajorTilesK = 128
 )
+
+// aliasC8 enables 8-row tiles for short products whose rows of C are 2 KB
+// apart or a multiple (a variable for benchmarks).
+var aliasC8 = true

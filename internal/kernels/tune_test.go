@@ -188,3 +188,13 @@ func BenchmarkSpinWait(b *testing.B) {
 		}
 	}
 }
+
+func BenchmarkAliasC8(b *testing.B) {
+	for _, on := range []bool{false, true} {
+		b.Run(fmt.Sprint(on), func(b *testing.B) {
+			aliasC8 = on
+			defer func() { aliasC8 = true }()
+			BenchmarkQKStride(b)
+		})
+	}
+}
