@@ -41,6 +41,8 @@ type Params struct {
 	transform func(name string, data []float32, shape []int) error
 	// derivedVals caches values computed from parameters (Winograd-transformed weights).
 	derivedVals map[string][]float32
+	// used records every parameter loaded, kept or not.
+	used map[string]bool
 }
 
 // NewParams returns a parameter cache over src.
@@ -65,6 +67,18 @@ func (p *Params) Get(name string, shape []int) (*tensor.Dense, error) {
 		}
 		return v, nil
 	}
+	data, err := p.load(name, shape)
+	if err != nil {
+		return nil, err
+	}
+	d := tensor.New(tensor.WithShape(shape...), tensor.WithBacking(data))
+	p.vals[name] = d
+	return d, nil
+}
+
+// load reads the parameter name from the source, checks its shape and applies the transform.
+// The caller holds p.mu.
+func (p *Params) load(name string, shape []int) ([]float32, error) {
 	var data []float32
 	var got []int
 	var err error
@@ -85,9 +99,40 @@ func (p *Params) Get(name string, shape []int) (*tensor.Dense, error) {
 			return nil, fmt.Errorf("tensor %q: %w", name, err)
 		}
 	}
-	d := tensor.New(tensor.WithShape(shape...), tensor.WithBacking(data))
-	p.vals[name] = d
-	return d, nil
+	if p.used == nil {
+		p.used = make(map[string]bool)
+	}
+	p.used[name] = true
+	return data, nil
+}
+
+// derivedParam returns fn of the parameter name (of the given shape), computed once and cached
+// under tag. The parameter itself is not kept, unless a graph asked for it directly before.
+func (p *Params) derivedParam(name, tag string, shape []int, fn func([]float32) []float32) ([]float32, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	key := name + "#" + tag
+	if v, ok := p.derivedVals[key]; ok {
+		return v, nil
+	}
+	var data []float32
+	if v, ok := p.vals[name]; ok {
+		if !equalShape(v.Shape(), shape) {
+			return nil, &ShapeError{Name: name, Want: shape, Got: v.Shape()}
+		}
+		data = v.Float32s()
+	} else {
+		var err error
+		if data, err = p.load(name, shape); err != nil {
+			return nil, err
+		}
+	}
+	v := fn(data)
+	if p.derivedVals == nil {
+		p.derivedVals = make(map[string][]float32)
+	}
+	p.derivedVals[key] = v
+	return v, nil
 }
 
 // derived returns (computing it once) a value derived from parameters, such as transformed
@@ -116,7 +161,7 @@ func (p *Params) Unused(prefix string, ignore func(string) bool) []string {
 		if !strings.HasPrefix(n, prefix) {
 			continue
 		}
-		if _, ok := p.vals[n]; ok {
+		if p.used[n] {
 			continue
 		}
 		if ignore != nil && ignore(n) {
@@ -217,6 +262,18 @@ func (b *Builder) Param(name string, shape ...int) *Node {
 	}
 	return gorgonia.NewTensor(b.st.g, tensor.Float32, len(shape), gorgonia.WithShape(shape...),
 		gorgonia.WithName(full), gorgonia.WithValue(v))
+}
+
+// paramDerived returns a node holding fn of the parameter name (loaded with the given shape),
+// shared by every graph of the model; the parameter itself is not kept for it.
+func (b *Builder) paramDerived(name, tag string, shape []int, fn func([]float32) []float32) *Node {
+	full := b.Path(name)
+	v, err := b.st.params.derivedParam(full, tag, shape, fn)
+	if err != nil {
+		panic(buildError{err})
+	}
+	return gorgonia.NewTensor(b.st.g, tensor.Float32, 1, gorgonia.WithShape(len(v)),
+		gorgonia.WithName(full+"#"+tag), gorgonia.WithValue(tensor.New(tensor.WithShape(len(v)), tensor.WithBacking(v))))
 }
 
 // Has reports whether the weights hold the parameter name under this builder's prefix.

@@ -49,10 +49,10 @@ type convKernel struct {
 	// act is applied to the result ("" for none).
 	act string
 
-	// wino, when set, computes the convolution with Winograd F(4×4, 3×3) from the transformed
-	// weights tw (see useWinograd); sumBias holds bias + channel bias during a run.
+	// wino, when set, computes the convolution with Winograd F(4×4, 3×3); the weight input
+	// then holds the transformed weights (see useWinograd). sumBias holds bias + channel bias
+	// during a run.
 	wino    *conv.Winograd
-	tw      []float32
 	sumBias []float32
 }
 
@@ -168,7 +168,7 @@ func (c *convKernel) run(out []float32, in [][]float32, scratch []float32) {
 		residual = in[i]
 	}
 	if c.wino != nil {
-		c.runWinograd(out, x, bias, chanBias, residual, scratch)
+		c.runWinograd(out, x, w, bias, chanBias, residual, scratch)
 		return
 	}
 	beta := initOut(out, c.cout, hw, bias, chanBias, residual)
@@ -190,7 +190,7 @@ func (c *convKernel) run(out []float32, in [][]float32, scratch []float32) {
 
 // runWinograd computes the convolution with Winograd transforms, then adds the residual and
 // applies the activation in one pass over the output.
-func (c *convKernel) runWinograd(out, x, bias, chanBias, residual, scratch []float32) {
+func (c *convKernel) runWinograd(out, x, tw, bias, chanBias, residual, scratch []float32) {
 	b := bias
 	if chanBias != nil {
 		b = c.sumBias
@@ -201,7 +201,7 @@ func (c *convKernel) runWinograd(out, x, bias, chanBias, residual, scratch []flo
 			}
 		}
 	}
-	c.wino.Run(out, x, c.tw, b, scratch)
+	c.wino.Run(out, x, tw, b, scratch)
 	if residual == nil && c.act == "" {
 		return
 	}

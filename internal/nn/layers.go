@@ -4,8 +4,6 @@ import (
 	"fmt"
 	"math"
 
-	"gorgonia.org/tensor"
-
 	"github.com/sdxs-go/sdxs/internal/conv"
 )
 
@@ -26,7 +24,13 @@ type ConvOpts struct {
 // Conv2d applies a 2-D convolution to x [Cin, H, W] with weight [Cout, Cin, k, k] and an
 // optional bias [Cout] (nil for none).
 func (b *Builder) Conv2d(x, w, bias *Node, stride, pad int, opts ConvOpts) *Node {
-	xs, ws := shapeOf(x), shapeOf(w)
+	return b.conv2d(x, w, shapeOf(w), nil, bias, stride, pad, opts)
+}
+
+// conv2d builds a convolution whose weight node w holds either the weights of shape ws or,
+// when wino is set, their Winograd transform.
+func (b *Builder) conv2d(x, w *Node, ws []int, wino *conv.Winograd, bias *Node, stride, pad int, opts ConvOpts) *Node {
+	xs := shapeOf(x)
 	if len(xs) != 3 || len(ws) != 4 || ws[1] != xs[0] || ws[2] != ws[3] {
 		fail("nn: conv2d %s: input %v does not fit weight %v", w.Name(), xs, ws)
 	}
@@ -39,6 +43,10 @@ func (b *Builder) Conv2d(x, w, bias *Node, stride, pad int, opts ConvOpts) *Node
 	c := &convKernel{cin: xs[0], h: xs[1], w: xs[2], cout: ws[0], k: kk, stride: stride, pad: pad, ho: ho, wo: wo, act: opts.Act}
 	if opts.Act != "" {
 		activationFunc(opts.Act) // validates
+	}
+	if wino != nil {
+		c.wino = wino
+		c.sumBias = make([]float32, c.cout)
 	}
 	ins := []*Node{x, w}
 	if bias != nil {
@@ -62,26 +70,19 @@ func (b *Builder) Conv2d(x, w, bias *Node, stride, pad int, opts ConvOpts) *Node
 		c.residual = true
 		ins = append(ins, opts.Residual)
 	}
-	if useWinograd(c) {
-		c.wino = conv.NewWinogradPad(c.cin, c.cout, c.h, c.w, pad)
-		c.tw = b.st.params.derived(w.Name()+"#winograd4x4", func() []float32 {
-			return c.wino.TransformWeights(w.Value().(*tensor.Dense).Float32s())
-		})
-		c.sumBias = make([]float32, c.cout)
-	}
 	return b.apply("conv2d", c, []int{ws[0], ho, wo}, ins...)
 }
 
 // useWinograd decides whether a convolution runs with Winograd F(4×4, 3×3): 3×3, stride 1,
 // padding 0 or 1, enough 4×4 output tiles for the batched products to be efficient, and
-// weights small enough that their transform (4× the floats, kept beside the original) costs
-// little memory.
-func useWinograd(c *convKernel) bool {
-	if c.k != 3 || c.stride != 1 || c.pad > 1 {
+// weights small enough that their transform (4× the floats of the original, which is then
+// not kept) costs little memory.
+func useWinograd(cin, cout, k, stride, pad, ho, wo int) bool {
+	if k != 3 || stride != 1 || pad > 1 {
 		return false
 	}
-	tiles := ((c.ho + 3) / 4) * ((c.wo + 3) / 4)
-	return tiles >= winogradMinTiles && c.cin*c.cout <= winogradMaxWeights
+	tiles := ((ho + 3) / 4) * ((wo + 3) / 4)
+	return tiles >= winogradMinTiles && cin*cout <= winogradMaxWeights
 }
 
 // Limits of useWinograd.
@@ -95,15 +96,26 @@ func (b *Builder) ConvLayer(name string, x *Node, cout, k, stride, pad int, bias
 	return b.ConvLayerOpts(name, x, cout, k, stride, pad, bias, ConvOpts{})
 }
 
-// ConvLayerOpts is ConvLayer with fused extras.
+// ConvLayerOpts is ConvLayer with fused extras. A 3×3 convolution that useWinograd selects
+// binds the Winograd transform of its weight instead of the weight itself.
 func (b *Builder) ConvLayerOpts(name string, x *Node, cout, k, stride, pad int, bias bool, opts ConvOpts) *Node {
-	cin := shapeOf(x)[0]
-	w := b.Param(name+".weight", cout, cin, k, k)
+	xs := shapeOf(x)
+	cin := xs[0]
+	ws := []int{cout, cin, k, k}
 	var bn *Node
 	if bias {
 		bn = b.Param(name+".bias", cout)
 	}
-	return b.Conv2d(x, w, bn, stride, pad, opts)
+	if len(xs) == 3 {
+		ho := (xs[1]+2*pad-k)/stride + 1
+		wo := (xs[2]+2*pad-k)/stride + 1
+		if ho > 0 && wo > 0 && useWinograd(cin, cout, k, stride, pad, ho, wo) {
+			wino := conv.NewWinogradPad(cin, cout, xs[1], xs[2], pad)
+			tw := b.paramDerived(name+".weight", "winograd4x4", ws, wino.TransformWeights)
+			return b.conv2d(x, tw, ws, wino, bn, stride, pad, opts)
+		}
+	}
+	return b.conv2d(x, b.Param(name+".weight", ws...), ws, nil, bn, stride, pad, opts)
 }
 
 // Linear applies x [N, In] · wᵀ + bias (+ residual) with weight [Out, In], optional bias [Out]
