@@ -90,11 +90,23 @@ func (m *Model) run(ctx context.Context, ids []int64, trace bool) (map[string][]
 	if err != nil {
 		return nil, err
 	}
+	in := map[string][]float32{"input_ids": fids}
+	if rs := m.rows(); rs != nil {
+		rows := make([]int, n)
+		for i, id := range ids {
+			rows[i] = int(id)
+		}
+		emb := make([]float32, n*m.cfg.HiddenSize)
+		if err := rs.Float32Rows(tokenEmbedding, []int{m.cfg.VocabSize, m.cfg.HiddenSize}, rows, emb); err != nil {
+			return nil, fmt.Errorf("textenc: %w", err)
+		}
+		in = map[string][]float32{"token_embeds": emb}
+	}
 	outs := make(map[string][]float32)
 	for _, name := range prog.OutputNames() {
 		outs[name] = make([]float32, n*m.cfg.HiddenSize)
 	}
-	if err := prog.Run(ctx, map[string][]float32{"input_ids": fids}, outs); err != nil {
+	if err := prog.Run(ctx, in, outs); err != nil {
 		return nil, fmt.Errorf("textenc: %w", err)
 	}
 	return outs, nil
@@ -114,9 +126,18 @@ func (m *Model) program(trace bool) (*nn.Program, error) {
 		outs := map[string]*nn.Node{}
 		n, d := cfg.MaxPositionEmbeddings, cfg.HiddenSize
 		tm := b.Sub("text_model")
-		ids := b.Input("input_ids", n)
 		emb := tm.Sub("embeddings")
-		tok := b.Embedding(emb.Param("token_embedding.weight", cfg.VocabSize, d), ids)
+		var tok *nn.Node
+		if rs := m.rows(); rs != nil {
+			// The table stays in the weights file; each run reads the rows of its tokens.
+			if err := rs.Float32Rows(tokenEmbedding, []int{cfg.VocabSize, d}, []int{0}, make([]float32, d)); err != nil {
+				b.Fail(err)
+			}
+			m.params.MarkUsed(tokenEmbedding)
+			tok = b.Input("token_embeds", n, d)
+		} else {
+			tok = b.Embedding(emb.Param("token_embedding.weight", cfg.VocabSize, d), b.Input("input_ids", n))
+		}
 		pos := emb.Param("position_embedding.weight", cfg.MaxPositionEmbeddings, d)
 		x := b.Add(tok, pos)
 		outs["embeddings"] = x
@@ -140,6 +161,15 @@ func (m *Model) program(trace bool) (*nn.Program, error) {
 		m.prog = p
 	}
 	return p, nil
+}
+
+// tokenEmbedding is the name of the token embedding table.
+const tokenEmbedding = "text_model.embeddings.token_embedding.weight"
+
+// rows returns the weights as a RowSource when they can be read row by row, or nil.
+func (m *Model) rows() nn.RowSource {
+	rs, _ := m.params.Source().(nn.RowSource)
+	return rs
 }
 
 // layer is CLIPEncoderLayer: x + self_attn(layer_norm1(x)) (causal), then x + mlp(layer_norm2(x)).

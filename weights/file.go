@@ -157,3 +157,31 @@ func (f *File) Uint8(name string) ([]uint8, []int, error) {
 	}
 	return slices.Clone(raw), slices.Clone(t.Shape), nil
 }
+
+// Float32Rows decodes rows of the tensor called name, indexed along its first dimension, into
+// dst (len(rows) × the size of one row), without converting the rest of the tensor: an
+// embedding table can stay in the mapped file. The tensor must have the shape want.
+func (f *File) Float32Rows(name string, want []int, rows []int, dst []float32) error {
+	raw, t, err := f.rawOf(name, DType.IsFloat, "a float type (F32, F16, BF16, F64)")
+	if err != nil {
+		return err
+	}
+	if !slices.Equal(t.Shape, want) {
+		return fmt.Errorf("weights: %s: tensor %q has shape %v, want %v", f.path, name, t.Shape, want)
+	}
+	if len(t.Shape) == 0 || t.Shape[0] == 0 {
+		return fmt.Errorf("weights: %s: tensor %q of shape %v has no rows", f.path, name, t.Shape)
+	}
+	rowLen := t.NumElements() / t.Shape[0]
+	if len(dst) != len(rows)*rowLen {
+		return fmt.Errorf("weights: %s: %d rows of tensor %q need %d values, destination has %d", f.path, len(rows), name, len(rows)*rowLen, len(dst))
+	}
+	rowBytes := rowLen * t.DType.Size()
+	for i, r := range rows {
+		if r < 0 || r >= t.Shape[0] {
+			return fmt.Errorf("weights: %s: row %d of tensor %q is outside [0, %d)", f.path, r, name, t.Shape[0])
+		}
+		decodeFloat(dst[i*rowLen:(i+1)*rowLen], raw[r*rowBytes:(r+1)*rowBytes], t.DType)
+	}
+	return nil
+}

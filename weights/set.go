@@ -234,3 +234,12 @@ func (s *Set) Uint8(name string) ([]uint8, []int, error) {
 	}
 	return f.Uint8(name)
 }
+
+// Float32Rows decodes rows of the tensor called name; see File.Float32Rows.
+func (s *Set) Float32Rows(name string, want []int, rows []int, dst []float32) error {
+	f, err := s.lookup(name)
+	if err != nil {
+		return err
+	}
+	return f.Float32Rows(name, want, rows, dst)
+}

@@ -140,3 +140,26 @@ func (m *MemSource) Names() []string {
 	sort.Strings(names)
 	return names
 }
+
+// Float32Rows copies rows of the tensor called name, indexed along its first dimension, into
+// dst. The tensor must have the shape want.
+func (m *MemSource) Float32Rows(name string, want []int, rows []int, dst []float32) error {
+	data, shape, err := m.Float32(name)
+	if err != nil {
+		return err
+	}
+	if !slices.Equal(shape, want) {
+		return fmt.Errorf("weights: tensor %q has shape %v, want %v", name, shape, want)
+	}
+	rowLen := len(data) / max(shape[0], 1)
+	if len(dst) != len(rows)*rowLen {
+		return fmt.Errorf("weights: %d rows of tensor %q need %d values, destination has %d", len(rows), name, len(rows)*rowLen, len(dst))
+	}
+	for i, r := range rows {
+		if r < 0 || r >= shape[0] {
+			return fmt.Errorf("weights: row %d of tensor %q is outside [0, %d)", r, name, shape[0])
+		}
+		copy(dst[i*rowLen:(i+1)*rowLen], data[r*rowLen:(r+1)*rowLen])
+	}
+	return nil
+}

@@ -106,6 +106,20 @@ func (p *Params) load(name string, shape []int) ([]float32, error) {
 	return data, nil
 }
 
+// Source returns the source the parameters come from.
+func (p *Params) Source() Source { return p.src }
+
+// MarkUsed records that a model read the tensor name directly from the source (not through
+// Get), so that Unused does not list it.
+func (p *Params) MarkUsed(name string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.used == nil {
+		p.used = make(map[string]bool)
+	}
+	p.used[name] = true
+}
+
 // derivedParam returns fn of the parameter name (of the given shape), computed once and cached
 // under tag. The parameter itself is not kept, unless a graph asked for it directly before.
 func (p *Params) derivedParam(name, tag string, shape []int, fn func([]float32) []float32) ([]float32, error) {
@@ -230,6 +244,9 @@ type buildError struct{ err error }
 func fail(format string, args ...any) {
 	panic(buildError{fmt.Errorf(format, args...)})
 }
+
+// Fail stops the build with err, which Build returns.
+func (b *Builder) Fail(err error) { panic(buildError{err}) }
 
 // Sub returns a builder whose parameter names are prefixed with name and a dot.
 func (b *Builder) Sub(name string) *Builder {

@@ -16,6 +16,15 @@ type ShapedSource interface {
 	Float32Shaped(name string, shape []int) ([]float32, error)
 }
 
+// RowSource is a Source that can read rows of a tensor (along its first dimension) without
+// loading the rest, so that a large embedding table can stay in a mapped file.
+type RowSource interface {
+	Source
+	// Float32Rows copies the given rows of the tensor name, which must have shape want, into
+	// dst.
+	Float32Rows(name string, want []int, rows []int, dst []float32) error
+}
+
 // RandomSource makes deterministic random weights for any name and shape: uniform in
 // ±1/√fan_in (PyTorch's default initialisation scale), with norm weights near 1. The values
 // depend only on the seed and the name. It is for benchmarks: run time does not depend on the
@@ -59,25 +68,51 @@ func (r *RandomSource) Float32Shaped(name string, shape []int) ([]float32, error
 	}
 	r.names[name] = append([]int(nil), shape...)
 	r.mu.Unlock()
+	out := make([]float32, len1(shape))
+	r.fill(name, shape, 0, out)
+	return out, nil
+}
+
+// Float32Rows makes rows of the tensor name of shape want (the same values as Float32Shaped).
+func (r *RandomSource) Float32Rows(name string, want []int, rows []int, dst []float32) error {
+	if len(want) == 0 || want[0] == 0 {
+		return errNoShape
+	}
+	rowLen := len1(want) / want[0]
+	for i, row := range rows {
+		r.fill(name, want, row, dst[i*rowLen:(i+1)*rowLen])
+	}
+	return nil
+}
+
+// fill writes values of tensor name (of the given shape) from row first on into out. Each row
+// has its own generator, so rows can be made alone.
+func (r *RandomSource) fill(name string, shape []int, first int, out []float32) {
 	h := fnv.New64a()
 	h.Write([]byte(name))
-	rng := rand.New(rand.NewPCG(r.Seed, h.Sum64()))
+	key := h.Sum64()
 	n := len1(shape)
+	rowLen := n
+	if len(shape) > 1 {
+		rowLen = n / shape[0]
+	}
 	fanIn := 1
 	if len(shape) > 1 {
-		fanIn = n / shape[0]
+		fanIn = rowLen
 	}
 	bound := float32(1 / math.Sqrt(float64(fanIn)))
-	out := make([]float32, n)
 	isNormWeight := len(shape) == 1 && len(name) > 7 && name[len(name)-7:] == ".weight"
-	for i := range out {
-		v := (rng.Float32()*2 - 1) * bound
-		if isNormWeight {
-			v = 1 + 0.1*v
+	for off := 0; off < len(out); off += rowLen {
+		rng := rand.New(rand.NewPCG(r.Seed, key+uint64(first+off/rowLen)))
+		seg := out[off:min(off+rowLen, len(out))]
+		for i := range seg {
+			v := (rng.Float32()*2 - 1) * bound
+			if isNormWeight {
+				v = 1 + 0.1*v
+			}
+			seg[i] = v
 		}
-		out[i] = v
 	}
-	return out, nil
 }
 
 type noShapeError struct{}

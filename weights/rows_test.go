@@ -1,0 +1,34 @@
+package weights
+
+import (
+	"path/filepath"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+)
+
+func TestFloat32Rows(t *testing.T) {
+	table := make([]float32, 5*3)
+	for i := range table {
+		table[i] = float32(i) + 0.5
+	}
+	for _, dt := range []DType{F32, F16, BF16} {
+		path := filepath.Join(t.TempDir(), "t.safetensors")
+		require.NoError(t, WriteFile(path, []Tensor{{Name: "emb", DType: dt, Shape: []int{5, 3}, F32: table}}, nil))
+		f, err := Open(path)
+		require.NoError(t, err)
+		dst := make([]float32, 2*3)
+		require.NoError(t, f.Float32Rows("emb", []int{5, 3}, []int{4, 1}, dst))
+		require.Equal(t, []float32{12.5, 13.5, 14.5, 3.5, 4.5, 5.5}, dst, dt.String())
+		require.ErrorContains(t, f.Float32Rows("emb", []int{5, 4}, []int{0}, make([]float32, 4)), "has shape [5 3], want [5 4]")
+		require.ErrorContains(t, f.Float32Rows("emb", []int{5, 3}, []int{5}, make([]float32, 3)), "row 5")
+		require.ErrorContains(t, f.Float32Rows("emb", []int{5, 3}, []int{0}, make([]float32, 2)), "destination has 2")
+		require.ErrorIs(t, f.Float32Rows("nope", []int{5, 3}, []int{0}, make([]float32, 3)), ErrNotFound)
+		require.NoError(t, f.Close())
+	}
+	m := NewMemSource()
+	m.Add("emb", []int{5, 3}, table)
+	dst := make([]float32, 3)
+	require.NoError(t, m.Float32Rows("emb", []int{5, 3}, []int{2}, dst))
+	require.Equal(t, []float32{6.5, 7.5, 8.5}, dst)
+}
