@@ -438,26 +438,8 @@ func (a *attentionKernel) run(out []float32, in [][]float32, scratch []float32) 
 	}
 }
 
-func softmaxRow(row []float32) {
-	m := float32(math.Inf(-1))
-	for _, v := range row {
-		if v > m {
-			m = v
-		}
-	}
-	for i := range row {
-		row[i] -= m
-	}
-	kernels.ExpInPlace(row)
-	var sum float64
-	for _, e := range row {
-		sum += float64(e)
-	}
-	inv := float32(1 / sum)
-	for i := range row {
-		row[i] *= inv
-	}
-}
+// softmaxRow replaces row with its softmax (vectorised, max-subtracted; −Inf entries become 0).
+func softmaxRow(row []float32) { kernels.SoftmaxInPlace(row) }
 
 // ---- element-wise ----
 
