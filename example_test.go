@@ -6,8 +6,11 @@ import (
 	"image/png"
 	"log"
 	"os"
+	"time"
 
 	"github.com/sdxs-go/sdxs"
+	"github.com/sdxs-go/sdxs/internal/testmodel"
+	"github.com/sdxs-go/sdxs/weights"
 )
 
 // Load a diffusers model folder once, generate a picture and save it as PNG. (It needs a
@@ -40,4 +43,36 @@ func Example() {
 		log.Fatal(err)
 	}
 	fmt.Printf("%dx%d picture, seed %d, UNet took %v\n", res.Width, res.Height, res.Seed, res.Timings[sdxs.StageUNet])
+}
+
+// A complete, tiny SDXS-shaped model folder (random weights, written on the fly) goes through
+// the same API as a release: load once, then generate.
+func Example_tinyModel() {
+	dir, err := os.MkdirTemp("", "sdxs-tiny")
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer os.RemoveAll(dir)
+	if err := testmodel.WriteTiny(dir, weights.F16); err != nil {
+		log.Fatal(err)
+	}
+
+	p, err := sdxs.Load(dir)
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer p.Close()
+	var stages []sdxs.Stage
+	res, err := p.Generate(context.Background(), sdxs.Request{
+		Prompt:   "a red fox in the snow",
+		Seed:     42,
+		Width:    64,
+		Height:   72,
+		Progress: func(s sdxs.Stage, _ time.Duration) { stages = append(stages, s) },
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(res.Image.Bounds().Dx(), res.Image.Bounds().Dy(), len(res.InputIDs), res.InputIDs[0], stages)
+	// Output: 64 72 77 513 [tokenize text_encoder noise unet vae_decoder]
 }

@@ -30,6 +30,7 @@ import (
 
 	"github.com/sdxs-go/sdxs"
 	"github.com/sdxs-go/sdxs/internal/nn"
+	"github.com/sdxs-go/sdxs/internal/testmodel"
 	"github.com/sdxs-go/sdxs/sampler"
 	"github.com/sdxs-go/sdxs/textenc"
 	"github.com/sdxs-go/sdxs/tokenizer"
@@ -256,38 +257,10 @@ func buildPreset(name string, srcs map[string]*nn.RandomSource) (*sdxs.Pipeline,
 	return sdxs.New(sdxs.Parts{Tokenizer: tok, TextEncoder: te, UNet: u, VAE: v, Scheduler: scfg})
 }
 
-// byteTokenizer is a CLIP tokenizer with the byte alphabet and no merges: the real vocabulary
-// is not needed to time the models, only 77 token ids.
+// byteTokenizer is a CLIP tokenizer with the byte alphabet: the real vocabulary is not needed
+// to time the models, only 77 token ids.
 func byteTokenizer() (*tokenizer.Tokenizer, error) {
-	return tokenizer.New(byteVocab(), nil, tokenizer.Options{})
-}
-
-// byteVocab is CLIP's byte alphabet, with and without the end-of-word mark, and the two
-// special tokens.
-func byteVocab() map[string]int {
-	// GPT-2's byte-to-symbol table: printable bytes stand for themselves, the others map to
-	// U+0100 onwards.
-	var syms []string
-	next := 0
-	for b := 0; b < 256; b++ {
-		if (b >= '!' && b <= '~') || (b >= 0xA1 && b <= 0xAC) || (b >= 0xAE && b <= 0xFF) {
-			syms = append(syms, string(rune(b)))
-		} else {
-			syms = append(syms, string(rune(256+next)))
-			next++
-		}
-	}
-	vocab := map[string]int{}
-	for _, s := range syms {
-		vocab[s] = len(vocab)
-	}
-	for _, s := range syms {
-		vocab[s+"</w>"] = len(vocab)
-	}
-	vocab["ab"] = len(vocab) // the one merge a merges.txt needs
-	vocab["<|startoftext|>"] = len(vocab)
-	vocab["<|endoftext|>"] = len(vocab)
-	return vocab
+	return tokenizer.New(testmodel.ByteVocab(), [][2]string{{"a", "b"}}, tokenizer.Options{})
 }
 
 // saveFolder writes a preset with the random weights its graphs used as a diffusers folder.
@@ -313,29 +286,19 @@ func saveFolder(dir, preset string, srcs map[string]*nn.RandomSource) error {
 	if err := writeFile(filepath.Join(dir, "model_index.json"), []byte(index)); err != nil {
 		return err
 	}
-	vocab, err := json.Marshal(byteVocab())
+	vocab, err := json.Marshal(testmodel.ByteVocab())
 	if err != nil {
 		return err
 	}
 	if err := writeFile(filepath.Join(dir, "tokenizer", "vocab.json"), vocab); err != nil {
 		return err
 	}
-	if err := writeFile(filepath.Join(dir, "tokenizer", "merges.txt"), []byte("#version: 0.2\na b\n")); err != nil {
+	if err := writeFile(filepath.Join(dir, "tokenizer", "merges.txt"), []byte(testmodel.Merges)); err != nil {
 		return err
 	}
 	for comp, file := range map[string]string{"unet": "diffusion_pytorch_model.safetensors", "vae": "diffusion_pytorch_model.safetensors", "text_encoder": "model.safetensors"} {
-		src := srcs[comp]
-		var ts []weights.Tensor
-		for _, n := range src.Names() {
-			shape := src.Shape(n)
-			data, err := src.Float32Shaped(n, shape)
-			if err != nil {
-				return err
-			}
-			ts = append(ts, weights.Tensor{Name: n, DType: weights.F32, Shape: shape, F32: data})
-		}
 		path := filepath.Join(dir, comp, file)
-		if err := weights.WriteFile(path, ts, map[string]string{"format": "pt"}); err != nil {
+		if err := testmodel.WriteSource(path, srcs[comp], weights.F32); err != nil {
 			return err
 		}
 		fmt.Println("wrote", path)
