@@ -78,6 +78,12 @@ func (r *RandomSource) Float32Rows(name string, want []int, rows []int, dst []fl
 	if len(want) == 0 || want[0] == 0 {
 		return errNoShape
 	}
+	r.mu.Lock()
+	if r.names == nil {
+		r.names = make(map[string][]int)
+	}
+	r.names[name] = append([]int(nil), want...)
+	r.mu.Unlock()
 	rowLen := len1(want) / want[0]
 	for i, row := range rows {
 		r.fill(name, want, row, dst[i*rowLen:(i+1)*rowLen])
