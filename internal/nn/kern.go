@@ -351,11 +351,10 @@ func (g *groupNormKernel) run(out []float32, in [][]float32, _ []float32) {
 				b := beta[ch] - float32(mean)*a
 				src := x[ch*g.s : (ch+1)*g.s]
 				dst := out[ch*g.s : (ch+1)*g.s]
-				for i, v := range src {
-					dst[i] = v*a + b
-				}
 				if g.silu {
-					siluSlice(dst, dst)
+					kernels.ScaleShiftSiLU(dst, src, a, b)
+				} else {
+					kernels.ScaleShift(dst, src, a, b)
 				}
 			}
 		}
@@ -364,17 +363,8 @@ func (g *groupNormKernel) run(out []float32, in [][]float32, _ []float32) {
 
 // meanRstd returns the mean and 1/sqrt(var+eps) of x (biased variance), summed in float64.
 func meanRstd(x []float32, eps float64) (float64, float64) {
-	var s float64
-	for _, v := range x {
-		s += float64(v)
-	}
-	mean := s / float64(len(x))
-	var q float64
-	for _, v := range x {
-		d := float64(v) - mean
-		q += d * d
-	}
-	return mean, 1 / math.Sqrt(q/float64(len(x))+eps)
+	mean, variance := kernels.MeanVar(x)
+	return mean, 1 / math.Sqrt(variance+eps)
 }
 
 type layerNormKernel struct {
@@ -392,10 +382,7 @@ func (l *layerNormKernel) run(out []float32, in [][]float32, _ []float32) {
 			src := x[r*l.c : (r+1)*l.c]
 			dst := out[r*l.c : (r+1)*l.c]
 			mean, rstd := meanRstd(src, l.eps)
-			m, rs := float32(mean), float32(rstd)
-			for i, v := range src {
-				dst[i] = (v-m)*rs*gamma[i] + beta[i]
-			}
+			kernels.LayerNormRow(dst, src, gamma, beta, float32(mean), float32(rstd))
 		}
 	})
 }
@@ -449,11 +436,7 @@ func (addKernel) scratchSize() int { return 0 }
 func (addKernel) inplace() int     { return 0 }
 func (addKernel) run(out []float32, in [][]float32, _ []float32) {
 	a, b := in[0], in[1]
-	parallelFor(len(out), 1<<14, func(lo, hi int) {
-		for i := lo; i < hi; i++ {
-			out[i] = a[i] + b[i]
-		}
-	})
+	parallelFor(len(out), 1<<14, func(lo, hi int) { kernels.Add(out[lo:hi], a[lo:hi], b[lo:hi]) })
 }
 
 type addChannelKernel struct{ c, s int }
@@ -464,11 +447,7 @@ func (k addChannelKernel) run(out []float32, in [][]float32, _ []float32) {
 	x, v := in[0], in[1]
 	for c := 0; c < k.c; c++ {
 		bv := v[c]
-		src := x[c*k.s : (c+1)*k.s]
-		dst := out[c*k.s : (c+1)*k.s]
-		for i, xv := range src {
-			dst[i] = xv + bv
-		}
+		kernels.ScaleShift(out[c*k.s:(c+1)*k.s], x[c*k.s:(c+1)*k.s], 1, bv)
 	}
 }
 
@@ -502,9 +481,10 @@ func quickGELUSlice(dst, src []float32) {
 }
 
 func reluSlice(dst, src []float32) {
-	for i, v := range src {
-		dst[i] = max(v, 0)
+	if len(src) > 0 && &dst[0] != &src[0] {
+		copy(dst, src)
 	}
+	kernels.ReLUInPlace(dst[:len(src)])
 }
 
 type gegluKernel struct{ n, f int }

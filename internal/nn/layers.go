@@ -5,6 +5,7 @@ import (
 	"math"
 
 	"github.com/sdxs-go/sdxs/internal/conv"
+	"github.com/sdxs-go/sdxs/internal/kernels"
 )
 
 // All activations have batch size 1 and no batch dimension: images are [C, H, W], token
@@ -246,9 +247,7 @@ func activationFunc(act string) func(dst, src []float32) {
 // Affine returns x·scale + shift.
 func (b *Builder) Affine(x *Node, scale, shift float32) *Node {
 	return b.apply("affine", unaryKernel{f: func(dst, src []float32) {
-		for i, v := range src {
-			dst[i] = v*scale + shift
-		}
+		kernels.ScaleShift(dst, src, scale, shift)
 	}}, shapeOf(x), x)
 }
 
