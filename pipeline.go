@@ -28,6 +28,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/sdxs-go/sdxs/internal/nn"
 	"github.com/sdxs-go/sdxs/sampler"
 	"github.com/sdxs-go/sdxs/textenc"
 	"github.com/sdxs-go/sdxs/tokenizer"
@@ -138,49 +139,14 @@ func Load(dir string) (*Pipeline, error) {
 		return nil, fmt.Errorf("sdxs: %w", err)
 	}
 
-	if d, err = comp("text_encoder"); err != nil {
+	if p.text, err = component(p, comp, "text_encoder", weights.LoadCLIPTextConfig, textenc.New); err != nil {
 		return nil, err
 	}
-	tcfg, err := weights.LoadCLIPTextConfig(filepath.Join(d, "config.json"))
-	if err != nil {
-		return nil, fmt.Errorf("sdxs: %w", err)
-	}
-	tw, err := p.open(d)
-	if err != nil {
+	if p.unet, err = component(p, comp, "unet", weights.LoadUNetConfig, unet.New); err != nil {
 		return nil, err
 	}
-	if p.text, err = textenc.New(tcfg, tw); err != nil {
-		return nil, fmt.Errorf("sdxs: %w", err)
-	}
-
-	if d, err = comp("unet"); err != nil {
+	if p.vae, err = component(p, comp, "vae", weights.LoadTinyVAEConfig, vae.NewTiny); err != nil {
 		return nil, err
-	}
-	ucfg, err := weights.LoadUNetConfig(filepath.Join(d, "config.json"))
-	if err != nil {
-		return nil, fmt.Errorf("sdxs: %w", err)
-	}
-	uw, err := p.open(d)
-	if err != nil {
-		return nil, err
-	}
-	if p.unet, err = unet.New(ucfg, uw); err != nil {
-		return nil, fmt.Errorf("sdxs: %w", err)
-	}
-
-	if d, err = comp("vae"); err != nil {
-		return nil, err
-	}
-	vcfg, err := weights.LoadTinyVAEConfig(filepath.Join(d, "config.json"))
-	if err != nil {
-		return nil, fmt.Errorf("sdxs: %w", err)
-	}
-	vw, err := p.open(d)
-	if err != nil {
-		return nil, err
-	}
-	if p.vae, err = vae.NewTiny(vcfg, vw); err != nil {
-		return nil, fmt.Errorf("sdxs: %w", err)
 	}
 
 	if d, err = comp("scheduler"); err != nil {
@@ -266,6 +232,28 @@ func (p *Pipeline) initScheduler() error {
 	}
 	p.timestep = s.Timesteps()[0]
 	return nil
+}
+
+// component loads a model component: its config.json, its memory-mapped weights, and the model.
+func component[C, M any](p *Pipeline, dir func(string) (string, error), name string,
+	loadConfig func(path string) (*C, error), newModel func(*C, nn.Source) (*M, error)) (*M, error) {
+	d, err := dir(name)
+	if err != nil {
+		return nil, err
+	}
+	cfg, err := loadConfig(filepath.Join(d, "config.json"))
+	if err != nil {
+		return nil, fmt.Errorf("sdxs: %w", err)
+	}
+	w, err := p.open(d)
+	if err != nil {
+		return nil, err
+	}
+	m, err := newModel(cfg, w)
+	if err != nil {
+		return nil, fmt.Errorf("sdxs: %s: %w", name, err)
+	}
+	return m, nil
 }
 
 func (p *Pipeline) open(dir string) (*weights.Set, error) {
