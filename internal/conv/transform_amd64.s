@@ -946,25 +946,23 @@ out_done:
 	VZEROUPPER
 	RET
 
-// func gemm8x48AVX512(a *float32, b *float32, c *float32, ld int, k int, rows int, n int)
-// Requires: AVX, AVX512F, BMI2, CMOV
-TEXT ·gemm8x48AVX512(SB), NOSPLIT, $0-56
+// func gemm8x48PAVX512(a *float32, b *float32, c *float32, ld int, k int, rows int, n int, acc int)
+// Requires: AVX, AVX512F, BMI2, CMOV, MMX+
+TEXT ·gemm8x48PAVX512(SB), NOSPLIT, $0-64
 	MOVQ a+0(FP), AX
 	MOVQ b+8(FP), CX
 	MOVQ c+16(FP), DX
 	MOVQ ld+24(FP), BX
 	SHLQ $0x02, BX
 	MOVQ n+48(FP), SI
-	MOVQ k+32(FP), DI
-	SHLQ $0x05, DI
 
-gemm8x48AVX512_cols:
-	MOVQ    SI, R8
-	MOVQ    $0x00000030, R9
-	CMPQ    R8, R9
-	CMOVQGT R9, R8
-	MOVQ    $-1, R9
-	BZHIQ   R8, R9, R8
+gemm8x48PAVX512_cols:
+	MOVQ    SI, DI
+	MOVQ    $0x00000030, R8
+	CMPQ    DI, R8
+	CMOVQGT R8, DI
+	MOVQ    $-1, R8
+	BZHIQ   DI, R8, R8
 	KMOVW   R8, K1
 	SHRQ    $0x10, R8
 	KMOVW   R8, K2
@@ -974,7 +972,7 @@ gemm8x48AVX512_cols:
 	MOVQ    DX, R9
 	MOVQ    rows+40(FP), R10
 
-gemm8x48AVX512_rows:
+gemm8x48PAVX512_rows:
 	VPXORD Z0, Z0, Z0
 	VPXORD Z1, Z1, Z1
 	VPXORD Z2, Z2, Z2
@@ -1000,102 +998,333 @@ gemm8x48AVX512_rows:
 	VPXORD Z22, Z22, Z22
 	VPXORD Z23, Z23, Z23
 	MOVQ   CX, R11
-	MOVQ   R8, R12
-	MOVQ   k+32(FP), R13
+	MOVQ   k+32(FP), R12
 
-gemm8x48AVX512_k:
+gemm8x48PAVX512_k:
 	VMOVUPS.Z        (R11), K1, Z24
 	VMOVUPS.Z        64(R11), K2, Z25
 	VMOVUPS.Z        128(R11), K3, Z26
-	VFMADD231PS.BCST (R12), Z24, Z0
-	VFMADD231PS.BCST (R12), Z25, Z1
-	VFMADD231PS.BCST (R12), Z26, Z2
-	VFMADD231PS.BCST 4(R12), Z24, Z3
-	VFMADD231PS.BCST 4(R12), Z25, Z4
-	VFMADD231PS.BCST 4(R12), Z26, Z5
-	VFMADD231PS.BCST 8(R12), Z24, Z6
-	VFMADD231PS.BCST 8(R12), Z25, Z7
-	VFMADD231PS.BCST 8(R12), Z26, Z8
-	VFMADD231PS.BCST 12(R12), Z24, Z9
-	VFMADD231PS.BCST 12(R12), Z25, Z10
-	VFMADD231PS.BCST 12(R12), Z26, Z11
-	VFMADD231PS.BCST 16(R12), Z24, Z12
-	VFMADD231PS.BCST 16(R12), Z25, Z13
-	VFMADD231PS.BCST 16(R12), Z26, Z14
-	VFMADD231PS.BCST 20(R12), Z24, Z15
-	VFMADD231PS.BCST 20(R12), Z25, Z16
-	VFMADD231PS.BCST 20(R12), Z26, Z17
-	VFMADD231PS.BCST 24(R12), Z24, Z18
-	VFMADD231PS.BCST 24(R12), Z25, Z19
-	VFMADD231PS.BCST 24(R12), Z26, Z20
-	VFMADD231PS.BCST 28(R12), Z24, Z21
-	VFMADD231PS.BCST 28(R12), Z25, Z22
-	VFMADD231PS.BCST 28(R12), Z26, Z23
+	PREFETCHT0       4096(R8)
+	VFMADD231PS.BCST (R8), Z24, Z0
+	VFMADD231PS.BCST (R8), Z25, Z1
+	VFMADD231PS.BCST (R8), Z26, Z2
+	VFMADD231PS.BCST 4(R8), Z24, Z3
+	VFMADD231PS.BCST 4(R8), Z25, Z4
+	VFMADD231PS.BCST 4(R8), Z26, Z5
+	VFMADD231PS.BCST 8(R8), Z24, Z6
+	VFMADD231PS.BCST 8(R8), Z25, Z7
+	VFMADD231PS.BCST 8(R8), Z26, Z8
+	VFMADD231PS.BCST 12(R8), Z24, Z9
+	VFMADD231PS.BCST 12(R8), Z25, Z10
+	VFMADD231PS.BCST 12(R8), Z26, Z11
+	VFMADD231PS.BCST 16(R8), Z24, Z12
+	VFMADD231PS.BCST 16(R8), Z25, Z13
+	VFMADD231PS.BCST 16(R8), Z26, Z14
+	VFMADD231PS.BCST 20(R8), Z24, Z15
+	VFMADD231PS.BCST 20(R8), Z25, Z16
+	VFMADD231PS.BCST 20(R8), Z26, Z17
+	VFMADD231PS.BCST 24(R8), Z24, Z18
+	VFMADD231PS.BCST 24(R8), Z25, Z19
+	VFMADD231PS.BCST 24(R8), Z26, Z20
+	VFMADD231PS.BCST 28(R8), Z24, Z21
+	VFMADD231PS.BCST 28(R8), Z25, Z22
+	VFMADD231PS.BCST 28(R8), Z26, Z23
 	ADDQ             BX, R11
-	ADDQ             $0x20, R12
-	DECQ             R13
-	JNZ              gemm8x48AVX512_k
-	VMOVUPS          Z0, K1, (R9)
-	VMOVUPS          Z1, K2, 64(R9)
-	VMOVUPS          Z2, K3, 128(R9)
-	ADDQ             BX, R9
-	CMPQ             R10, $0x01
-	JLE              gemm8x48AVX512_stored
-	VMOVUPS          Z3, K1, (R9)
-	VMOVUPS          Z4, K2, 64(R9)
-	VMOVUPS          Z5, K3, 128(R9)
-	ADDQ             BX, R9
-	CMPQ             R10, $0x02
-	JLE              gemm8x48AVX512_stored
-	VMOVUPS          Z6, K1, (R9)
-	VMOVUPS          Z7, K2, 64(R9)
-	VMOVUPS          Z8, K3, 128(R9)
-	ADDQ             BX, R9
-	CMPQ             R10, $0x03
-	JLE              gemm8x48AVX512_stored
-	VMOVUPS          Z9, K1, (R9)
-	VMOVUPS          Z10, K2, 64(R9)
-	VMOVUPS          Z11, K3, 128(R9)
-	ADDQ             BX, R9
-	CMPQ             R10, $0x04
-	JLE              gemm8x48AVX512_stored
-	VMOVUPS          Z12, K1, (R9)
-	VMOVUPS          Z13, K2, 64(R9)
-	VMOVUPS          Z14, K3, 128(R9)
-	ADDQ             BX, R9
-	CMPQ             R10, $0x05
-	JLE              gemm8x48AVX512_stored
-	VMOVUPS          Z15, K1, (R9)
-	VMOVUPS          Z16, K2, 64(R9)
-	VMOVUPS          Z17, K3, 128(R9)
-	ADDQ             BX, R9
-	CMPQ             R10, $0x06
-	JLE              gemm8x48AVX512_stored
-	VMOVUPS          Z18, K1, (R9)
-	VMOVUPS          Z19, K2, 64(R9)
-	VMOVUPS          Z20, K3, 128(R9)
-	ADDQ             BX, R9
-	CMPQ             R10, $0x07
-	JLE              gemm8x48AVX512_stored
-	VMOVUPS          Z21, K1, (R9)
-	VMOVUPS          Z22, K2, 64(R9)
-	VMOVUPS          Z23, K3, 128(R9)
-	ADDQ             BX, R9
+	ADDQ             $0x20, R8
+	DECQ             R12
+	JNZ              gemm8x48PAVX512_k
+	MOVQ             acc+56(FP), R11
+	CMPQ             DI, $0x30
+	JEQ              gemm8x48PAVX512_full
+	ADDQ             $0x02, R11
 
-gemm8x48AVX512_stored:
-	ADDQ DI, R8
+gemm8x48PAVX512_full:
+	CMPQ    R11, $0x00
+	JNE     gemm8x48PAVX512_store1
+	VMOVUPS Z0, (R9)
+	VMOVUPS Z1, 64(R9)
+	VMOVUPS Z2, 128(R9)
+	ADDQ    BX, R9
+	CMPQ    R10, $0x01
+	JLE     gemm8x48PAVX512_stored
+	VMOVUPS Z3, (R9)
+	VMOVUPS Z4, 64(R9)
+	VMOVUPS Z5, 128(R9)
+	ADDQ    BX, R9
+	CMPQ    R10, $0x02
+	JLE     gemm8x48PAVX512_stored
+	VMOVUPS Z6, (R9)
+	VMOVUPS Z7, 64(R9)
+	VMOVUPS Z8, 128(R9)
+	ADDQ    BX, R9
+	CMPQ    R10, $0x03
+	JLE     gemm8x48PAVX512_stored
+	VMOVUPS Z9, (R9)
+	VMOVUPS Z10, 64(R9)
+	VMOVUPS Z11, 128(R9)
+	ADDQ    BX, R9
+	CMPQ    R10, $0x04
+	JLE     gemm8x48PAVX512_stored
+	VMOVUPS Z12, (R9)
+	VMOVUPS Z13, 64(R9)
+	VMOVUPS Z14, 128(R9)
+	ADDQ    BX, R9
+	CMPQ    R10, $0x05
+	JLE     gemm8x48PAVX512_stored
+	VMOVUPS Z15, (R9)
+	VMOVUPS Z16, 64(R9)
+	VMOVUPS Z17, 128(R9)
+	ADDQ    BX, R9
+	CMPQ    R10, $0x06
+	JLE     gemm8x48PAVX512_stored
+	VMOVUPS Z18, (R9)
+	VMOVUPS Z19, 64(R9)
+	VMOVUPS Z20, 128(R9)
+	ADDQ    BX, R9
+	CMPQ    R10, $0x07
+	JLE     gemm8x48PAVX512_stored
+	VMOVUPS Z21, (R9)
+	VMOVUPS Z22, 64(R9)
+	VMOVUPS Z23, 128(R9)
+	ADDQ    BX, R9
+	JMP     gemm8x48PAVX512_stored
+
+gemm8x48PAVX512_store1:
+	CMPQ    R11, $0x01
+	JNE     gemm8x48PAVX512_store2
+	VADDPS  (R9), Z0, Z0
+	VMOVUPS Z0, (R9)
+	VADDPS  64(R9), Z1, Z1
+	VMOVUPS Z1, 64(R9)
+	VADDPS  128(R9), Z2, Z2
+	VMOVUPS Z2, 128(R9)
+	ADDQ    BX, R9
+	CMPQ    R10, $0x01
+	JLE     gemm8x48PAVX512_stored
+	VADDPS  (R9), Z3, Z3
+	VMOVUPS Z3, (R9)
+	VADDPS  64(R9), Z4, Z4
+	VMOVUPS Z4, 64(R9)
+	VADDPS  128(R9), Z5, Z5
+	VMOVUPS Z5, 128(R9)
+	ADDQ    BX, R9
+	CMPQ    R10, $0x02
+	JLE     gemm8x48PAVX512_stored
+	VADDPS  (R9), Z6, Z6
+	VMOVUPS Z6, (R9)
+	VADDPS  64(R9), Z7, Z7
+	VMOVUPS Z7, 64(R9)
+	VADDPS  128(R9), Z8, Z8
+	VMOVUPS Z8, 128(R9)
+	ADDQ    BX, R9
+	CMPQ    R10, $0x03
+	JLE     gemm8x48PAVX512_stored
+	VADDPS  (R9), Z9, Z9
+	VMOVUPS Z9, (R9)
+	VADDPS  64(R9), Z10, Z10
+	VMOVUPS Z10, 64(R9)
+	VADDPS  128(R9), Z11, Z11
+	VMOVUPS Z11, 128(R9)
+	ADDQ    BX, R9
+	CMPQ    R10, $0x04
+	JLE     gemm8x48PAVX512_stored
+	VADDPS  (R9), Z12, Z12
+	VMOVUPS Z12, (R9)
+	VADDPS  64(R9), Z13, Z13
+	VMOVUPS Z13, 64(R9)
+	VADDPS  128(R9), Z14, Z14
+	VMOVUPS Z14, 128(R9)
+	ADDQ    BX, R9
+	CMPQ    R10, $0x05
+	JLE     gemm8x48PAVX512_stored
+	VADDPS  (R9), Z15, Z15
+	VMOVUPS Z15, (R9)
+	VADDPS  64(R9), Z16, Z16
+	VMOVUPS Z16, 64(R9)
+	VADDPS  128(R9), Z17, Z17
+	VMOVUPS Z17, 128(R9)
+	ADDQ    BX, R9
+	CMPQ    R10, $0x06
+	JLE     gemm8x48PAVX512_stored
+	VADDPS  (R9), Z18, Z18
+	VMOVUPS Z18, (R9)
+	VADDPS  64(R9), Z19, Z19
+	VMOVUPS Z19, 64(R9)
+	VADDPS  128(R9), Z20, Z20
+	VMOVUPS Z20, 128(R9)
+	ADDQ    BX, R9
+	CMPQ    R10, $0x07
+	JLE     gemm8x48PAVX512_stored
+	VADDPS  (R9), Z21, Z21
+	VMOVUPS Z21, (R9)
+	VADDPS  64(R9), Z22, Z22
+	VMOVUPS Z22, 64(R9)
+	VADDPS  128(R9), Z23, Z23
+	VMOVUPS Z23, 128(R9)
+	ADDQ    BX, R9
+	JMP     gemm8x48PAVX512_stored
+
+gemm8x48PAVX512_store2:
+	CMPQ    R11, $0x02
+	JNE     gemm8x48PAVX512_store3
+	VMOVUPS Z0, K1, (R9)
+	VMOVUPS Z1, K2, 64(R9)
+	VMOVUPS Z2, K3, 128(R9)
+	ADDQ    BX, R9
+	CMPQ    R10, $0x01
+	JLE     gemm8x48PAVX512_stored
+	VMOVUPS Z3, K1, (R9)
+	VMOVUPS Z4, K2, 64(R9)
+	VMOVUPS Z5, K3, 128(R9)
+	ADDQ    BX, R9
+	CMPQ    R10, $0x02
+	JLE     gemm8x48PAVX512_stored
+	VMOVUPS Z6, K1, (R9)
+	VMOVUPS Z7, K2, 64(R9)
+	VMOVUPS Z8, K3, 128(R9)
+	ADDQ    BX, R9
+	CMPQ    R10, $0x03
+	JLE     gemm8x48PAVX512_stored
+	VMOVUPS Z9, K1, (R9)
+	VMOVUPS Z10, K2, 64(R9)
+	VMOVUPS Z11, K3, 128(R9)
+	ADDQ    BX, R9
+	CMPQ    R10, $0x04
+	JLE     gemm8x48PAVX512_stored
+	VMOVUPS Z12, K1, (R9)
+	VMOVUPS Z13, K2, 64(R9)
+	VMOVUPS Z14, K3, 128(R9)
+	ADDQ    BX, R9
+	CMPQ    R10, $0x05
+	JLE     gemm8x48PAVX512_stored
+	VMOVUPS Z15, K1, (R9)
+	VMOVUPS Z16, K2, 64(R9)
+	VMOVUPS Z17, K3, 128(R9)
+	ADDQ    BX, R9
+	CMPQ    R10, $0x06
+	JLE     gemm8x48PAVX512_stored
+	VMOVUPS Z18, K1, (R9)
+	VMOVUPS Z19, K2, 64(R9)
+	VMOVUPS Z20, K3, 128(R9)
+	ADDQ    BX, R9
+	CMPQ    R10, $0x07
+	JLE     gemm8x48PAVX512_stored
+	VMOVUPS Z21, K1, (R9)
+	VMOVUPS Z22, K2, 64(R9)
+	VMOVUPS Z23, K3, 128(R9)
+	ADDQ    BX, R9
+	JMP     gemm8x48PAVX512_stored
+
+gemm8x48PAVX512_store3:
+	VMOVUPS.Z (R9), K1, Z24
+	VADDPS    Z24, Z0, Z0
+	VMOVUPS   Z0, K1, (R9)
+	VMOVUPS.Z 64(R9), K2, Z24
+	VADDPS    Z24, Z1, Z1
+	VMOVUPS   Z1, K2, 64(R9)
+	VMOVUPS.Z 128(R9), K3, Z24
+	VADDPS    Z24, Z2, Z2
+	VMOVUPS   Z2, K3, 128(R9)
+	ADDQ      BX, R9
+	CMPQ      R10, $0x01
+	JLE       gemm8x48PAVX512_stored
+	VMOVUPS.Z (R9), K1, Z24
+	VADDPS    Z24, Z3, Z3
+	VMOVUPS   Z3, K1, (R9)
+	VMOVUPS.Z 64(R9), K2, Z24
+	VADDPS    Z24, Z4, Z4
+	VMOVUPS   Z4, K2, 64(R9)
+	VMOVUPS.Z 128(R9), K3, Z24
+	VADDPS    Z24, Z5, Z5
+	VMOVUPS   Z5, K3, 128(R9)
+	ADDQ      BX, R9
+	CMPQ      R10, $0x02
+	JLE       gemm8x48PAVX512_stored
+	VMOVUPS.Z (R9), K1, Z24
+	VADDPS    Z24, Z6, Z6
+	VMOVUPS   Z6, K1, (R9)
+	VMOVUPS.Z 64(R9), K2, Z24
+	VADDPS    Z24, Z7, Z7
+	VMOVUPS   Z7, K2, 64(R9)
+	VMOVUPS.Z 128(R9), K3, Z24
+	VADDPS    Z24, Z8, Z8
+	VMOVUPS   Z8, K3, 128(R9)
+	ADDQ      BX, R9
+	CMPQ      R10, $0x03
+	JLE       gemm8x48PAVX512_stored
+	VMOVUPS.Z (R9), K1, Z24
+	VADDPS    Z24, Z9, Z9
+	VMOVUPS   Z9, K1, (R9)
+	VMOVUPS.Z 64(R9), K2, Z24
+	VADDPS    Z24, Z10, Z10
+	VMOVUPS   Z10, K2, 64(R9)
+	VMOVUPS.Z 128(R9), K3, Z24
+	VADDPS    Z24, Z11, Z11
+	VMOVUPS   Z11, K3, 128(R9)
+	ADDQ      BX, R9
+	CMPQ      R10, $0x04
+	JLE       gemm8x48PAVX512_stored
+	VMOVUPS.Z (R9), K1, Z24
+	VADDPS    Z24, Z12, Z12
+	VMOVUPS   Z12, K1, (R9)
+	VMOVUPS.Z 64(R9), K2, Z24
+	VADDPS    Z24, Z13, Z13
+	VMOVUPS   Z13, K2, 64(R9)
+	VMOVUPS.Z 128(R9), K3, Z24
+	VADDPS    Z24, Z14, Z14
+	VMOVUPS   Z14, K3, 128(R9)
+	ADDQ      BX, R9
+	CMPQ      R10, $0x05
+	JLE       gemm8x48PAVX512_stored
+	VMOVUPS.Z (R9), K1, Z24
+	VADDPS    Z24, Z15, Z15
+	VMOVUPS   Z15, K1, (R9)
+	VMOVUPS.Z 64(R9), K2, Z24
+	VADDPS    Z24, Z16, Z16
+	VMOVUPS   Z16, K2, 64(R9)
+	VMOVUPS.Z 128(R9), K3, Z24
+	VADDPS    Z24, Z17, Z17
+	VMOVUPS   Z17, K3, 128(R9)
+	ADDQ      BX, R9
+	CMPQ      R10, $0x06
+	JLE       gemm8x48PAVX512_stored
+	VMOVUPS.Z (R9), K1, Z24
+	VADDPS    Z24, Z18, Z18
+	VMOVUPS   Z18, K1, (R9)
+	VMOVUPS.Z 64(R9), K2, Z24
+	VADDPS    Z24, Z19, Z19
+	VMOVUPS   Z19, K2, 64(R9)
+	VMOVUPS.Z 128(R9), K3, Z24
+	VADDPS    Z24, Z20, Z20
+	VMOVUPS   Z20, K3, 128(R9)
+	ADDQ      BX, R9
+	CMPQ      R10, $0x07
+	JLE       gemm8x48PAVX512_stored
+	VMOVUPS.Z (R9), K1, Z24
+	VADDPS    Z24, Z21, Z21
+	VMOVUPS   Z21, K1, (R9)
+	VMOVUPS.Z 64(R9), K2, Z24
+	VADDPS    Z24, Z22, Z22
+	VMOVUPS   Z22, K2, 64(R9)
+	VMOVUPS.Z 128(R9), K3, Z24
+	VADDPS    Z24, Z23, Z23
+	VMOVUPS   Z23, K3, 128(R9)
+	ADDQ      BX, R9
+
+gemm8x48PAVX512_stored:
+	MOVQ R8, R8
 	SUBQ $0x08, R10
-	JG   gemm8x48AVX512_rows
+	JG   gemm8x48PAVX512_rows
 	ADDQ $0x000000c0, CX
 	ADDQ $0x000000c0, DX
 	SUBQ $0x30, SI
-	JG   gemm8x48AVX512_cols
+	JG   gemm8x48PAVX512_cols
 	VZEROUPPER
 	RET
 
-// func gemm24x16AVX512(a *float32, b *float32, c *float32, ld int, k int, rows int, n int)
-// Requires: AVX, AVX512F, BMI2, CMOV
-TEXT ·gemm24x16AVX512(SB), NOSPLIT, $0-56
+// func gemm24x16PAVX512(a *float32, b *float32, c *float32, ld int, k int, rows int, n int, acc int)
+// Requires: AVX, AVX512F, BMI2, CMOV, MMX+
+TEXT ·gemm24x16PAVX512(SB), NOSPLIT, $0-64
 	MOVQ a+0(FP), AX
 	MOVQ b+8(FP), CX
 	MOVQ c+16(FP), DX
@@ -1105,19 +1334,589 @@ TEXT ·gemm24x16AVX512(SB), NOSPLIT, $0-56
 	MOVQ k+32(FP), DI
 	SHLQ $0x05, DI
 
-gemm24x16AVX512_cols:
+gemm24x16PAVX512_cols:
 	MOVQ    SI, R8
 	MOVQ    $0x00000010, R9
 	CMPQ    R8, R9
 	CMOVQGT R9, R8
 	MOVQ    $-1, R9
-	BZHIQ   R8, R9, R8
+	BZHIQ   R8, R9, R9
+	KMOVW   R9, K1
+	MOVQ    AX, R9
+	MOVQ    DX, R10
+	MOVQ    rows+40(FP), R11
+
+gemm24x16PAVX512_rows:
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	VPXORD Z2, Z2, Z2
+	VPXORD Z3, Z3, Z3
+	VPXORD Z4, Z4, Z4
+	VPXORD Z5, Z5, Z5
+	VPXORD Z6, Z6, Z6
+	VPXORD Z7, Z7, Z7
+	VPXORD Z8, Z8, Z8
+	VPXORD Z9, Z9, Z9
+	VPXORD Z10, Z10, Z10
+	VPXORD Z11, Z11, Z11
+	VPXORD Z12, Z12, Z12
+	VPXORD Z13, Z13, Z13
+	VPXORD Z14, Z14, Z14
+	VPXORD Z15, Z15, Z15
+	VPXORD Z16, Z16, Z16
+	VPXORD Z17, Z17, Z17
+	VPXORD Z18, Z18, Z18
+	VPXORD Z19, Z19, Z19
+	VPXORD Z20, Z20, Z20
+	VPXORD Z21, Z21, Z21
+	VPXORD Z22, Z22, Z22
+	VPXORD Z23, Z23, Z23
+	MOVQ   CX, R12
+	MOVQ   R9, R13
+	MOVQ   k+32(FP), R14
+	LEAQ   (R13)(DI*2), R15
+	ADDQ   DI, R15
+
+gemm24x16PAVX512_k:
+	VMOVUPS.Z        (R12), K1, Z24
+	PREFETCHT0       (R15)
+	PREFETCHT0       (R15)(DI*1)
+	PREFETCHT0       (R15)(DI*2)
+	VFMADD231PS.BCST (R13), Z24, Z0
+	VFMADD231PS.BCST 4(R13), Z24, Z1
+	VFMADD231PS.BCST 8(R13), Z24, Z2
+	VFMADD231PS.BCST 12(R13), Z24, Z3
+	VFMADD231PS.BCST 16(R13), Z24, Z4
+	VFMADD231PS.BCST 20(R13), Z24, Z5
+	VFMADD231PS.BCST 24(R13), Z24, Z6
+	VFMADD231PS.BCST 28(R13), Z24, Z7
+	VFMADD231PS.BCST (R13)(DI*1), Z24, Z8
+	VFMADD231PS.BCST 4(R13)(DI*1), Z24, Z9
+	VFMADD231PS.BCST 8(R13)(DI*1), Z24, Z10
+	VFMADD231PS.BCST 12(R13)(DI*1), Z24, Z11
+	VFMADD231PS.BCST 16(R13)(DI*1), Z24, Z12
+	VFMADD231PS.BCST 20(R13)(DI*1), Z24, Z13
+	VFMADD231PS.BCST 24(R13)(DI*1), Z24, Z14
+	VFMADD231PS.BCST 28(R13)(DI*1), Z24, Z15
+	VFMADD231PS.BCST (R13)(DI*2), Z24, Z16
+	VFMADD231PS.BCST 4(R13)(DI*2), Z24, Z17
+	VFMADD231PS.BCST 8(R13)(DI*2), Z24, Z18
+	VFMADD231PS.BCST 12(R13)(DI*2), Z24, Z19
+	VFMADD231PS.BCST 16(R13)(DI*2), Z24, Z20
+	VFMADD231PS.BCST 20(R13)(DI*2), Z24, Z21
+	VFMADD231PS.BCST 24(R13)(DI*2), Z24, Z22
+	VFMADD231PS.BCST 28(R13)(DI*2), Z24, Z23
+	ADDQ             BX, R12
+	ADDQ             $0x20, R13
+	ADDQ             $0x20, R15
+	DECQ             R14
+	JNZ              gemm24x16PAVX512_k
+	MOVQ             acc+56(FP), R12
+	CMPQ             R8, $0x10
+	JEQ              gemm24x16PAVX512_full
+	ADDQ             $0x02, R12
+
+gemm24x16PAVX512_full:
+	CMPQ    R12, $0x00
+	JNE     gemm24x16PAVX512_store1
+	VMOVUPS Z0, (R10)
+	ADDQ    BX, R10
+	CMPQ    R11, $0x01
+	JLE     gemm24x16PAVX512_stored
+	VMOVUPS Z1, (R10)
+	ADDQ    BX, R10
+	CMPQ    R11, $0x02
+	JLE     gemm24x16PAVX512_stored
+	VMOVUPS Z2, (R10)
+	ADDQ    BX, R10
+	CMPQ    R11, $0x03
+	JLE     gemm24x16PAVX512_stored
+	VMOVUPS Z3, (R10)
+	ADDQ    BX, R10
+	CMPQ    R11, $0x04
+	JLE     gemm24x16PAVX512_stored
+	VMOVUPS Z4, (R10)
+	ADDQ    BX, R10
+	CMPQ    R11, $0x05
+	JLE     gemm24x16PAVX512_stored
+	VMOVUPS Z5, (R10)
+	ADDQ    BX, R10
+	CMPQ    R11, $0x06
+	JLE     gemm24x16PAVX512_stored
+	VMOVUPS Z6, (R10)
+	ADDQ    BX, R10
+	CMPQ    R11, $0x07
+	JLE     gemm24x16PAVX512_stored
+	VMOVUPS Z7, (R10)
+	ADDQ    BX, R10
+	CMPQ    R11, $0x08
+	JLE     gemm24x16PAVX512_stored
+	VMOVUPS Z8, (R10)
+	ADDQ    BX, R10
+	CMPQ    R11, $0x09
+	JLE     gemm24x16PAVX512_stored
+	VMOVUPS Z9, (R10)
+	ADDQ    BX, R10
+	CMPQ    R11, $0x0a
+	JLE     gemm24x16PAVX512_stored
+	VMOVUPS Z10, (R10)
+	ADDQ    BX, R10
+	CMPQ    R11, $0x0b
+	JLE     gemm24x16PAVX512_stored
+	VMOVUPS Z11, (R10)
+	ADDQ    BX, R10
+	CMPQ    R11, $0x0c
+	JLE     gemm24x16PAVX512_stored
+	VMOVUPS Z12, (R10)
+	ADDQ    BX, R10
+	CMPQ    R11, $0x0d
+	JLE     gemm24x16PAVX512_stored
+	VMOVUPS Z13, (R10)
+	ADDQ    BX, R10
+	CMPQ    R11, $0x0e
+	JLE     gemm24x16PAVX512_stored
+	VMOVUPS Z14, (R10)
+	ADDQ    BX, R10
+	CMPQ    R11, $0x0f
+	JLE     gemm24x16PAVX512_stored
+	VMOVUPS Z15, (R10)
+	ADDQ    BX, R10
+	CMPQ    R11, $0x10
+	JLE     gemm24x16PAVX512_stored
+	VMOVUPS Z16, (R10)
+	ADDQ    BX, R10
+	CMPQ    R11, $0x11
+	JLE     gemm24x16PAVX512_stored
+	VMOVUPS Z17, (R10)
+	ADDQ    BX, R10
+	CMPQ    R11, $0x12
+	JLE     gemm24x16PAVX512_stored
+	VMOVUPS Z18, (R10)
+	ADDQ    BX, R10
+	CMPQ    R11, $0x13
+	JLE     gemm24x16PAVX512_stored
+	VMOVUPS Z19, (R10)
+	ADDQ    BX, R10
+	CMPQ    R11, $0x14
+	JLE     gemm24x16PAVX512_stored
+	VMOVUPS Z20, (R10)
+	ADDQ    BX, R10
+	CMPQ    R11, $0x15
+	JLE     gemm24x16PAVX512_stored
+	VMOVUPS Z21, (R10)
+	ADDQ    BX, R10
+	CMPQ    R11, $0x16
+	JLE     gemm24x16PAVX512_stored
+	VMOVUPS Z22, (R10)
+	ADDQ    BX, R10
+	CMPQ    R11, $0x17
+	JLE     gemm24x16PAVX512_stored
+	VMOVUPS Z23, (R10)
+	ADDQ    BX, R10
+	JMP     gemm24x16PAVX512_stored
+
+gemm24x16PAVX512_store1:
+	CMPQ    R12, $0x01
+	JNE     gemm24x16PAVX512_store2
+	VADDPS  (R10), Z0, Z0
+	VMOVUPS Z0, (R10)
+	ADDQ    BX, R10
+	CMPQ    R11, $0x01
+	JLE     gemm24x16PAVX512_stored
+	VADDPS  (R10), Z1, Z1
+	VMOVUPS Z1, (R10)
+	ADDQ    BX, R10
+	CMPQ    R11, $0x02
+	JLE     gemm24x16PAVX512_stored
+	VADDPS  (R10), Z2, Z2
+	VMOVUPS Z2, (R10)
+	ADDQ    BX, R10
+	CMPQ    R11, $0x03
+	JLE     gemm24x16PAVX512_stored
+	VADDPS  (R10), Z3, Z3
+	VMOVUPS Z3, (R10)
+	ADDQ    BX, R10
+	CMPQ    R11, $0x04
+	JLE     gemm24x16PAVX512_stored
+	VADDPS  (R10), Z4, Z4
+	VMOVUPS Z4, (R10)
+	ADDQ    BX, R10
+	CMPQ    R11, $0x05
+	JLE     gemm24x16PAVX512_stored
+	VADDPS  (R10), Z5, Z5
+	VMOVUPS Z5, (R10)
+	ADDQ    BX, R10
+	CMPQ    R11, $0x06
+	JLE     gemm24x16PAVX512_stored
+	VADDPS  (R10), Z6, Z6
+	VMOVUPS Z6, (R10)
+	ADDQ    BX, R10
+	CMPQ    R11, $0x07
+	JLE     gemm24x16PAVX512_stored
+	VADDPS  (R10), Z7, Z7
+	VMOVUPS Z7, (R10)
+	ADDQ    BX, R10
+	CMPQ    R11, $0x08
+	JLE     gemm24x16PAVX512_stored
+	VADDPS  (R10), Z8, Z8
+	VMOVUPS Z8, (R10)
+	ADDQ    BX, R10
+	CMPQ    R11, $0x09
+	JLE     gemm24x16PAVX512_stored
+	VADDPS  (R10), Z9, Z9
+	VMOVUPS Z9, (R10)
+	ADDQ    BX, R10
+	CMPQ    R11, $0x0a
+	JLE     gemm24x16PAVX512_stored
+	VADDPS  (R10), Z10, Z10
+	VMOVUPS Z10, (R10)
+	ADDQ    BX, R10
+	CMPQ    R11, $0x0b
+	JLE     gemm24x16PAVX512_stored
+	VADDPS  (R10), Z11, Z11
+	VMOVUPS Z11, (R10)
+	ADDQ    BX, R10
+	CMPQ    R11, $0x0c
+	JLE     gemm24x16PAVX512_stored
+	VADDPS  (R10), Z12, Z12
+	VMOVUPS Z12, (R10)
+	ADDQ    BX, R10
+	CMPQ    R11, $0x0d
+	JLE     gemm24x16PAVX512_stored
+	VADDPS  (R10), Z13, Z13
+	VMOVUPS Z13, (R10)
+	ADDQ    BX, R10
+	CMPQ    R11, $0x0e
+	JLE     gemm24x16PAVX512_stored
+	VADDPS  (R10), Z14, Z14
+	VMOVUPS Z14, (R10)
+	ADDQ    BX, R10
+	CMPQ    R11, $0x0f
+	JLE     gemm24x16PAVX512_stored
+	VADDPS  (R10), Z15, Z15
+	VMOVUPS Z15, (R10)
+	ADDQ    BX, R10
+	CMPQ    R11, $0x10
+	JLE     gemm24x16PAVX512_stored
+	VADDPS  (R10), Z16, Z16
+	VMOVUPS Z16, (R10)
+	ADDQ    BX, R10
+	CMPQ    R11, $0x11
+	JLE     gemm24x16PAVX512_stored
+	VADDPS  (R10), Z17, Z17
+	VMOVUPS Z17, (R10)
+	ADDQ    BX, R10
+	CMPQ    R11, $0x12
+	JLE     gemm24x16PAVX512_stored
+	VADDPS  (R10), Z18, Z18
+	VMOVUPS Z18, (R10)
+	ADDQ    BX, R10
+	CMPQ    R11, $0x13
+	JLE     gemm24x16PAVX512_stored
+	VADDPS  (R10), Z19, Z19
+	VMOVUPS Z19, (R10)
+	ADDQ    BX, R10
+	CMPQ    R11, $0x14
+	JLE     gemm24x16PAVX512_stored
+	VADDPS  (R10), Z20, Z20
+	VMOVUPS Z20, (R10)
+	ADDQ    BX, R10
+	CMPQ    R11, $0x15
+	JLE     gemm24x16PAVX512_stored
+	VADDPS  (R10), Z21, Z21
+	VMOVUPS Z21, (R10)
+	ADDQ    BX, R10
+	CMPQ    R11, $0x16
+	JLE     gemm24x16PAVX512_stored
+	VADDPS  (R10), Z22, Z22
+	VMOVUPS Z22, (R10)
+	ADDQ    BX, R10
+	CMPQ    R11, $0x17
+	JLE     gemm24x16PAVX512_stored
+	VADDPS  (R10), Z23, Z23
+	VMOVUPS Z23, (R10)
+	ADDQ    BX, R10
+	JMP     gemm24x16PAVX512_stored
+
+gemm24x16PAVX512_store2:
+	CMPQ    R12, $0x02
+	JNE     gemm24x16PAVX512_store3
+	VMOVUPS Z0, K1, (R10)
+	ADDQ    BX, R10
+	CMPQ    R11, $0x01
+	JLE     gemm24x16PAVX512_stored
+	VMOVUPS Z1, K1, (R10)
+	ADDQ    BX, R10
+	CMPQ    R11, $0x02
+	JLE     gemm24x16PAVX512_stored
+	VMOVUPS Z2, K1, (R10)
+	ADDQ    BX, R10
+	CMPQ    R11, $0x03
+	JLE     gemm24x16PAVX512_stored
+	VMOVUPS Z3, K1, (R10)
+	ADDQ    BX, R10
+	CMPQ    R11, $0x04
+	JLE     gemm24x16PAVX512_stored
+	VMOVUPS Z4, K1, (R10)
+	ADDQ    BX, R10
+	CMPQ    R11, $0x05
+	JLE     gemm24x16PAVX512_stored
+	VMOVUPS Z5, K1, (R10)
+	ADDQ    BX, R10
+	CMPQ    R11, $0x06
+	JLE     gemm24x16PAVX512_stored
+	VMOVUPS Z6, K1, (R10)
+	ADDQ    BX, R10
+	CMPQ    R11, $0x07
+	JLE     gemm24x16PAVX512_stored
+	VMOVUPS Z7, K1, (R10)
+	ADDQ    BX, R10
+	CMPQ    R11, $0x08
+	JLE     gemm24x16PAVX512_stored
+	VMOVUPS Z8, K1, (R10)
+	ADDQ    BX, R10
+	CMPQ    R11, $0x09
+	JLE     gemm24x16PAVX512_stored
+	VMOVUPS Z9, K1, (R10)
+	ADDQ    BX, R10
+	CMPQ    R11, $0x0a
+	JLE     gemm24x16PAVX512_stored
+	VMOVUPS Z10, K1, (R10)
+	ADDQ    BX, R10
+	CMPQ    R11, $0x0b
+	JLE     gemm24x16PAVX512_stored
+	VMOVUPS Z11, K1, (R10)
+	ADDQ    BX, R10
+	CMPQ    R11, $0x0c
+	JLE     gemm24x16PAVX512_stored
+	VMOVUPS Z12, K1, (R10)
+	ADDQ    BX, R10
+	CMPQ    R11, $0x0d
+	JLE     gemm24x16PAVX512_stored
+	VMOVUPS Z13, K1, (R10)
+	ADDQ    BX, R10
+	CMPQ    R11, $0x0e
+	JLE     gemm24x16PAVX512_stored
+	VMOVUPS Z14, K1, (R10)
+	ADDQ    BX, R10
+	CMPQ    R11, $0x0f
+	JLE     gemm24x16PAVX512_stored
+	VMOVUPS Z15, K1, (R10)
+	ADDQ    BX, R10
+	CMPQ    R11, $0x10
+	JLE     gemm24x16PAVX512_stored
+	VMOVUPS Z16, K1, (R10)
+	ADDQ    BX, R10
+	CMPQ    R11, $0x11
+	JLE     gemm24x16PAVX512_stored
+	VMOVUPS Z17, K1, (R10)
+	ADDQ    BX, R10
+	CMPQ    R11, $0x12
+	JLE     gemm24x16PAVX512_stored
+	VMOVUPS Z18, K1, (R10)
+	ADDQ    BX, R10
+	CMPQ    R11, $0x13
+	JLE     gemm24x16PAVX512_stored
+	VMOVUPS Z19, K1, (R10)
+	ADDQ    BX, R10
+	CMPQ    R11, $0x14
+	JLE     gemm24x16PAVX512_stored
+	VMOVUPS Z20, K1, (R10)
+	ADDQ    BX, R10
+	CMPQ    R11, $0x15
+	JLE     gemm24x16PAVX512_stored
+	VMOVUPS Z21, K1, (R10)
+	ADDQ    BX, R10
+	CMPQ    R11, $0x16
+	JLE     gemm24x16PAVX512_stored
+	VMOVUPS Z22, K1, (R10)
+	ADDQ    BX, R10
+	CMPQ    R11, $0x17
+	JLE     gemm24x16PAVX512_stored
+	VMOVUPS Z23, K1, (R10)
+	ADDQ    BX, R10
+	JMP     gemm24x16PAVX512_stored
+
+gemm24x16PAVX512_store3:
+	VMOVUPS.Z (R10), K1, Z24
+	VADDPS    Z24, Z0, Z0
+	VMOVUPS   Z0, K1, (R10)
+	ADDQ      BX, R10
+	CMPQ      R11, $0x01
+	JLE       gemm24x16PAVX512_stored
+	VMOVUPS.Z (R10), K1, Z24
+	VADDPS    Z24, Z1, Z1
+	VMOVUPS   Z1, K1, (R10)
+	ADDQ      BX, R10
+	CMPQ      R11, $0x02
+	JLE       gemm24x16PAVX512_stored
+	VMOVUPS.Z (R10), K1, Z24
+	VADDPS    Z24, Z2, Z2
+	VMOVUPS   Z2, K1, (R10)
+	ADDQ      BX, R10
+	CMPQ      R11, $0x03
+	JLE       gemm24x16PAVX512_stored
+	VMOVUPS.Z (R10), K1, Z24
+	VADDPS    Z24, Z3, Z3
+	VMOVUPS   Z3, K1, (R10)
+	ADDQ      BX, R10
+	CMPQ      R11, $0x04
+	JLE       gemm24x16PAVX512_stored
+	VMOVUPS.Z (R10), K1, Z24
+	VADDPS    Z24, Z4, Z4
+	VMOVUPS   Z4, K1, (R10)
+	ADDQ      BX, R10
+	CMPQ      R11, $0x05
+	JLE       gemm24x16PAVX512_stored
+	VMOVUPS.Z (R10), K1, Z24
+	VADDPS    Z24, Z5, Z5
+	VMOVUPS   Z5, K1, (R10)
+	ADDQ      BX, R10
+	CMPQ      R11, $0x06
+	JLE       gemm24x16PAVX512_stored
+	VMOVUPS.Z (R10), K1, Z24
+	VADDPS    Z24, Z6, Z6
+	VMOVUPS   Z6, K1, (R10)
+	ADDQ      BX, R10
+	CMPQ      R11, $0x07
+	JLE       gemm24x16PAVX512_stored
+	VMOVUPS.Z (R10), K1, Z24
+	VADDPS    Z24, Z7, Z7
+	VMOVUPS   Z7, K1, (R10)
+	ADDQ      BX, R10
+	CMPQ      R11, $0x08
+	JLE       gemm24x16PAVX512_stored
+	VMOVUPS.Z (R10), K1, Z24
+	VADDPS    Z24, Z8, Z8
+	VMOVUPS   Z8, K1, (R10)
+	ADDQ      BX, R10
+	CMPQ      R11, $0x09
+	JLE       gemm24x16PAVX512_stored
+	VMOVUPS.Z (R10), K1, Z24
+	VADDPS    Z24, Z9, Z9
+	VMOVUPS   Z9, K1, (R10)
+	ADDQ      BX, R10
+	CMPQ      R11, $0x0a
+	JLE       gemm24x16PAVX512_stored
+	VMOVUPS.Z (R10), K1, Z24
+	VADDPS    Z24, Z10, Z10
+	VMOVUPS   Z10, K1, (R10)
+	ADDQ      BX, R10
+	CMPQ      R11, $0x0b
+	JLE       gemm24x16PAVX512_stored
+	VMOVUPS.Z (R10), K1, Z24
+	VADDPS    Z24, Z11, Z11
+	VMOVUPS   Z11, K1, (R10)
+	ADDQ      BX, R10
+	CMPQ      R11, $0x0c
+	JLE       gemm24x16PAVX512_stored
+	VMOVUPS.Z (R10), K1, Z24
+	VADDPS    Z24, Z12, Z12
+	VMOVUPS   Z12, K1, (R10)
+	ADDQ      BX, R10
+	CMPQ      R11, $0x0d
+	JLE       gemm24x16PAVX512_stored
+	VMOVUPS.Z (R10), K1, Z24
+	VADDPS    Z24, Z13, Z13
+	VMOVUPS   Z13, K1, (R10)
+	ADDQ      BX, R10
+	CMPQ      R11, $0x0e
+	JLE       gemm24x16PAVX512_stored
+	VMOVUPS.Z (R10), K1, Z24
+	VADDPS    Z24, Z14, Z14
+	VMOVUPS   Z14, K1, (R10)
+	ADDQ      BX, R10
+	CMPQ      R11, $0x0f
+	JLE       gemm24x16PAVX512_stored
+	VMOVUPS.Z (R10), K1, Z24
+	VADDPS    Z24, Z15, Z15
+	VMOVUPS   Z15, K1, (R10)
+	ADDQ      BX, R10
+	CMPQ      R11, $0x10
+	JLE       gemm24x16PAVX512_stored
+	VMOVUPS.Z (R10), K1, Z24
+	VADDPS    Z24, Z16, Z16
+	VMOVUPS   Z16, K1, (R10)
+	ADDQ      BX, R10
+	CMPQ      R11, $0x11
+	JLE       gemm24x16PAVX512_stored
+	VMOVUPS.Z (R10), K1, Z24
+	VADDPS    Z24, Z17, Z17
+	VMOVUPS   Z17, K1, (R10)
+	ADDQ      BX, R10
+	CMPQ      R11, $0x12
+	JLE       gemm24x16PAVX512_stored
+	VMOVUPS.Z (R10), K1, Z24
+	VADDPS    Z24, Z18, Z18
+	VMOVUPS   Z18, K1, (R10)
+	ADDQ      BX, R10
+	CMPQ      R11, $0x13
+	JLE       gemm24x16PAVX512_stored
+	VMOVUPS.Z (R10), K1, Z24
+	VADDPS    Z24, Z19, Z19
+	VMOVUPS   Z19, K1, (R10)
+	ADDQ      BX, R10
+	CMPQ      R11, $0x14
+	JLE       gemm24x16PAVX512_stored
+	VMOVUPS.Z (R10), K1, Z24
+	VADDPS    Z24, Z20, Z20
+	VMOVUPS   Z20, K1, (R10)
+	ADDQ      BX, R10
+	CMPQ      R11, $0x15
+	JLE       gemm24x16PAVX512_stored
+	VMOVUPS.Z (R10), K1, Z24
+	VADDPS    Z24, Z21, Z21
+	VMOVUPS   Z21, K1, (R10)
+	ADDQ      BX, R10
+	CMPQ      R11, $0x16
+	JLE       gemm24x16PAVX512_stored
+	VMOVUPS.Z (R10), K1, Z24
+	VADDPS    Z24, Z22, Z22
+	VMOVUPS   Z22, K1, (R10)
+	ADDQ      BX, R10
+	CMPQ      R11, $0x17
+	JLE       gemm24x16PAVX512_stored
+	VMOVUPS.Z (R10), K1, Z24
+	VADDPS    Z24, Z23, Z23
+	VMOVUPS   Z23, K1, (R10)
+	ADDQ      BX, R10
+
+gemm24x16PAVX512_stored:
+	ADDQ DI, R9
+	ADDQ DI, R9
+	ADDQ DI, R9
+	SUBQ $0x18, R11
+	JG   gemm24x16PAVX512_rows
+	ADDQ $0x00000040, CX
+	ADDQ $0x00000040, DX
+	SUBQ $0x10, SI
+	JG   gemm24x16PAVX512_cols
+	VZEROUPPER
+	RET
+
+// func gemm24x16GAVX512(a *float32, b *float32, c *float32, ld int, k int, rows int, n int, acc int)
+// Requires: AVX, AVX512F, BMI2, CMOV, MMX+
+TEXT ·gemm24x16GAVX512(SB), NOSPLIT, $0-64
+	MOVQ a+0(FP), AX
+	MOVQ b+8(FP), CX
+	MOVQ c+16(FP), DX
+	MOVQ ld+24(FP), BX
+	SHLQ $0x02, BX
+	MOVQ n+48(FP), SI
+
+gemm24x16GAVX512_cols:
+	MOVQ    SI, DI
+	MOVQ    $0x00000010, R8
+	CMPQ    DI, R8
+	CMOVQGT R8, DI
+	MOVQ    $-1, R8
+	BZHIQ   DI, R8, R8
 	KMOVW   R8, K1
 	MOVQ    AX, R8
 	MOVQ    DX, R9
 	MOVQ    rows+40(FP), R10
 
-gemm24x16AVX512_rows:
+gemm24x16GAVX512_rows:
 	VPXORD Z0, Z0, Z0
 	VPXORD Z1, Z1, Z1
 	VPXORD Z2, Z2, Z2
@@ -1143,143 +1942,517 @@ gemm24x16AVX512_rows:
 	VPXORD Z22, Z22, Z22
 	VPXORD Z23, Z23, Z23
 	MOVQ   CX, R11
-	MOVQ   R8, R12
-	MOVQ   k+32(FP), R13
+	MOVQ   k+32(FP), R12
 
-gemm24x16AVX512_k:
+gemm24x16GAVX512_k:
 	VMOVUPS.Z        (R11), K1, Z24
-	VFMADD231PS.BCST (R12), Z24, Z0
-	VFMADD231PS.BCST 4(R12), Z24, Z1
-	VFMADD231PS.BCST 8(R12), Z24, Z2
-	VFMADD231PS.BCST 12(R12), Z24, Z3
-	VFMADD231PS.BCST 16(R12), Z24, Z4
-	VFMADD231PS.BCST 20(R12), Z24, Z5
-	VFMADD231PS.BCST 24(R12), Z24, Z6
-	VFMADD231PS.BCST 28(R12), Z24, Z7
-	VFMADD231PS.BCST (R12)(DI*1), Z24, Z8
-	VFMADD231PS.BCST 4(R12)(DI*1), Z24, Z9
-	VFMADD231PS.BCST 8(R12)(DI*1), Z24, Z10
-	VFMADD231PS.BCST 12(R12)(DI*1), Z24, Z11
-	VFMADD231PS.BCST 16(R12)(DI*1), Z24, Z12
-	VFMADD231PS.BCST 20(R12)(DI*1), Z24, Z13
-	VFMADD231PS.BCST 24(R12)(DI*1), Z24, Z14
-	VFMADD231PS.BCST 28(R12)(DI*1), Z24, Z15
-	VFMADD231PS.BCST (R12)(DI*2), Z24, Z16
-	VFMADD231PS.BCST 4(R12)(DI*2), Z24, Z17
-	VFMADD231PS.BCST 8(R12)(DI*2), Z24, Z18
-	VFMADD231PS.BCST 12(R12)(DI*2), Z24, Z19
-	VFMADD231PS.BCST 16(R12)(DI*2), Z24, Z20
-	VFMADD231PS.BCST 20(R12)(DI*2), Z24, Z21
-	VFMADD231PS.BCST 24(R12)(DI*2), Z24, Z22
-	VFMADD231PS.BCST 28(R12)(DI*2), Z24, Z23
+	PREFETCHT0       4096(R8)
+	PREFETCHT0       4160(R8)
+	VFMADD231PS.BCST (R8), Z24, Z0
+	VFMADD231PS.BCST 4(R8), Z24, Z1
+	VFMADD231PS.BCST 8(R8), Z24, Z2
+	VFMADD231PS.BCST 12(R8), Z24, Z3
+	VFMADD231PS.BCST 16(R8), Z24, Z4
+	VFMADD231PS.BCST 20(R8), Z24, Z5
+	VFMADD231PS.BCST 24(R8), Z24, Z6
+	VFMADD231PS.BCST 28(R8), Z24, Z7
+	VFMADD231PS.BCST 32(R8), Z24, Z8
+	VFMADD231PS.BCST 36(R8), Z24, Z9
+	VFMADD231PS.BCST 40(R8), Z24, Z10
+	VFMADD231PS.BCST 44(R8), Z24, Z11
+	VFMADD231PS.BCST 48(R8), Z24, Z12
+	VFMADD231PS.BCST 52(R8), Z24, Z13
+	VFMADD231PS.BCST 56(R8), Z24, Z14
+	VFMADD231PS.BCST 60(R8), Z24, Z15
+	VFMADD231PS.BCST 64(R8), Z24, Z16
+	VFMADD231PS.BCST 68(R8), Z24, Z17
+	VFMADD231PS.BCST 72(R8), Z24, Z18
+	VFMADD231PS.BCST 76(R8), Z24, Z19
+	VFMADD231PS.BCST 80(R8), Z24, Z20
+	VFMADD231PS.BCST 84(R8), Z24, Z21
+	VFMADD231PS.BCST 88(R8), Z24, Z22
+	VFMADD231PS.BCST 92(R8), Z24, Z23
 	ADDQ             BX, R11
-	ADDQ             $0x20, R12
-	DECQ             R13
-	JNZ              gemm24x16AVX512_k
-	VMOVUPS          Z0, K1, (R9)
-	ADDQ             BX, R9
-	CMPQ             R10, $0x01
-	JLE              gemm24x16AVX512_stored
-	VMOVUPS          Z1, K1, (R9)
-	ADDQ             BX, R9
-	CMPQ             R10, $0x02
-	JLE              gemm24x16AVX512_stored
-	VMOVUPS          Z2, K1, (R9)
-	ADDQ             BX, R9
-	CMPQ             R10, $0x03
-	JLE              gemm24x16AVX512_stored
-	VMOVUPS          Z3, K1, (R9)
-	ADDQ             BX, R9
-	CMPQ             R10, $0x04
-	JLE              gemm24x16AVX512_stored
-	VMOVUPS          Z4, K1, (R9)
-	ADDQ             BX, R9
-	CMPQ             R10, $0x05
-	JLE              gemm24x16AVX512_stored
-	VMOVUPS          Z5, K1, (R9)
-	ADDQ             BX, R9
-	CMPQ             R10, $0x06
-	JLE              gemm24x16AVX512_stored
-	VMOVUPS          Z6, K1, (R9)
-	ADDQ             BX, R9
-	CMPQ             R10, $0x07
-	JLE              gemm24x16AVX512_stored
-	VMOVUPS          Z7, K1, (R9)
-	ADDQ             BX, R9
-	CMPQ             R10, $0x08
-	JLE              gemm24x16AVX512_stored
-	VMOVUPS          Z8, K1, (R9)
-	ADDQ             BX, R9
-	CMPQ             R10, $0x09
-	JLE              gemm24x16AVX512_stored
-	VMOVUPS          Z9, K1, (R9)
-	ADDQ             BX, R9
-	CMPQ             R10, $0x0a
-	JLE              gemm24x16AVX512_stored
-	VMOVUPS          Z10, K1, (R9)
-	ADDQ             BX, R9
-	CMPQ             R10, $0x0b
-	JLE              gemm24x16AVX512_stored
-	VMOVUPS          Z11, K1, (R9)
-	ADDQ             BX, R9
-	CMPQ             R10, $0x0c
-	JLE              gemm24x16AVX512_stored
-	VMOVUPS          Z12, K1, (R9)
-	ADDQ             BX, R9
-	CMPQ             R10, $0x0d
-	JLE              gemm24x16AVX512_stored
-	VMOVUPS          Z13, K1, (R9)
-	ADDQ             BX, R9
-	CMPQ             R10, $0x0e
-	JLE              gemm24x16AVX512_stored
-	VMOVUPS          Z14, K1, (R9)
-	ADDQ             BX, R9
-	CMPQ             R10, $0x0f
-	JLE              gemm24x16AVX512_stored
-	VMOVUPS          Z15, K1, (R9)
-	ADDQ             BX, R9
-	CMPQ             R10, $0x10
-	JLE              gemm24x16AVX512_stored
-	VMOVUPS          Z16, K1, (R9)
-	ADDQ             BX, R9
-	CMPQ             R10, $0x11
-	JLE              gemm24x16AVX512_stored
-	VMOVUPS          Z17, K1, (R9)
-	ADDQ             BX, R9
-	CMPQ             R10, $0x12
-	JLE              gemm24x16AVX512_stored
-	VMOVUPS          Z18, K1, (R9)
-	ADDQ             BX, R9
-	CMPQ             R10, $0x13
-	JLE              gemm24x16AVX512_stored
-	VMOVUPS          Z19, K1, (R9)
-	ADDQ             BX, R9
-	CMPQ             R10, $0x14
-	JLE              gemm24x16AVX512_stored
-	VMOVUPS          Z20, K1, (R9)
-	ADDQ             BX, R9
-	CMPQ             R10, $0x15
-	JLE              gemm24x16AVX512_stored
-	VMOVUPS          Z21, K1, (R9)
-	ADDQ             BX, R9
-	CMPQ             R10, $0x16
-	JLE              gemm24x16AVX512_stored
-	VMOVUPS          Z22, K1, (R9)
-	ADDQ             BX, R9
-	CMPQ             R10, $0x17
-	JLE              gemm24x16AVX512_stored
-	VMOVUPS          Z23, K1, (R9)
-	ADDQ             BX, R9
+	ADDQ             $0x60, R8
+	DECQ             R12
+	JNZ              gemm24x16GAVX512_k
+	MOVQ             acc+56(FP), R11
+	CMPQ             DI, $0x10
+	JEQ              gemm24x16GAVX512_full
+	ADDQ             $0x02, R11
 
-gemm24x16AVX512_stored:
-	ADDQ DI, R8
-	ADDQ DI, R8
-	ADDQ DI, R8
+gemm24x16GAVX512_full:
+	CMPQ    R11, $0x00
+	JNE     gemm24x16GAVX512_store1
+	VMOVUPS Z0, (R9)
+	ADDQ    BX, R9
+	CMPQ    R10, $0x01
+	JLE     gemm24x16GAVX512_stored
+	VMOVUPS Z1, (R9)
+	ADDQ    BX, R9
+	CMPQ    R10, $0x02
+	JLE     gemm24x16GAVX512_stored
+	VMOVUPS Z2, (R9)
+	ADDQ    BX, R9
+	CMPQ    R10, $0x03
+	JLE     gemm24x16GAVX512_stored
+	VMOVUPS Z3, (R9)
+	ADDQ    BX, R9
+	CMPQ    R10, $0x04
+	JLE     gemm24x16GAVX512_stored
+	VMOVUPS Z4, (R9)
+	ADDQ    BX, R9
+	CMPQ    R10, $0x05
+	JLE     gemm24x16GAVX512_stored
+	VMOVUPS Z5, (R9)
+	ADDQ    BX, R9
+	CMPQ    R10, $0x06
+	JLE     gemm24x16GAVX512_stored
+	VMOVUPS Z6, (R9)
+	ADDQ    BX, R9
+	CMPQ    R10, $0x07
+	JLE     gemm24x16GAVX512_stored
+	VMOVUPS Z7, (R9)
+	ADDQ    BX, R9
+	CMPQ    R10, $0x08
+	JLE     gemm24x16GAVX512_stored
+	VMOVUPS Z8, (R9)
+	ADDQ    BX, R9
+	CMPQ    R10, $0x09
+	JLE     gemm24x16GAVX512_stored
+	VMOVUPS Z9, (R9)
+	ADDQ    BX, R9
+	CMPQ    R10, $0x0a
+	JLE     gemm24x16GAVX512_stored
+	VMOVUPS Z10, (R9)
+	ADDQ    BX, R9
+	CMPQ    R10, $0x0b
+	JLE     gemm24x16GAVX512_stored
+	VMOVUPS Z11, (R9)
+	ADDQ    BX, R9
+	CMPQ    R10, $0x0c
+	JLE     gemm24x16GAVX512_stored
+	VMOVUPS Z12, (R9)
+	ADDQ    BX, R9
+	CMPQ    R10, $0x0d
+	JLE     gemm24x16GAVX512_stored
+	VMOVUPS Z13, (R9)
+	ADDQ    BX, R9
+	CMPQ    R10, $0x0e
+	JLE     gemm24x16GAVX512_stored
+	VMOVUPS Z14, (R9)
+	ADDQ    BX, R9
+	CMPQ    R10, $0x0f
+	JLE     gemm24x16GAVX512_stored
+	VMOVUPS Z15, (R9)
+	ADDQ    BX, R9
+	CMPQ    R10, $0x10
+	JLE     gemm24x16GAVX512_stored
+	VMOVUPS Z16, (R9)
+	ADDQ    BX, R9
+	CMPQ    R10, $0x11
+	JLE     gemm24x16GAVX512_stored
+	VMOVUPS Z17, (R9)
+	ADDQ    BX, R9
+	CMPQ    R10, $0x12
+	JLE     gemm24x16GAVX512_stored
+	VMOVUPS Z18, (R9)
+	ADDQ    BX, R9
+	CMPQ    R10, $0x13
+	JLE     gemm24x16GAVX512_stored
+	VMOVUPS Z19, (R9)
+	ADDQ    BX, R9
+	CMPQ    R10, $0x14
+	JLE     gemm24x16GAVX512_stored
+	VMOVUPS Z20, (R9)
+	ADDQ    BX, R9
+	CMPQ    R10, $0x15
+	JLE     gemm24x16GAVX512_stored
+	VMOVUPS Z21, (R9)
+	ADDQ    BX, R9
+	CMPQ    R10, $0x16
+	JLE     gemm24x16GAVX512_stored
+	VMOVUPS Z22, (R9)
+	ADDQ    BX, R9
+	CMPQ    R10, $0x17
+	JLE     gemm24x16GAVX512_stored
+	VMOVUPS Z23, (R9)
+	ADDQ    BX, R9
+	JMP     gemm24x16GAVX512_stored
+
+gemm24x16GAVX512_store1:
+	CMPQ    R11, $0x01
+	JNE     gemm24x16GAVX512_store2
+	VADDPS  (R9), Z0, Z0
+	VMOVUPS Z0, (R9)
+	ADDQ    BX, R9
+	CMPQ    R10, $0x01
+	JLE     gemm24x16GAVX512_stored
+	VADDPS  (R9), Z1, Z1
+	VMOVUPS Z1, (R9)
+	ADDQ    BX, R9
+	CMPQ    R10, $0x02
+	JLE     gemm24x16GAVX512_stored
+	VADDPS  (R9), Z2, Z2
+	VMOVUPS Z2, (R9)
+	ADDQ    BX, R9
+	CMPQ    R10, $0x03
+	JLE     gemm24x16GAVX512_stored
+	VADDPS  (R9), Z3, Z3
+	VMOVUPS Z3, (R9)
+	ADDQ    BX, R9
+	CMPQ    R10, $0x04
+	JLE     gemm24x16GAVX512_stored
+	VADDPS  (R9), Z4, Z4
+	VMOVUPS Z4, (R9)
+	ADDQ    BX, R9
+	CMPQ    R10, $0x05
+	JLE     gemm24x16GAVX512_stored
+	VADDPS  (R9), Z5, Z5
+	VMOVUPS Z5, (R9)
+	ADDQ    BX, R9
+	CMPQ    R10, $0x06
+	JLE     gemm24x16GAVX512_stored
+	VADDPS  (R9), Z6, Z6
+	VMOVUPS Z6, (R9)
+	ADDQ    BX, R9
+	CMPQ    R10, $0x07
+	JLE     gemm24x16GAVX512_stored
+	VADDPS  (R9), Z7, Z7
+	VMOVUPS Z7, (R9)
+	ADDQ    BX, R9
+	CMPQ    R10, $0x08
+	JLE     gemm24x16GAVX512_stored
+	VADDPS  (R9), Z8, Z8
+	VMOVUPS Z8, (R9)
+	ADDQ    BX, R9
+	CMPQ    R10, $0x09
+	JLE     gemm24x16GAVX512_stored
+	VADDPS  (R9), Z9, Z9
+	VMOVUPS Z9, (R9)
+	ADDQ    BX, R9
+	CMPQ    R10, $0x0a
+	JLE     gemm24x16GAVX512_stored
+	VADDPS  (R9), Z10, Z10
+	VMOVUPS Z10, (R9)
+	ADDQ    BX, R9
+	CMPQ    R10, $0x0b
+	JLE     gemm24x16GAVX512_stored
+	VADDPS  (R9), Z11, Z11
+	VMOVUPS Z11, (R9)
+	ADDQ    BX, R9
+	CMPQ    R10, $0x0c
+	JLE     gemm24x16GAVX512_stored
+	VADDPS  (R9), Z12, Z12
+	VMOVUPS Z12, (R9)
+	ADDQ    BX, R9
+	CMPQ    R10, $0x0d
+	JLE     gemm24x16GAVX512_stored
+	VADDPS  (R9), Z13, Z13
+	VMOVUPS Z13, (R9)
+	ADDQ    BX, R9
+	CMPQ    R10, $0x0e
+	JLE     gemm24x16GAVX512_stored
+	VADDPS  (R9), Z14, Z14
+	VMOVUPS Z14, (R9)
+	ADDQ    BX, R9
+	CMPQ    R10, $0x0f
+	JLE     gemm24x16GAVX512_stored
+	VADDPS  (R9), Z15, Z15
+	VMOVUPS Z15, (R9)
+	ADDQ    BX, R9
+	CMPQ    R10, $0x10
+	JLE     gemm24x16GAVX512_stored
+	VADDPS  (R9), Z16, Z16
+	VMOVUPS Z16, (R9)
+	ADDQ    BX, R9
+	CMPQ    R10, $0x11
+	JLE     gemm24x16GAVX512_stored
+	VADDPS  (R9), Z17, Z17
+	VMOVUPS Z17, (R9)
+	ADDQ    BX, R9
+	CMPQ    R10, $0x12
+	JLE     gemm24x16GAVX512_stored
+	VADDPS  (R9), Z18, Z18
+	VMOVUPS Z18, (R9)
+	ADDQ    BX, R9
+	CMPQ    R10, $0x13
+	JLE     gemm24x16GAVX512_stored
+	VADDPS  (R9), Z19, Z19
+	VMOVUPS Z19, (R9)
+	ADDQ    BX, R9
+	CMPQ    R10, $0x14
+	JLE     gemm24x16GAVX512_stored
+	VADDPS  (R9), Z20, Z20
+	VMOVUPS Z20, (R9)
+	ADDQ    BX, R9
+	CMPQ    R10, $0x15
+	JLE     gemm24x16GAVX512_stored
+	VADDPS  (R9), Z21, Z21
+	VMOVUPS Z21, (R9)
+	ADDQ    BX, R9
+	CMPQ    R10, $0x16
+	JLE     gemm24x16GAVX512_stored
+	VADDPS  (R9), Z22, Z22
+	VMOVUPS Z22, (R9)
+	ADDQ    BX, R9
+	CMPQ    R10, $0x17
+	JLE     gemm24x16GAVX512_stored
+	VADDPS  (R9), Z23, Z23
+	VMOVUPS Z23, (R9)
+	ADDQ    BX, R9
+	JMP     gemm24x16GAVX512_stored
+
+gemm24x16GAVX512_store2:
+	CMPQ    R11, $0x02
+	JNE     gemm24x16GAVX512_store3
+	VMOVUPS Z0, K1, (R9)
+	ADDQ    BX, R9
+	CMPQ    R10, $0x01
+	JLE     gemm24x16GAVX512_stored
+	VMOVUPS Z1, K1, (R9)
+	ADDQ    BX, R9
+	CMPQ    R10, $0x02
+	JLE     gemm24x16GAVX512_stored
+	VMOVUPS Z2, K1, (R9)
+	ADDQ    BX, R9
+	CMPQ    R10, $0x03
+	JLE     gemm24x16GAVX512_stored
+	VMOVUPS Z3, K1, (R9)
+	ADDQ    BX, R9
+	CMPQ    R10, $0x04
+	JLE     gemm24x16GAVX512_stored
+	VMOVUPS Z4, K1, (R9)
+	ADDQ    BX, R9
+	CMPQ    R10, $0x05
+	JLE     gemm24x16GAVX512_stored
+	VMOVUPS Z5, K1, (R9)
+	ADDQ    BX, R9
+	CMPQ    R10, $0x06
+	JLE     gemm24x16GAVX512_stored
+	VMOVUPS Z6, K1, (R9)
+	ADDQ    BX, R9
+	CMPQ    R10, $0x07
+	JLE     gemm24x16GAVX512_stored
+	VMOVUPS Z7, K1, (R9)
+	ADDQ    BX, R9
+	CMPQ    R10, $0x08
+	JLE     gemm24x16GAVX512_stored
+	VMOVUPS Z8, K1, (R9)
+	ADDQ    BX, R9
+	CMPQ    R10, $0x09
+	JLE     gemm24x16GAVX512_stored
+	VMOVUPS Z9, K1, (R9)
+	ADDQ    BX, R9
+	CMPQ    R10, $0x0a
+	JLE     gemm24x16GAVX512_stored
+	VMOVUPS Z10, K1, (R9)
+	ADDQ    BX, R9
+	CMPQ    R10, $0x0b
+	JLE     gemm24x16GAVX512_stored
+	VMOVUPS Z11, K1, (R9)
+	ADDQ    BX, R9
+	CMPQ    R10, $0x0c
+	JLE     gemm24x16GAVX512_stored
+	VMOVUPS Z12, K1, (R9)
+	ADDQ    BX, R9
+	CMPQ    R10, $0x0d
+	JLE     gemm24x16GAVX512_stored
+	VMOVUPS Z13, K1, (R9)
+	ADDQ    BX, R9
+	CMPQ    R10, $0x0e
+	JLE     gemm24x16GAVX512_stored
+	VMOVUPS Z14, K1, (R9)
+	ADDQ    BX, R9
+	CMPQ    R10, $0x0f
+	JLE     gemm24x16GAVX512_stored
+	VMOVUPS Z15, K1, (R9)
+	ADDQ    BX, R9
+	CMPQ    R10, $0x10
+	JLE     gemm24x16GAVX512_stored
+	VMOVUPS Z16, K1, (R9)
+	ADDQ    BX, R9
+	CMPQ    R10, $0x11
+	JLE     gemm24x16GAVX512_stored
+	VMOVUPS Z17, K1, (R9)
+	ADDQ    BX, R9
+	CMPQ    R10, $0x12
+	JLE     gemm24x16GAVX512_stored
+	VMOVUPS Z18, K1, (R9)
+	ADDQ    BX, R9
+	CMPQ    R10, $0x13
+	JLE     gemm24x16GAVX512_stored
+	VMOVUPS Z19, K1, (R9)
+	ADDQ    BX, R9
+	CMPQ    R10, $0x14
+	JLE     gemm24x16GAVX512_stored
+	VMOVUPS Z20, K1, (R9)
+	ADDQ    BX, R9
+	CMPQ    R10, $0x15
+	JLE     gemm24x16GAVX512_stored
+	VMOVUPS Z21, K1, (R9)
+	ADDQ    BX, R9
+	CMPQ    R10, $0x16
+	JLE     gemm24x16GAVX512_stored
+	VMOVUPS Z22, K1, (R9)
+	ADDQ    BX, R9
+	CMPQ    R10, $0x17
+	JLE     gemm24x16GAVX512_stored
+	VMOVUPS Z23, K1, (R9)
+	ADDQ    BX, R9
+	JMP     gemm24x16GAVX512_stored
+
+gemm24x16GAVX512_store3:
+	VMOVUPS.Z (R9), K1, Z24
+	VADDPS    Z24, Z0, Z0
+	VMOVUPS   Z0, K1, (R9)
+	ADDQ      BX, R9
+	CMPQ      R10, $0x01
+	JLE       gemm24x16GAVX512_stored
+	VMOVUPS.Z (R9), K1, Z24
+	VADDPS    Z24, Z1, Z1
+	VMOVUPS   Z1, K1, (R9)
+	ADDQ      BX, R9
+	CMPQ      R10, $0x02
+	JLE       gemm24x16GAVX512_stored
+	VMOVUPS.Z (R9), K1, Z24
+	VADDPS    Z24, Z2, Z2
+	VMOVUPS   Z2, K1, (R9)
+	ADDQ      BX, R9
+	CMPQ      R10, $0x03
+	JLE       gemm24x16GAVX512_stored
+	VMOVUPS.Z (R9), K1, Z24
+	VADDPS    Z24, Z3, Z3
+	VMOVUPS   Z3, K1, (R9)
+	ADDQ      BX, R9
+	CMPQ      R10, $0x04
+	JLE       gemm24x16GAVX512_stored
+	VMOVUPS.Z (R9), K1, Z24
+	VADDPS    Z24, Z4, Z4
+	VMOVUPS   Z4, K1, (R9)
+	ADDQ      BX, R9
+	CMPQ      R10, $0x05
+	JLE       gemm24x16GAVX512_stored
+	VMOVUPS.Z (R9), K1, Z24
+	VADDPS    Z24, Z5, Z5
+	VMOVUPS   Z5, K1, (R9)
+	ADDQ      BX, R9
+	CMPQ      R10, $0x06
+	JLE       gemm24x16GAVX512_stored
+	VMOVUPS.Z (R9), K1, Z24
+	VADDPS    Z24, Z6, Z6
+	VMOVUPS   Z6, K1, (R9)
+	ADDQ      BX, R9
+	CMPQ      R10, $0x07
+	JLE       gemm24x16GAVX512_stored
+	VMOVUPS.Z (R9), K1, Z24
+	VADDPS    Z24, Z7, Z7
+	VMOVUPS   Z7, K1, (R9)
+	ADDQ      BX, R9
+	CMPQ      R10, $0x08
+	JLE       gemm24x16GAVX512_stored
+	VMOVUPS.Z (R9), K1, Z24
+	VADDPS    Z24, Z8, Z8
+	VMOVUPS   Z8, K1, (R9)
+	ADDQ      BX, R9
+	CMPQ      R10, $0x09
+	JLE       gemm24x16GAVX512_stored
+	VMOVUPS.Z (R9), K1, Z24
+	VADDPS    Z24, Z9, Z9
+	VMOVUPS   Z9, K1, (R9)
+	ADDQ      BX, R9
+	CMPQ      R10, $0x0a
+	JLE       gemm24x16GAVX512_stored
+	VMOVUPS.Z (R9), K1, Z24
+	VADDPS    Z24, Z10, Z10
+	VMOVUPS   Z10, K1, (R9)
+	ADDQ      BX, R9
+	CMPQ      R10, $0x0b
+	JLE       gemm24x16GAVX512_stored
+	VMOVUPS.Z (R9), K1, Z24
+	VADDPS    Z24, Z11, Z11
+	VMOVUPS   Z11, K1, (R9)
+	ADDQ      BX, R9
+	CMPQ      R10, $0x0c
+	JLE       gemm24x16GAVX512_stored
+	VMOVUPS.Z (R9), K1, Z24
+	VADDPS    Z24, Z12, Z12
+	VMOVUPS   Z12, K1, (R9)
+	ADDQ      BX, R9
+	CMPQ      R10, $0x0d
+	JLE       gemm24x16GAVX512_stored
+	VMOVUPS.Z (R9), K1, Z24
+	VADDPS    Z24, Z13, Z13
+	VMOVUPS   Z13, K1, (R9)
+	ADDQ      BX, R9
+	CMPQ      R10, $0x0e
+	JLE       gemm24x16GAVX512_stored
+	VMOVUPS.Z (R9), K1, Z24
+	VADDPS    Z24, Z14, Z14
+	VMOVUPS   Z14, K1, (R9)
+	ADDQ      BX, R9
+	CMPQ      R10, $0x0f
+	JLE       gemm24x16GAVX512_stored
+	VMOVUPS.Z (R9), K1, Z24
+	VADDPS    Z24, Z15, Z15
+	VMOVUPS   Z15, K1, (R9)
+	ADDQ      BX, R9
+	CMPQ      R10, $0x10
+	JLE       gemm24x16GAVX512_stored
+	VMOVUPS.Z (R9), K1, Z24
+	VADDPS    Z24, Z16, Z16
+	VMOVUPS   Z16, K1, (R9)
+	ADDQ      BX, R9
+	CMPQ      R10, $0x11
+	JLE       gemm24x16GAVX512_stored
+	VMOVUPS.Z (R9), K1, Z24
+	VADDPS    Z24, Z17, Z17
+	VMOVUPS   Z17, K1, (R9)
+	ADDQ      BX, R9
+	CMPQ      R10, $0x12
+	JLE       gemm24x16GAVX512_stored
+	VMOVUPS.Z (R9), K1, Z24
+	VADDPS    Z24, Z18, Z18
+	VMOVUPS   Z18, K1, (R9)
+	ADDQ      BX, R9
+	CMPQ      R10, $0x13
+	JLE       gemm24x16GAVX512_stored
+	VMOVUPS.Z (R9), K1, Z24
+	VADDPS    Z24, Z19, Z19
+	VMOVUPS   Z19, K1, (R9)
+	ADDQ      BX, R9
+	CMPQ      R10, $0x14
+	JLE       gemm24x16GAVX512_stored
+	VMOVUPS.Z (R9), K1, Z24
+	VADDPS    Z24, Z20, Z20
+	VMOVUPS   Z20, K1, (R9)
+	ADDQ      BX, R9
+	CMPQ      R10, $0x15
+	JLE       gemm24x16GAVX512_stored
+	VMOVUPS.Z (R9), K1, Z24
+	VADDPS    Z24, Z21, Z21
+	VMOVUPS   Z21, K1, (R9)
+	ADDQ      BX, R9
+	CMPQ      R10, $0x16
+	JLE       gemm24x16GAVX512_stored
+	VMOVUPS.Z (R9), K1, Z24
+	VADDPS    Z24, Z22, Z22
+	VMOVUPS   Z22, K1, (R9)
+	ADDQ      BX, R9
+	CMPQ      R10, $0x17
+	JLE       gemm24x16GAVX512_stored
+	VMOVUPS.Z (R9), K1, Z24
+	VADDPS    Z24, Z23, Z23
+	VMOVUPS   Z23, K1, (R9)
+	ADDQ      BX, R9
+
+gemm24x16GAVX512_stored:
+	MOVQ R8, R8
 	SUBQ $0x18, R10
-	JG   gemm24x16AVX512_rows
+	JG   gemm24x16GAVX512_rows
 	ADDQ $0x00000040, CX
 	ADDQ $0x00000040, DX
 	SUBQ $0x10, SI
-	JG   gemm24x16AVX512_cols
+	JG   gemm24x16GAVX512_cols
 	VZEROUPPER
 	RET

@@ -21,5 +21,6 @@ func outputTransformAVX512(dst *float32, ldd int, m *float32, ldm, nrows, ncols,
 	panic("unreachable")
 }
 
-func gemm8x48AVX512(a, b, c *float32, ld, k, rows, n int)  { panic("unreachable") }
-func gemm24x16AVX512(a, b, c *float32, ld, k, rows, n int) { panic("unreachable") }
+func gemm8x48PAVX512(a, b, c *float32, ld, k, rows, n, acc int)  { panic("unreachable") }
+func gemm24x16PAVX512(a, b, c *float32, ld, k, rows, n, acc int) { panic("unreachable") }
+func gemm24x16GAVX512(a, b, c *float32, ld, k, rows, n, acc int) { panic("unreachable") }

@@ -14,12 +14,17 @@ func inputTransformAVX512(v *float32, ldv int, plane *float32, h int, w int, ys 
 //go:noescape
 func outputTransformAVX512(dst *float32, ldd int, m *float32, ldm int, nrows int, ncols int, n int, bias float32)
 
-// gemm8x48AVX512 is gemmPackedGo with 8×48 register blocks.
+// gemm8x48PAVX512 is gemmPackedGo with 8×48 register blocks.
 //
 //go:noescape
-func gemm8x48AVX512(a *float32, b *float32, c *float32, ld int, k int, rows int, n int)
+func gemm8x48PAVX512(a *float32, b *float32, c *float32, ld int, k int, rows int, n int, acc int)
 
-// gemm24x16AVX512 is gemmPackedGo with 24×16 register blocks.
+// gemm24x16PAVX512 is gemmPackedGo with 24×16 register blocks.
 //
 //go:noescape
-func gemm24x16AVX512(a *float32, b *float32, c *float32, ld int, k int, rows int, n int)
+func gemm24x16PAVX512(a *float32, b *float32, c *float32, ld int, k int, rows int, n int, acc int)
+
+// gemm24x16GAVX512 is gemmPackedGo with 24×16 register blocks.
+//
+//go:noescape
+func gemm24x16GAVX512(a *float32, b *float32, c *float32, ld int, k int, rows int, n int, acc int)

@@ -77,9 +77,9 @@ func TestOutputTransformTwins(t *testing.T) {
 	}
 }
 
-// TestGemmKernels compares gemmPacked (both assembly kernels) with its Go
-// twin (the sums are rounded differently, with fused multiply-adds, so
-// within a tolerance).
+// TestGemmKernels compares the assembly product kernels with their Go twin
+// (the sums are rounded differently, with fused multiply-adds, so within a
+// tolerance), overwriting and accumulating.
 func TestGemmKernels(t *testing.T) {
 	if !useAVX512 {
 		t.Skip("no assembly kernels on this CPU or build")
@@ -90,11 +90,13 @@ func TestGemmKernels(t *testing.T) {
 		rows := 1 + rng.IntN(60)
 		n := 1 + rng.IntN(150)
 		ld := n + rng.IntN(30)
-		group := gemmMR * gemmPanelGroup
-		a := make([]float32, (rows+group-1)/group*group*k)
-		for i := range a {
-			if (i/(gemmMR*k))*gemmMR+i%gemmMR < rows {
-				a[i] = float32(rng.NormFloat64())
+		acc := rng.IntN(2)
+		rp := padRows(rows)
+		l := packLayout(rng.IntN(2))
+		a := make([]float32, rp*k)
+		for o := 0; o < rows; o++ {
+			for i := 0; i < k; i++ {
+				a[blockIndex(o, i, k, l)] = float32(rng.NormFloat64())
 			}
 		}
 		b := make([]float32, k*ld)
@@ -104,13 +106,21 @@ func TestGemmKernels(t *testing.T) {
 		got := make([]float32, rows*ld+7)
 		want := make([]float32, len(got))
 		for i := range got {
-			got[i], want[i] = -3, -3
+			got[i] = float32(rng.NormFloat64())
+			want[i] = got[i]
 		}
-		gemmPackedGo(a, b, want, ld, k, rows, n)
-		gemmPacked(a, b, got, ld, k, rows, n)
+		gemmPackedGo(a, b, want, ld, k, rows, n, acc != 0, l)
+		switch {
+		case l == groupLayout:
+			gemm24x16GAVX512(&a[0], &b[0], &got[0], ld, k, rows, n, acc)
+		case rng.IntN(2) == 0:
+			gemm8x48PAVX512(&a[0], &b[0], &got[0], ld, k, rows, n, acc)
+		default:
+			gemm24x16PAVX512(&a[0], &b[0], &got[0], ld, k, rows, n, acc)
+		}
 		for i := range got {
 			if d := math.Abs(float64(got[i] - want[i])); d > 1e-4*math.Sqrt(float64(k)) {
-				t.Fatalf("k %d rows %d n %d ld %d: c[%d] = %v, Go twin %v", k, rows, n, ld, i, got[i], want[i])
+				t.Fatalf("layout %d k %d rows %d n %d ld %d acc %d: c[%d] = %v, Go twin %v", l, k, rows, n, ld, acc, i, got[i], want[i])
 			}
 		}
 	}

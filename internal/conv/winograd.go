@@ -48,7 +48,8 @@ type Winograd struct {
 	chunk                int // tiles per chunk
 	ldt                  int // stride between the ξ rows of V and M (≥ chunk, multiple of 16)
 	private              bool
-	packed               bool // U in 8-row panels for gemmPacked (else row-major for Sgemm)
+	packed               bool       // U packed for gemmPacked (else row-major for Sgemm)
+	layout               packLayout // of the packed U
 	workers              int
 }
 
@@ -78,6 +79,9 @@ func NewWinogradPad(cin, cout, h, w, pad int) *Winograd {
 	p.workers = max(1, min(runtime.GOMAXPROCS(0), 64))
 	p.plan()
 	p.packed = useAVX512
+	if p.chunk <= 32 {
+		p.layout = groupLayout
+	}
 	return p
 }
 
@@ -124,7 +128,7 @@ func (p *Winograd) TransformedSize() int { return nXi * p.uStride() }
 // uStride returns the floats of one position ξ of the transformed weights.
 func (p *Winograd) uStride() int {
 	if p.packed {
-		return ceilDiv(p.cout, gemmMR*gemmPanelGroup) * gemmMR * gemmPanelGroup * p.cin
+		return padRows(p.cout) * p.cin
 	}
 	return p.cout * p.cin
 }
@@ -132,7 +136,7 @@ func (p *Winograd) uStride() int {
 // uIndex returns the position of U_ξ[o][i] in the transformed weights.
 func (p *Winograd) uIndex(xi, o, i int) int {
 	if p.packed {
-		return xi*p.uStride() + (o/gemmMR)*gemmMR*p.cin + i*gemmMR + o%gemmMR
+		return xi*p.uStride() + packedIndex(o, i, p.cin, padRows(p.cout), p.layout)
 	}
 	return xi*p.uStride() + o*p.cin + i
 }
@@ -263,7 +267,7 @@ func (p *Winograd) products(v, m, tw []float32, nt, xi0, xi1 int) {
 	for xi := xi0; xi < xi1; xi++ {
 		u := tw[xi*plane : (xi+1)*plane]
 		if p.packed {
-			gemmPacked(u, v[xi*p.ldt:], m[xi*p.ldt:], ld, p.cin, p.cout, nt)
+			gemmPacked(u, v[xi*p.ldt:], m[xi*p.ldt:], ld, p.cin, p.cout, nt, p.layout)
 			continue
 		}
 		kernels.Sgemm(false, false, p.cout, nt, p.cin, 1, u, p.cin, v[xi*p.ldt:], ld, 0, m[xi*p.ldt:], ld)

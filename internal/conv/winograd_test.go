@@ -170,7 +170,7 @@ func TestWinogradSmallShapes(t *testing.T) {
 // reference quick).
 func TestWinogradAccuracy(t *testing.T) {
 	type shape struct{ cin, cout, h, w int }
-	shapes := []shape{{64, 64, 64, 64}, {320, 320, 32, 32}, {960, 320, 16, 16}, {640, 640, 16, 16}, {1280, 1280, 16, 16}}
+	shapes := []shape{{64, 64, 64, 64}, {320, 320, 32, 32}, {960, 320, 16, 16}, {640, 640, 16, 16}, {1280, 1280, 16, 16}, {2560, 1280, 8, 8}}
 	if testing.Short() {
 		shapes = shapes[:2]
 	}

@@ -8,16 +8,28 @@ import (
 	"github.com/mmcloughlin/avo/reg"
 )
 
-// genGemm emits gemm<8·np>x<16·nz>AVX512, which sets C = A·B for one
-// position ξ: A (the weights) is packed in panels of 8 rows
-// ([panel][k][8], panel stride 8k), B (the transformed tiles) and C are
-// row-major with row stride ld. It computes rows [0, rows) in blocks of
-// 8·np (A must hold whole blocks: missing rows are zero and not stored) and
-// columns [0, n) in blocks of 16·nz (masked at the end), with np·nz
-// accumulators of 16 lanes per row of 8.
-func genGemm(np, nz int) {
-	name := fmt.Sprintf("gemm%dx%dAVX512", 8*np, 16*nz)
-	TEXT(name, NOSPLIT, "func(a, b, c *float32, ld, k, rows, n int)")
+// prefetchA is how far ahead (bytes) the product kernels prefetch a
+// sequential stream of weights: a weight matrix streams from memory once
+// per product.
+const prefetchA = 4096
+
+// Layouts of the packed weights (see packedIndex in gemm.go).
+const (
+	panels = iota // 8-row panels [k][8], panel after panel
+	groups        // 24-row groups [k][24], group after group
+)
+
+// genGemm emits the product kernel gemm<8·np>x<16·nz><layout>AVX512, which
+// sets C = A·B (or adds A·B to C when acc is not 0) for one position ξ and
+// one block of k input channels. A (the weights) is packed in the given
+// layout; B (the transformed tiles) and C are row-major with row stride ld.
+// The kernel computes rows [0, rows) in blocks of 8·np (A must hold whole
+// groups of 24 rows: the missing rows are zero and not stored) and columns
+// [0, n) in blocks of 16·nz (masked at the end), with np·nz accumulators of
+// 16 lanes per row of 8.
+func genGemm(np, nz, layout int) {
+	name := fmt.Sprintf("gemm%dx%d%sAVX512", 8*np, 16*nz, [...]string{"P", "G"}[layout])
+	TEXT(name, NOSPLIT, "func(a, b, c *float32, ld, k, rows, n, acc int)")
 	Pragma("noescape")
 	Doc(name + " is gemmPackedGo with " + fmt.Sprintf("%d×%d", 8*np, 16*nz) + " register blocks.")
 	a := Load(Param("a"), GP64())
@@ -26,9 +38,15 @@ func genGemm(np, nz int) {
 	ld := Load(Param("ld"), GP64())
 	SHLQ(Imm(2), ld)
 	n := Load(Param("n"), GP64())
-	pst := Load(Param("k"), GP64()) // panel stride in bytes: 32k
-	SHLQ(Imm(5), pst)
 	lbl := func(s string) string { return name + "_" + s }
+	step := 32 // bytes of A per step of k
+	var pst reg.Register
+	if layout == groups {
+		step = 96
+	} else if np > 1 {
+		pst = Load(Param("k"), GP64()) // panel stride: 32k bytes
+		SHLQ(Imm(5), pst)
+	}
 
 	Label(lbl("cols"))
 	cols := GP64()
@@ -68,43 +86,107 @@ func genGemm(np, nz int) {
 	ak := GP64()
 	MOVQ(ap, ak)
 	kk := Load(Param("k"), GP64())
+	var pf reg.Register
+	if layout == panels && np > 1 {
+		// The three panels after this block's, fetched while it runs.
+		pf = GP64()
+		LEAQ(Mem{Base: ak, Index: pst, Scale: 2}, pf)
+		ADDQ(pst, pf)
+	}
 	Label(lbl("k"))
 	bv := make([]reg.VecVirtual, nz)
 	for j := range bv {
 		bv[j] = ZMM()
 		VMOVUPS_Z(Mem{Base: bp, Disp: 64 * j}, km[j], bv[j])
 	}
+	switch {
+	case layout == groups:
+		PREFETCHT0(Mem{Base: ak, Disp: prefetchA})
+		PREFETCHT0(Mem{Base: ak, Disp: prefetchA + 64})
+	case np == 1:
+		PREFETCHT0(Mem{Base: ak, Disp: prefetchA})
+	default:
+		for p := 0; p < np; p++ {
+			if p == 0 {
+				PREFETCHT0(Mem{Base: pf})
+			} else {
+				PREFETCHT0(Mem{Base: pf, Index: pst, Scale: uint8(p)})
+			}
+		}
+	}
 	for i := range acc {
-		mem := Mem{Base: ak, Disp: 4 * (i % 8)}
-		if p := i / 8; p > 0 {
-			mem = Mem{Base: ak, Index: pst, Scale: uint8(p), Disp: 4 * (i % 8)}
+		mem := Mem{Base: ak, Disp: 4 * i}
+		if layout == panels && i >= 8 {
+			mem = Mem{Base: ak, Index: pst, Scale: uint8(i / 8), Disp: 4 * (i % 8)}
 		}
 		for j := range bv {
 			VFMADD231PS_BCST(mem, bv[j], acc[i][j])
 		}
 	}
 	ADDQ(ld, bp)
-	ADDQ(Imm(32), ak)
+	ADDQ(Imm(uint64(step)), ak)
+	if pf != nil {
+		ADDQ(Imm(uint64(step)), pf)
+	}
 	DECQ(kk)
 	JNZ(LabelRef(lbl("k")))
 
-	// Store the block's rows (fewer than 8·np in the last block).
+	// Store the block's rows (fewer than 8·np in the last block), after
+	// adding C to them when accumulating; whole blocks of columns without
+	// masks (masked stores are slow).
 	cr := GP64()
 	MOVQ(cp, cr)
-	for i := range acc {
-		if i > 0 {
-			CMPQ(rows, Imm(uint64(i)))
-			JLE(LabelRef(lbl("stored")))
+	accf := Load(Param("acc"), GP64())
+	mode := GP64() // 0: overwrite, 1: accumulate; +2 when columns are masked
+	MOVQ(accf, mode)
+	CMPQ(cols, Imm(uint64(16*nz)))
+	JEQ(LabelRef(lbl("full")))
+	ADDQ(Imm(2), mode)
+	Label(lbl("full"))
+	for variant := 0; variant < 4; variant++ {
+		add, masked := variant&1 != 0, variant&2 != 0
+		here := lbl(fmt.Sprintf("store%d", variant))
+		Label(here)
+		if variant < 3 {
+			CMPQ(mode, Imm(uint64(variant)))
+			JNE(LabelRef(lbl(fmt.Sprintf("store%d", variant+1))))
 		}
-		for j := range acc[i] {
-			VMOVUPS(acc[i][j], km[j], Mem{Base: cr, Disp: 64 * j})
+		for i := range acc {
+			if i > 0 {
+				CMPQ(rows, Imm(uint64(i)))
+				JLE(LabelRef(lbl("stored")))
+			}
+			for j := range acc[i] {
+				mem := Mem{Base: cr, Disp: 64 * j}
+				if add {
+					if masked {
+						t := ZMM()
+						VMOVUPS_Z(mem, km[j], t)
+						VADDPS(t, acc[i][j], acc[i][j])
+					} else {
+						VADDPS(mem, acc[i][j], acc[i][j])
+					}
+				}
+				if masked {
+					VMOVUPS(acc[i][j], km[j], mem)
+				} else {
+					VMOVUPS(acc[i][j], mem)
+				}
+			}
+			ADDQ(ld, cr)
 		}
-		ADDQ(ld, cr)
+		JMP(LabelRef(lbl("stored")))
 	}
 	Label(lbl("stored"))
 	MOVQ(cr, cp)
-	for p := 0; p < np; p++ {
-		ADDQ(pst, ap)
+	// Next block of rows: right after this one's last step (np = 1, or
+	// groups), or three panels on (np = 3 on panels).
+	if layout == panels && np > 1 {
+		for p := 0; p < np; p++ {
+			ADDQ(pst, ap)
+		}
+	} else {
+		MOVQ(ak, ap)
 	}
 	SUBQ(Imm(uint64(8*np)), rows)
 	JG(LabelRef(lbl("rows")))

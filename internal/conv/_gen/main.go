@@ -27,8 +27,9 @@ func main() {
 	genConsts()
 	genInput()
 	genOutput()
-	genGemm(1, 3)
-	genGemm(3, 1)
+	genGemm(1, 3, panels)
+	genGemm(3, 1, panels)
+	genGemm(3, 1, groups)
 	Generate()
 }
 
