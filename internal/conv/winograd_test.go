@@ -265,3 +265,38 @@ func TestNewWinogradPanics(t *testing.T) {
 		}()
 	}
 }
+
+// TestConcurrentRuns runs one plan from several goroutines at once, each
+// with its own scratch memory and output.
+func TestConcurrentRuns(t *testing.T) {
+	for _, s := range []struct{ cin, cout, h, w int }{{16, 24, 37, 29}, {200, 200, 12, 12}} {
+		p := NewWinograd(s.cin, s.cout, s.h, s.w)
+		x, wt, bias := randomProblem(rand.New(rand.NewPCG(15, 16)), s.cin, s.cout, s.h, s.w, true)
+		tw := p.TransformWeights(wt)
+		want := runWinograd(p, x, wt, bias)
+		const n = 4
+		outs := make([][]float32, n)
+		done := make(chan int)
+		for g := 0; g < n; g++ {
+			go func(g int) {
+				out := make([]float32, len(want))
+				s := make([]float32, p.ScratchSize())
+				for range 5 {
+					p.Run(out, x, tw, bias, s)
+				}
+				outs[g] = out
+				done <- g
+			}(g)
+		}
+		for range n {
+			<-done
+		}
+		for g, out := range outs {
+			for i := range out {
+				if out[i] != want[i] {
+					t.Fatalf("%v: goroutine %d: out[%d] = %v, want %v", s, g, i, out[i], want[i])
+				}
+			}
+		}
+	}
+}
