@@ -162,40 +162,39 @@ func BenchmarkGemmKB(b *testing.B) {
 	}
 }
 
-var gemmKBs = []int{128, 256, 320, 640, 1 << 20}
+var gemmKBs = []int{128, 256, 1 << 20}
 
 // BenchmarkGemmShapes times the products of one chunk on one goroutine
-// (all 36 positions, weights streaming from memory as in a real run).
+// (all 36 positions, weights streaming from memory as in a real run), for
+// depths of the summation blocks.
 func BenchmarkGemmShapes(b *testing.B) {
 	for _, s := range []struct{ cin, cout, n int }{{1280, 1280, 16}, {640, 640, 64}, {320, 320, 128}, {64, 64, 144}} {
 		for _, kb := range gemmKBs {
-			for _, l := range []packLayout{panelLayout, groupLayout} {
-				b.Run(fmt.Sprintf("%dx%d_n%d/kb%d/layout%d", s.cin, s.cout, s.n, kb, l), func(b *testing.B) {
-					saved := gemmKB
-					gemmKB = kb
-					defer func() { gemmKB = saved }()
-					rp := padRows(s.cout)
-					ldt := (s.n + 15) &^ 15
-					ld := nXi * ldt
-					u := make([]float32, nXi*rp*s.cin)
-					v := make([]float32, s.cin*ld)
-					m := make([]float32, s.cout*ld)
-					for i := range u {
-						u[i] = 0.01
+			b.Run(fmt.Sprintf("%dx%d_n%d/kb%d", s.cin, s.cout, s.n, kb), func(b *testing.B) {
+				saved := gemmKB
+				gemmKB = kb
+				defer func() { gemmKB = saved }()
+				rp := padRows(s.cout)
+				ldt := (s.n + 15) &^ 15
+				ld := nXi * ldt
+				u := make([]float32, nXi*rp*s.cin)
+				v := make([]float32, s.cin*ld)
+				m := make([]float32, s.cout*ld)
+				for i := range u {
+					u[i] = 0.01
+				}
+				for i := range v {
+					v[i] = 1
+				}
+				b.ResetTimer()
+				for range b.N {
+					for xi := 0; xi < nXi; xi++ {
+						gemmPacked(u[xi*rp*s.cin:], v[xi*ldt:], m[xi*ldt:], ld, s.cin, s.cout, s.n)
 					}
-					for i := range v {
-						v[i] = 1
-					}
-					b.ResetTimer()
-					for range b.N {
-						for xi := 0; xi < nXi; xi++ {
-							gemmPacked(u[xi*rp*s.cin:], v[xi*ldt:], m[xi*ldt:], ld, s.cin, s.cout, s.n, l)
-						}
-					}
-					flops := 2 * float64(nXi*s.cin*s.cout*s.n)
-					b.ReportMetric(flops*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
-				})
-			}
+				}
+				flops := 2 * float64(nXi*s.cin*s.cout*s.n)
+				b.ReportMetric(flops*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
+			})
 		}
 	}
 }

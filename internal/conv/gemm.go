@@ -5,23 +5,12 @@ package conv
 // in place), and on kernels.Sgemm otherwise.
 
 // Packed weights: the rows (output channels) are padded to a multiple of
-// gemmGroup, and each block of gemmKB input channels is stored in one of
-// two layouts: panels of 8 rows, each [k][8], one after the other (for the
-// 8×48 kernel, which reads one panel at a time, and the 24×16 kernel on the
-// columns it leaves), or groups of 24 rows, each [k][24] (for plans whose
-// chunks have at most 32 tiles and use only the 24×16 kernel, which then
-// reads one sequential stream).
+// gemmGroup (so that the 24-row kernel reads whole panels), and each block
+// of gemmKB input channels holds panels of gemmMR rows, each [k][8], one
+// after the other.
 const (
 	gemmGroup = 24
 	gemmMR    = 8
-)
-
-// packLayout selects the layout of packed weights.
-type packLayout int
-
-const (
-	panelLayout packLayout = iota
-	groupLayout
 )
 
 // gemmKB is the depth of the blocks the products are summed in: each block
@@ -32,22 +21,17 @@ const (
 // 1.7·10⁻⁶ and cost 15% there).
 var gemmKB = 256
 
-// packedIndex returns the position of A[o][i] in weights packed in layout l
-// (cin input channels, rowsPadded rows).
-func packedIndex(o, i, cin, rowsPadded int, l packLayout) int {
+// packedIndex returns the position of A[o][i] in packed weights (cin input
+// channels, rowsPadded rows).
+func packedIndex(o, i, cin, rowsPadded int) int {
 	k0 := i / gemmKB * gemmKB
 	klen := min(gemmKB, cin-k0)
-	return k0*rowsPadded + blockIndex(o, i-k0, klen, l)
+	return k0*rowsPadded + blockIndex(o, i-k0, klen)
 }
 
 // blockIndex returns the position of A[o][i] in one block of k input
-// channels packed in layout l.
-func blockIndex(o, i, k int, l packLayout) int {
-	if l == groupLayout {
-		return ((o/gemmGroup)*k+i)*gemmGroup + o%gemmGroup
-	}
-	return ((o/gemmMR)*k+i)*gemmMR + o%gemmMR
-}
+// channels.
+func blockIndex(o, i, k int) int { return ((o/gemmMR)*k+i)*gemmMR + o%gemmMR }
 
 // padRows returns rows rounded up to whole groups.
 func padRows(rows int) int { return ceilDiv(rows, gemmGroup) * gemmGroup }
@@ -55,14 +39,14 @@ func padRows(rows int) int { return ceilDiv(rows, gemmGroup) * gemmGroup }
 // gemmPackedGo is the plain-Go twin of the product kernels: for one block
 // of k input channels it sets C[o][t] = Σ_i A[o][i]·B[i][t] (or adds the
 // sum to C when acc is set) for the rows o < rows and the columns t < n,
-// where A is packed in layout l (element (o, i) at blockIndex(o, i, k, l))
-// and B and C have row stride ld.
-func gemmPackedGo(a, b, c []float32, ld, k, rows, n int, acc bool, l packLayout) {
+// where A is packed (element (o, i) at blockIndex(o, i, k)) and B and C
+// have row stride ld.
+func gemmPackedGo(a, b, c []float32, ld, k, rows, n int, acc bool) {
 	sum := make([]float32, n)
 	for o := 0; o < rows; o++ {
 		clear(sum)
 		for i := 0; i < k; i++ {
-			av := a[blockIndex(o, i, k, l)]
+			av := a[blockIndex(o, i, k)]
 			for t, bv := range b[i*ld : i*ld+n] {
 				sum[t] += av * bv
 			}
@@ -79,13 +63,12 @@ func gemmPackedGo(a, b, c []float32, ld, k, rows, n int, acc bool, l packLayout)
 }
 
 // gemmPacked sets C = A·B for one position ξ, for weights A packed as
-// packedIndex says (cin input channels, rows output channels, layout l),
-// B [cin, n] and C [rows, n] with row stride ld. It runs the assembly
-// kernels on each block of gemmKB input channels: in the panel layout 8×48
-// register blocks, and 24×16 blocks for the last columns when fewer than 33
-// are left (where an 8×48 block would waste a third or more of its work);
-// in the group layout 24×16 blocks.
-func gemmPacked(a, b, c []float32, ld, cin, rows, n int, l packLayout) {
+// packedIndex says (cin input channels, rows output channels), B [cin, n]
+// and C [rows, n] with row stride ld. It runs the assembly kernels on each
+// block of gemmKB input channels: 8×48 register blocks, and 24×16 blocks
+// for the last columns when fewer than 33 are left (where an 8×48 block
+// would waste a third or more of its work).
+func gemmPacked(a, b, c []float32, ld, cin, rows, n int) {
 	if rows <= 0 || n <= 0 || cin <= 0 {
 		return
 	}
@@ -98,9 +81,6 @@ func gemmPacked(a, b, c []float32, ld, cin, rows, n int, l packLayout) {
 	if n-wide > 32 {
 		wide = n
 	}
-	if l == groupLayout {
-		wide = 0
-	}
 	for k0 := 0; k0 < cin; k0 += gemmKB {
 		klen := min(gemmKB, cin-k0)
 		ab, bb := a[k0*rp:], b[k0*ld:]
@@ -110,9 +90,7 @@ func gemmPacked(a, b, c []float32, ld, cin, rows, n int, l packLayout) {
 		}
 		switch {
 		case !useAVX512:
-			gemmPackedGo(ab, bb, c, ld, klen, rows, n, acc != 0, l)
-		case l == groupLayout:
-			gemm24x16GAVX512(&ab[0], &bb[0], &c[0], ld, klen, rows, n, acc)
+			gemmPackedGo(ab, bb, c, ld, klen, rows, n, acc != 0)
 		default:
 			if wide > 0 {
 				gemm8x48PAVX512(&ab[0], &bb[0], &c[0], ld, klen, rows, wide, acc)

@@ -23,4 +23,3 @@ func outputTransformAVX512(dst *float32, ldd int, m *float32, ldm, nrows, ncols,
 
 func gemm8x48PAVX512(a, b, c *float32, ld, k, rows, n, acc int)  { panic("unreachable") }
 func gemm24x16PAVX512(a, b, c *float32, ld, k, rows, n, acc int) { panic("unreachable") }
-func gemm24x16GAVX512(a, b, c *float32, ld, k, rows, n, acc int) { panic("unreachable") }

@@ -23,8 +23,3 @@ func gemm8x48PAVX512(a *float32, b *float32, c *float32, ld int, k int, rows int
 //
 //go:noescape
 func gemm24x16PAVX512(a *float32, b *float32, c *float32, ld int, k int, rows int, n int, acc int)
-
-// gemm24x16GAVX512 is gemmPackedGo with 24×16 register blocks.
-//
-//go:noescape
-func gemm24x16GAVX512(a *float32, b *float32, c *float32, ld int, k int, rows int, n int, acc int)

@@ -92,11 +92,10 @@ func TestGemmKernels(t *testing.T) {
 		ld := n + rng.IntN(30)
 		acc := rng.IntN(2)
 		rp := padRows(rows)
-		l := packLayout(rng.IntN(2))
 		a := make([]float32, rp*k)
 		for o := 0; o < rows; o++ {
 			for i := 0; i < k; i++ {
-				a[blockIndex(o, i, k, l)] = float32(rng.NormFloat64())
+				a[blockIndex(o, i, k)] = float32(rng.NormFloat64())
 			}
 		}
 		b := make([]float32, k*ld)
@@ -109,18 +108,15 @@ func TestGemmKernels(t *testing.T) {
 			got[i] = float32(rng.NormFloat64())
 			want[i] = got[i]
 		}
-		gemmPackedGo(a, b, want, ld, k, rows, n, acc != 0, l)
-		switch {
-		case l == groupLayout:
-			gemm24x16GAVX512(&a[0], &b[0], &got[0], ld, k, rows, n, acc)
-		case rng.IntN(2) == 0:
+		gemmPackedGo(a, b, want, ld, k, rows, n, acc != 0)
+		if rng.IntN(2) == 0 {
 			gemm8x48PAVX512(&a[0], &b[0], &got[0], ld, k, rows, n, acc)
-		default:
+		} else {
 			gemm24x16PAVX512(&a[0], &b[0], &got[0], ld, k, rows, n, acc)
 		}
 		for i := range got {
 			if d := math.Abs(float64(got[i] - want[i])); d > 1e-4*math.Sqrt(float64(k)) {
-				t.Fatalf("layout %d k %d rows %d n %d ld %d acc %d: c[%d] = %v, Go twin %v", l, k, rows, n, ld, acc, i, got[i], want[i])
+				t.Fatalf("k %d rows %d n %d ld %d acc %d: c[%d] = %v, Go twin %v", k, rows, n, ld, acc, i, got[i], want[i])
 			}
 		}
 	}

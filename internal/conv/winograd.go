@@ -51,8 +51,7 @@ type Winograd struct {
 	chunk                int // tiles per chunk
 	ldt                  int // stride between the ξ rows of V and M (≥ chunk, multiple of 16)
 	private              bool
-	packed               bool       // U packed for gemmPacked (else row-major for Sgemm)
-	layout               packLayout // of the packed U
+	packed               bool // U packed for gemmPacked (else row-major for Sgemm)
 	workers              int
 }
 
@@ -82,9 +81,6 @@ func NewWinogradPad(cin, cout, h, w, pad int) *Winograd {
 	p.workers = max(1, min(runtime.GOMAXPROCS(0), 64))
 	p.plan()
 	p.packed = useAVX512
-	if p.chunk <= 32 {
-		p.layout = groupLayout
-	}
 	return p
 }
 
@@ -140,15 +136,16 @@ func (p *Winograd) uStride() int {
 // uIndex returns the position of U_ξ[o][i] in the transformed weights.
 func (p *Winograd) uIndex(xi, o, i int) int {
 	if p.packed {
-		return xi*p.uStride() + packedIndex(o, i, p.cin, padRows(p.cout), p.layout)
+		return xi*p.uStride() + packedIndex(o, i, p.cin, padRows(p.cout))
 	}
 	return xi*p.uStride() + o*p.cin + i
 }
 
 // TransformWeights returns the Winograd transform U = G g Gᵀ of the weights w
 // ([Cout, Cin, 3, 3], as in PyTorch), laid out for Run: 36 [Cout, Cin]
-// matrices, row-major or in zero-padded panels of 8 rows depending on the
-// plan. It is computed in float64 and rounded once; call it
+// matrices, in zero-padded panels of 8 rows (row-major without AVX-512).
+// The result depends only on Cin and Cout, so plans for other image sizes
+// with the same channel counts can share it. It is computed in float64 and rounded once; call it
 // once per weight tensor and keep the result. It panics when w has the wrong
 // length.
 func (p *Winograd) TransformWeights(w []float32) []float32 {
@@ -271,7 +268,7 @@ func (p *Winograd) products(v, m, tw []float32, nt, xi0, xi1 int) {
 	for xi := xi0; xi < xi1; xi++ {
 		u := tw[xi*plane : (xi+1)*plane]
 		if p.packed {
-			gemmPacked(u, v[xi*p.ldt:], m[xi*p.ldt:], ld, p.cin, p.cout, nt, p.layout)
+			gemmPacked(u, v[xi*p.ldt:], m[xi*p.ldt:], ld, p.cin, p.cout, nt)
 			continue
 		}
 		kernels.Sgemm(false, false, p.cout, nt, p.cin, 1, u, p.cin, v[xi*p.ldt:], ld, 0, m[xi*p.ldt:], ld)

@@ -13,22 +13,17 @@ import (
 // per product.
 const prefetchA = 4096
 
-// Layouts of the packed weights (see packedIndex in gemm.go).
-const (
-	panels = iota // 8-row panels [k][8], panel after panel
-	groups        // 24-row groups [k][24], group after group
-)
-
-// genGemm emits the product kernel gemm<8·np>x<16·nz><layout>AVX512, which
-// sets C = A·B (or adds A·B to C when acc is not 0) for one position ξ and
-// one block of k input channels. A (the weights) is packed in the given
-// layout; B (the transformed tiles) and C are row-major with row stride ld.
+// genGemm emits the product kernel gemm<8·np>x<16·nz>PAVX512, which sets
+// C = A·B (or adds A·B to C when acc is not 0) for one position ξ and one
+// block of k input channels. A (the weights) is packed in panels of 8 rows,
+// each [k][8], one after the other; B (the transformed tiles) and C are
+// row-major with row stride ld.
 // The kernel computes rows [0, rows) in blocks of 8·np (A must hold whole
 // groups of 24 rows: the missing rows are zero and not stored) and columns
 // [0, n) in blocks of 16·nz (masked at the end), with np·nz accumulators of
 // 16 lanes per row of 8.
-func genGemm(np, nz, layout int) {
-	name := fmt.Sprintf("gemm%dx%d%sAVX512", 8*np, 16*nz, [...]string{"P", "G"}[layout])
+func genGemm(np, nz int) {
+	name := fmt.Sprintf("gemm%dx%dPAVX512", 8*np, 16*nz)
 	TEXT(name, NOSPLIT, "func(a, b, c *float32, ld, k, rows, n, acc int)")
 	Pragma("noescape")
 	Doc(name + " is gemmPackedGo with " + fmt.Sprintf("%d×%d", 8*np, 16*nz) + " register blocks.")
@@ -39,11 +34,9 @@ func genGemm(np, nz, layout int) {
 	SHLQ(Imm(2), ld)
 	n := Load(Param("n"), GP64())
 	lbl := func(s string) string { return name + "_" + s }
-	step := 32 // bytes of A per step of k
+	const step = 32 // bytes of A per step of k
 	var pst reg.Register
-	if layout == groups {
-		step = 96
-	} else if np > 1 {
+	if np > 1 {
 		pst = Load(Param("k"), GP64()) // panel stride: 32k bytes
 		SHLQ(Imm(5), pst)
 	}
@@ -87,7 +80,7 @@ func genGemm(np, nz, layout int) {
 	MOVQ(ap, ak)
 	kk := Load(Param("k"), GP64())
 	var pf reg.Register
-	if layout == panels && np > 1 {
+	if np > 1 {
 		// The three panels after this block's, fetched while it runs.
 		pf = GP64()
 		LEAQ(Mem{Base: ak, Index: pst, Scale: 2}, pf)
@@ -100,9 +93,6 @@ func genGemm(np, nz, layout int) {
 		VMOVUPS_Z(Mem{Base: bp, Disp: 64 * j}, km[j], bv[j])
 	}
 	switch {
-	case layout == groups:
-		PREFETCHT0(Mem{Base: ak, Disp: prefetchA})
-		PREFETCHT0(Mem{Base: ak, Disp: prefetchA + 64})
 	case np == 1:
 		PREFETCHT0(Mem{Base: ak, Disp: prefetchA})
 	default:
@@ -116,7 +106,7 @@ func genGemm(np, nz, layout int) {
 	}
 	for i := range acc {
 		mem := Mem{Base: ak, Disp: 4 * i}
-		if layout == panels && i >= 8 {
+		if i >= 8 {
 			mem = Mem{Base: ak, Index: pst, Scale: uint8(i / 8), Disp: 4 * (i % 8)}
 		}
 		for j := range bv {
@@ -179,9 +169,9 @@ func genGemm(np, nz, layout int) {
 	}
 	Label(lbl("stored"))
 	MOVQ(cr, cp)
-	// Next block of rows: right after this one's last step (np = 1, or
-	// groups), or three panels on (np = 3 on panels).
-	if layout == panels && np > 1 {
+	// Next block of rows: right after this one's last step (np = 1), or
+	// three panels on (np = 3).
+	if np > 1 {
 		for p := 0; p < np; p++ {
 			ADDQ(pst, ap)
 		}

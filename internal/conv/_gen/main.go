@@ -27,9 +27,8 @@ func main() {
 	genConsts()
 	genInput()
 	genOutput()
-	genGemm(1, 3, panels)
-	genGemm(3, 1, panels)
-	genGemm(3, 1, groups)
+	genGemm(1, 3)
+	genGemm(3, 1)
 	Generate()
 }
 
