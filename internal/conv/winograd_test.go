@@ -300,3 +300,18 @@ func TestConcurrentRuns(t *testing.T) {
 		}
 	}
 }
+
+// TestWeightsShared checks that plans with the same channel counts share
+// transformed weights, whatever their image sizes, padding and chunks.
+func TestWeightsShared(t *testing.T) {
+	_, wt, _ := randomProblem(rand.New(rand.NewPCG(17, 18)), 70, 50, 1, 1, false)
+	ref := NewWinograd(70, 50, 8, 8).TransformWeights(wt)
+	for _, p := range []*Winograd{NewWinograd(70, 50, 64, 64), NewWinogradPad(70, 50, 33, 9, 0), NewWinograd(70, 50, 1, 200)} {
+		u := p.TransformWeights(wt)
+		for i := range u {
+			if u[i] != ref[i] {
+				t.Fatalf("%d×%d plan: weight %d = %v, 8×8 plan %v", p.h, p.w, i, u[i], ref[i])
+			}
+		}
+	}
+}
