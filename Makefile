@@ -15,10 +15,10 @@ vet:
 
 # test: vet, a CGO_ENABLED=0 build, and every test (oracle tests included; under CI=true a
 # missing oracle fails). The fuzz seed corpora run as ordinary tests. The kernels are tested
-# a second time with the noasm tag, which forces their plain-Go twins.
+# (and the Winograd convolutions) a second time with the noasm tag, which forces their plain-Go twins.
 test: vet build
 	$(GO) test -count=1 -timeout 30m $(PKGS)
-	$(GO) test -count=1 -tags noasm ./internal/kernels ./internal/nn
+	$(GO) test -count=1 -tags noasm ./internal/kernels ./internal/conv ./internal/nn
 
 fmt:
 	gofmt -s -w .

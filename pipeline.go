@@ -28,7 +28,6 @@ import (
 	"slices"
 	"time"
 
-	"github.com/sdxs-go/sdxs/internal/nn"
 	"github.com/sdxs-go/sdxs/sampler"
 	"github.com/sdxs-go/sdxs/textenc"
 	"github.com/sdxs-go/sdxs/tokenizer"
@@ -236,7 +235,7 @@ func (p *Pipeline) initScheduler() error {
 
 // component loads a model component: its config.json, its memory-mapped weights, and the model.
 func component[C, M any](p *Pipeline, dir func(string) (string, error), name string,
-	loadConfig func(path string) (*C, error), newModel func(*C, nn.Source) (*M, error)) (*M, error) {
+	loadConfig func(path string) (*C, error), newModel func(*C, weights.TensorSource) (*M, error)) (*M, error) {
 	d, err := dir(name)
 	if err != nil {
 		return nil, err

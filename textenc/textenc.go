@@ -24,7 +24,7 @@ type Model struct {
 }
 
 // New returns a text encoder with the given config whose weights come from src.
-func New(cfg *weights.CLIPTextConfig, src nn.Source) (*Model, error) {
+func New(cfg *weights.CLIPTextConfig, src weights.TensorSource) (*Model, error) {
 	if cfg == nil {
 		return nil, fmt.Errorf("textenc: nil config")
 	}

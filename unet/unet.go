@@ -43,7 +43,7 @@ type Residuals struct {
 }
 
 // New returns a UNet with the given config whose weights come from src.
-func New(cfg *weights.UNetConfig, src nn.Source) (*Model, error) {
+func New(cfg *weights.UNetConfig, src weights.TensorSource) (*Model, error) {
 	if cfg == nil {
 		return nil, fmt.Errorf("unet: nil config")
 	}

@@ -22,7 +22,7 @@ type Tiny struct {
 }
 
 // NewTiny returns a TAESD decoder with the given config whose weights come from src.
-func NewTiny(cfg *weights.TinyVAEConfig, src nn.Source) (*Tiny, error) {
+func NewTiny(cfg *weights.TinyVAEConfig, src weights.TensorSource) (*Tiny, error) {
 	if cfg == nil {
 		return nil, fmt.Errorf("vae: nil config")
 	}

@@ -7,6 +7,16 @@ import (
 	"sync"
 )
 
+// TensorSource is the least a model needs from its weights: named float32 tensors. *File,
+// *Set and *MemSource satisfy it, and so does anything that can produce tensors by name (the
+// model packages' constructors take one).
+type TensorSource interface {
+	// Float32 returns the tensor called name as float32 values and its shape.
+	Float32(name string) ([]float32, []int, error)
+	// Names lists the tensors the source holds.
+	Names() []string
+}
+
 // Source is where a model takes its parameters from: a safetensors File, a sharded Set, or
 // tensors held in memory (MemSource). Float32 returns a slice the caller owns unless the
 // source documents otherwise.

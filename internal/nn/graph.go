@@ -20,15 +20,12 @@ import (
 
 	"gorgonia.org/gorgonia"
 	"gorgonia.org/tensor"
+
+	"github.com/sdxs-go/sdxs/weights"
 )
 
 // Source provides named float32 tensors, such as a safetensors file or a set of them.
-type Source interface {
-	// Float32 returns the tensor called name converted to float32, and its shape.
-	Float32(name string) ([]float32, []int, error)
-	// Names lists the tensors the source holds.
-	Names() []string
-}
+type Source = weights.TensorSource
 
 // Params caches the parameters of one model, loaded from a Source, so that graphs built for
 // several image sizes share one copy of the weights. It is safe for concurrent use.
