@@ -302,9 +302,11 @@ func (g *graph) build(b *nn.Builder, h, w int, control bool) *nn.Node {
 	last := len(boc) - 1
 	if cfg.MidBlockType == "UNetMidBlock2DCrossAttn" {
 		mb := b.Sub("mid_block")
-		x = g.resnet(mb.Sub("resnets.0"), x, boc[last])
+		// ResNet, then (Transformer2D, ResNet); its ResNets divide by mid_block_scale_factor.
+		sf := cfg.MidBlockScaleFactor
+		x = g.scaled(b, g.resnet(mb.Sub("resnets.0"), x, boc[last]), sf)
 		x = g.transformer(mb.Sub("attentions.0"), x, heads[last], tlayers[last], false)
-		x = g.resnet(mb.Sub("resnets.1"), x, boc[last])
+		x = g.scaled(b, g.resnet(mb.Sub("resnets.1"), x, boc[last]), sf)
 		g.tap(b, "mid_block", x)
 	}
 	if control {
@@ -339,6 +341,14 @@ func (g *graph) build(b *nn.Builder, h, w int, control bool) *nn.Node {
 	x = g.normSiLU(b, "conv_norm_out", x)
 	x = b.ConvLayer("conv_out", x, cfg.OutChannels, cfg.ConvOutKernel, 1, (cfg.ConvOutKernel-1)/2, true)
 	return x
+}
+
+// scaled divides a ResNet's output by its output_scale_factor (nothing to do for 1).
+func (g *graph) scaled(b *nn.Builder, x *nn.Node, factor float64) *nn.Node {
+	if factor == 1 || factor == 0 {
+		return x
+	}
+	return b.Affine(x, float32(1/factor), 0)
 }
 
 // normSiLU is GroupNorm followed by SiLU, fused into one op except when tracing (where the
