@@ -10,6 +10,8 @@ import (
 	"sync"
 	"syscall"
 	"unsafe"
+
+	"golang.org/x/sys/unix"
 )
 
 // mapFile maps the whole file read-only. Files too small to hold a header are read instead
@@ -72,7 +74,7 @@ func dropPages(data, b []byte) {
 		return
 	}
 	off := lo - start
-	_ = syscall.Madvise(b[off:off+(hi-lo)], syscall.MADV_DONTNEED)
+	_ = unix.Madvise(b[off:off+(hi-lo)], unix.MADV_DONTNEED)
 }
 
 // mappedFiles records the first byte of every live mapping, so that dropPages never advises
