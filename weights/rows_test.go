@@ -32,3 +32,23 @@ func TestFloat32Rows(t *testing.T) {
 	require.NoError(t, m.Float32Rows("emb", []int{5, 3}, []int{2}, dst))
 	require.Equal(t, []float32{6.5, 7.5, 8.5}, dst)
 }
+
+// TestReadTwiceAfterDroppingPages reads a page-spanning tensor twice: the first read drops the
+// mapped pages from the resident set, and the second must find the same values.
+func TestReadTwiceAfterDroppingPages(t *testing.T) {
+	data := make([]float32, 5000) // 20 KB: whole pages inside
+	for i := range data {
+		data[i] = float32(i) * 0.25
+	}
+	path := filepath.Join(t.TempDir(), "big.safetensors")
+	require.NoError(t, WriteFile(path, []Tensor{{Name: "w", DType: F32, Shape: []int{50, 100}, F32: data}}, nil))
+	f, err := Open(path)
+	require.NoError(t, err)
+	defer f.Close()
+	for i := 0; i < 2; i++ {
+		got, shape, err := f.Float32("w")
+		require.NoError(t, err)
+		require.Equal(t, []int{50, 100}, shape)
+		require.Equal(t, data, got)
+	}
+}
