@@ -98,7 +98,7 @@ func BenchmarkPhases(b *testing.B) {
 		})
 		b.Run(name+"/output", func(b *testing.B) {
 			for range b.N {
-				p.outputChunk(out, m, bias, t0, nt, 0, p.cout)
+				p.outputChunk(out, m, bias, t0, nt, 0, p.cout, 0)
 			}
 			rate(b)
 		})

@@ -19,6 +19,7 @@ const (
 type runState struct {
 	p                   *Winograd
 	out, x, tw, bias, s []float32
+	ep                  int // epilogue bits (epAccumulate, epReLU)
 	phase               int
 	t0, nt              int // current chunk (shared mode)
 	parts               int
@@ -32,6 +33,7 @@ func getRun() *runState { return runs.Get().(*runState) }
 
 func putRun(r *runState) {
 	r.p, r.out, r.x, r.tw, r.bias, r.s = nil, nil, nil, nil, nil, nil
+	r.ep = 0
 	runs.Put(r)
 }
 
@@ -99,7 +101,7 @@ func (r *runState) work(w int) {
 			nt := min(p.chunk, p.tiles-t0)
 			p.inputChunk(v, r.x, t0, nt, 0, p.cin)
 			p.products(v, m, r.tw, nt, 0, nXi)
-			p.outputChunk(r.out, m, r.bias, t0, nt, 0, p.cout)
+			p.outputChunk(r.out, m, r.bias, t0, nt, 0, p.cout, r.ep)
 		case phaseInput:
 			v := r.s[:nv]
 			c0, c1 := i*p.cin/r.parts, (i+1)*p.cin/r.parts
@@ -109,7 +111,7 @@ func (r *runState) work(w int) {
 		case phaseOutput:
 			m := r.s[nv : nv+nm]
 			c0, c1 := i*p.cout/r.parts, (i+1)*p.cout/r.parts
-			p.outputChunk(r.out, m, r.bias, r.t0, r.nt, c0, c1)
+			p.outputChunk(r.out, m, r.bias, r.t0, r.nt, c0, c1, r.ep)
 		}
 	}
 }

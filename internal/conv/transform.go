@@ -76,9 +76,13 @@ func inputTransformGo(v []float32, ldv int, plane []float32, h, w, ys, xs, n int
 
 // outputTransformGo inverse-transforms n consecutive tiles of one tile row
 // of one channel: tile i is read from m[ξ·ldm+i], and its 4×4 result plus
-// bias is written to dst[r·ldd + 4i + c] for the rows r < nrows and the
-// columns 4i+c < ncols.
-func outputTransformGo(dst []float32, ldd int, m []float32, ldm, nrows, ncols, n int, bias float32) {
+// bias, v, goes to dst[r·ldd + 4i + c] for the rows r < nrows and the
+// columns 4i+c < ncols, through the epilogue ep (epAccumulate and epReLU
+// bits): v, or dst + v with epAccumulate, then clamped at zero with epReLU
+// (negative values become 0; NaN and −0 are kept, as the assembly's
+// max(0, v) does).
+func outputTransformGo(dst []float32, ldd int, m []float32, ldm, nrows, ncols, n int, bias float32, ep int) {
+	acc, relu := ep&epAccumulate != 0, ep&epReLU != 0
 	for i := 0; i < n; i++ {
 		var q [tileIn][tileOut]float32
 		for r := range q {
@@ -96,7 +100,14 @@ func outputTransformGo(dst []float32, ldd int, m []float32, ldm, nrows, ncols, n
 			col := [tileIn]float32{q[0][c], q[1][c], q[2][c], q[3][c], q[4][c], q[5][c]}
 			y := at(&col)
 			for r := 0; r < nrows; r++ {
-				dst[r*ldd+x] = y[r] + bias
+				v := y[r] + bias
+				if acc {
+					v = dst[r*ldd+x] + v
+				}
+				if relu && v < 0 {
+					v = 0
+				}
+				dst[r*ldd+x] = v
 			}
 		}
 	}

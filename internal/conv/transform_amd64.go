@@ -21,9 +21,9 @@ func inputTransform(v []float32, ldv int, plane []float32, h, w, ys, xs, n int) 
 }
 
 // outputTransform is outputTransformGo, in assembly when the CPU allows.
-func outputTransform(dst []float32, ldd int, m []float32, ldm, nrows, ncols, n int, bias float32) {
+func outputTransform(dst []float32, ldd int, m []float32, ldm, nrows, ncols, n int, bias float32, ep int) {
 	if !useAVX512 || n <= 0 || nrows <= 0 || ncols <= 0 {
-		outputTransformGo(dst, ldd, m, ldm, nrows, ncols, n, bias)
+		outputTransformGo(dst, ldd, m, ldm, nrows, ncols, n, bias, ep)
 		return
 	}
 	// The kernel reads m[ξ·ldm + i] for i < n and writes dst[r·ldd + c]
@@ -33,5 +33,5 @@ func outputTransform(dst []float32, ldd int, m []float32, ldm, nrows, ncols, n i
 	}
 	_ = m[(nXi-1)*ldm+n-1]
 	_ = dst[(nrows-1)*ldd+ncols-1]
-	outputTransformAVX512(&dst[0], ldd, &m[0], ldm, nrows, ncols, n, bias)
+	outputTransformAVX512(&dst[0], ldd, &m[0], ldm, nrows, ncols, n, bias, ep)
 }

@@ -616,9 +616,9 @@ in_done:
 	VZEROUPPER
 	RET
 
-// func outputTransformAVX512(dst *float32, ldd int, m *float32, ldm int, nrows int, ncols int, n int, bias float32)
-// Requires: AVX, AVX512F, BMI2, CMOV
-TEXT ·outputTransformAVX512(SB), NOSPLIT, $0-60
+// func outputTransformAVX512(dst *float32, ldd int, m *float32, ldm int, nrows int, ncols int, n int, bias float32, ep int)
+// Requires: AVX, AVX512DQ, AVX512F, BMI2, CMOV
+TEXT ·outputTransformAVX512(SB), NOSPLIT, $0-72
 	MOVQ         dst+0(FP), AX
 	MOVQ         ldd+8(FP), CX
 	SHLQ         $0x02, CX
@@ -812,10 +812,31 @@ out_loop:
 	VPERMI2PS        Z18, Z12, Z19
 	VMOVUPS          convconst<>+256(SB), Z20
 	VPERMI2PS        Z18, Z12, Z20
-	VMOVUPS          Z21, K2, (AX)
-	VMOVUPS          Z22, K3, 64(AX)
-	VMOVUPS          Z19, K4, 128(AX)
-	VMOVUPS          Z20, K5, 192(AX)
+	TESTQ            $0x00000001, ep+64(FP)
+	JZ               out_row0_noacc
+	VMOVUPS.Z        (AX), K2, Z12
+	VADDPS           Z12, Z21, Z21
+	VMOVUPS.Z        64(AX), K3, Z12
+	VADDPS           Z12, Z22, Z22
+	VMOVUPS.Z        128(AX), K4, Z12
+	VADDPS           Z12, Z19, Z19
+	VMOVUPS.Z        192(AX), K5, Z12
+	VADDPS           Z12, Z20, Z20
+
+out_row0_noacc:
+	TESTQ  $0x00000002, ep+64(FP)
+	JZ     out_row0_norelu
+	VXORPS Z12, Z12, Z12
+	VMAXPS Z21, Z12, Z21
+	VMAXPS Z22, Z12, Z22
+	VMAXPS Z19, Z12, Z19
+	VMAXPS Z20, Z12, Z20
+
+out_row0_norelu:
+	VMOVUPS Z21, K2, (AX)
+	VMOVUPS Z22, K3, 64(AX)
+	VMOVUPS Z19, K4, 128(AX)
+	VMOVUPS Z20, K5, 192(AX)
 
 out_row0_skip:
 	VFMADD231PS.BCST convconst<>+4(SB), Z14, Z6
@@ -841,10 +862,31 @@ out_row0_skip:
 	VMOVUPS          convconst<>+256(SB), Z12
 	VPERMI2PS        Z6, Z3, Z12
 	IMUL3Q           $0x02, CX, R9
-	VMOVUPS          Z8, K2, (AX)(R9*1)
-	VMOVUPS          Z9, K3, 64(AX)(R9*1)
-	VMOVUPS          Z11, K4, 128(AX)(R9*1)
-	VMOVUPS          Z12, K5, 192(AX)(R9*1)
+	TESTQ            $0x00000001, ep+64(FP)
+	JZ               out_row2_noacc
+	VMOVUPS.Z        (AX)(R9*1), K2, Z3
+	VADDPS           Z3, Z8, Z8
+	VMOVUPS.Z        64(AX)(R9*1), K3, Z3
+	VADDPS           Z3, Z9, Z9
+	VMOVUPS.Z        128(AX)(R9*1), K4, Z3
+	VADDPS           Z3, Z11, Z11
+	VMOVUPS.Z        192(AX)(R9*1), K5, Z3
+	VADDPS           Z3, Z12, Z12
+
+out_row2_noacc:
+	TESTQ  $0x00000002, ep+64(FP)
+	JZ     out_row2_norelu
+	VXORPS Z3, Z3, Z3
+	VMAXPS Z8, Z3, Z8
+	VMAXPS Z9, Z3, Z9
+	VMAXPS Z11, Z3, Z11
+	VMAXPS Z12, Z3, Z12
+
+out_row2_norelu:
+	VMOVUPS Z8, K2, (AX)(R9*1)
+	VMOVUPS Z9, K3, 64(AX)(R9*1)
+	VMOVUPS Z11, K4, 128(AX)(R9*1)
+	VMOVUPS Z12, K5, 192(AX)(R9*1)
 
 out_row2_skip:
 	VADDPS     Z4, Z4, Z3
@@ -874,10 +916,31 @@ out_row2_skip:
 	VMOVUPS    convconst<>+256(SB), Z12
 	VPERMI2PS  Z6, Z3, Z12
 	IMUL3Q     $0x01, CX, R9
-	VMOVUPS    Z8, K2, (AX)(R9*1)
-	VMOVUPS    Z9, K3, 64(AX)(R9*1)
-	VMOVUPS    Z11, K4, 128(AX)(R9*1)
-	VMOVUPS    Z12, K5, 192(AX)(R9*1)
+	TESTQ      $0x00000001, ep+64(FP)
+	JZ         out_row1_noacc
+	VMOVUPS.Z  (AX)(R9*1), K2, Z3
+	VADDPS     Z3, Z8, Z8
+	VMOVUPS.Z  64(AX)(R9*1), K3, Z3
+	VADDPS     Z3, Z9, Z9
+	VMOVUPS.Z  128(AX)(R9*1), K4, Z3
+	VADDPS     Z3, Z11, Z11
+	VMOVUPS.Z  192(AX)(R9*1), K5, Z3
+	VADDPS     Z3, Z12, Z12
+
+out_row1_noacc:
+	TESTQ  $0x00000002, ep+64(FP)
+	JZ     out_row1_norelu
+	VXORPS Z3, Z3, Z3
+	VMAXPS Z8, Z3, Z8
+	VMAXPS Z9, Z3, Z9
+	VMAXPS Z11, Z3, Z11
+	VMAXPS Z12, Z3, Z12
+
+out_row1_norelu:
+	VMOVUPS Z8, K2, (AX)(R9*1)
+	VMOVUPS Z9, K3, 64(AX)(R9*1)
+	VMOVUPS Z11, K4, 128(AX)(R9*1)
+	VMOVUPS Z12, K5, 192(AX)(R9*1)
 
 out_row1_skip:
 	IMUL3Q           $0x1e, BX, R9
@@ -930,10 +993,31 @@ out_row1_skip:
 	VMOVUPS          convconst<>+256(SB), Z4
 	VPERMI2PS        Z2, Z1, Z4
 	IMUL3Q           $0x03, CX, R9
-	VMOVUPS          Z5, K2, (AX)(R9*1)
-	VMOVUPS          Z6, K3, 64(AX)(R9*1)
-	VMOVUPS          Z3, K4, 128(AX)(R9*1)
-	VMOVUPS          Z4, K5, 192(AX)(R9*1)
+	TESTQ            $0x00000001, ep+64(FP)
+	JZ               out_row3_noacc
+	VMOVUPS.Z        (AX)(R9*1), K2, Z1
+	VADDPS           Z1, Z5, Z5
+	VMOVUPS.Z        64(AX)(R9*1), K3, Z1
+	VADDPS           Z1, Z6, Z6
+	VMOVUPS.Z        128(AX)(R9*1), K4, Z1
+	VADDPS           Z1, Z3, Z3
+	VMOVUPS.Z        192(AX)(R9*1), K5, Z1
+	VADDPS           Z1, Z4, Z4
+
+out_row3_noacc:
+	TESTQ  $0x00000002, ep+64(FP)
+	JZ     out_row3_norelu
+	VXORPS Z1, Z1, Z1
+	VMAXPS Z5, Z1, Z5
+	VMAXPS Z6, Z1, Z6
+	VMAXPS Z3, Z1, Z3
+	VMAXPS Z4, Z1, Z4
+
+out_row3_norelu:
+	VMOVUPS Z5, K2, (AX)(R9*1)
+	VMOVUPS Z6, K3, 64(AX)(R9*1)
+	VMOVUPS Z3, K4, 128(AX)(R9*1)
+	VMOVUPS Z4, K5, 192(AX)(R9*1)
 
 out_row3_skip:
 	ADDQ $0x40, DX

@@ -9,15 +9,15 @@ func inputTransform(v []float32, ldv int, plane []float32, h, w, ys, xs, n int) 
 	inputTransformGo(v, ldv, plane, h, w, ys, xs, n)
 }
 
-func outputTransform(dst []float32, ldd int, m []float32, ldm, nrows, ncols, n int, bias float32) {
-	outputTransformGo(dst, ldd, m, ldm, nrows, ncols, n, bias)
+func outputTransform(dst []float32, ldd int, m []float32, ldm, nrows, ncols, n int, bias float32, ep int) {
+	outputTransformGo(dst, ldd, m, ldm, nrows, ncols, n, bias, ep)
 }
 
 func inputTransformAVX512(v *float32, ldv int, plane *float32, h, w, ys, xs, n int) {
 	panic("unreachable")
 }
 
-func outputTransformAVX512(dst *float32, ldd int, m *float32, ldm, nrows, ncols, n int, bias float32) {
+func outputTransformAVX512(dst *float32, ldd int, m *float32, ldm, nrows, ncols, n int, bias float32, ep int) {
 	panic("unreachable")
 }
 

@@ -12,7 +12,7 @@ func inputTransformAVX512(v *float32, ldv int, plane *float32, h int, w int, ys 
 // outputTransformAVX512 is outputTransformGo on 16 tiles at a time.
 //
 //go:noescape
-func outputTransformAVX512(dst *float32, ldd int, m *float32, ldm int, nrows int, ncols int, n int, bias float32)
+func outputTransformAVX512(dst *float32, ldd int, m *float32, ldm int, nrows int, ncols int, n int, bias float32, ep int)
 
 // gemm8x48PAVX512 is gemmPackedGo with 8×48 register blocks.
 //

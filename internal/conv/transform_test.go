@@ -45,7 +45,8 @@ func TestInputTransformTwins(t *testing.T) {
 }
 
 // TestOutputTransformTwins compares the assembly output transform with its
-// Go twin bit for bit, with partial rows and columns.
+// Go twin bit for bit, with partial rows and columns and every epilogue
+// (the residual in dst holds some NaN, ±0 and values that cancel).
 func TestOutputTransformTwins(t *testing.T) {
 	if !useAVX512 {
 		t.Skip("no assembly transforms on this CPU or build")
@@ -62,16 +63,72 @@ func TestOutputTransformTwins(t *testing.T) {
 		ncols := 4*n - rng.IntN(4)
 		ldd := ncols + rng.IntN(10)
 		bias := float32(rng.NormFloat64())
-		got := make([]float32, 4*ldd+5)
-		want := make([]float32, len(got))
-		for i := range got {
-			got[i], want[i] = -7, -7
+		for ep := 0; ep < 4; ep++ {
+			got := make([]float32, 4*ldd+5)
+			want := make([]float32, len(got))
+			for i := range got {
+				v := float32(rng.NormFloat64())
+				switch rng.IntN(20) {
+				case 0:
+					v = float32(math.NaN())
+				case 1:
+					v = float32(math.Copysign(0, -1))
+				case 2:
+					v = 0
+				}
+				got[i], want[i] = v, v
+			}
+			outputTransformGo(want, ldd, m, ldm, nrows, ncols, n, bias, ep)
+			outputTransformAVX512(&got[0], ldd, &m[0], ldm, nrows, ncols, n, bias, ep)
+			for i := range got {
+				if math.Float32bits(got[i]) != math.Float32bits(want[i]) {
+					t.Fatalf("ep %d n %d ldm %d rows %d cols %d ldd %d: dst[%d] = %v, Go twin %v", ep, n, ldm, nrows, ncols, ldd, i, got[i], want[i])
+				}
+			}
 		}
-		outputTransformGo(want, ldd, m, ldm, nrows, ncols, n, bias)
-		outputTransformAVX512(&got[0], ldd, &m[0], ldm, nrows, ncols, n, bias)
-		for i := range got {
-			if math.Float32bits(got[i]) != math.Float32bits(want[i]) {
-				t.Fatalf("n %d ldm %d rows %d cols %d ldd %d: dst[%d] = %v, Go twin %v", n, ldm, nrows, ncols, ldd, i, got[i], want[i])
+	}
+}
+
+// TestOutputTransformEpilogue checks the Go output transform's epilogues
+// against the plain transform followed by a separate pass, leaving the
+// values outside the tiles untouched.
+func TestOutputTransformEpilogue(t *testing.T) {
+	rng := rand.New(rand.NewPCG(13, 14))
+	for iter := 0; iter < 200; iter++ {
+		n := 1 + rng.IntN(20)
+		ldm := n + rng.IntN(5)
+		m := make([]float32, nXi*ldm)
+		for i := range m {
+			m[i] = float32(rng.NormFloat64())
+		}
+		nrows := 1 + rng.IntN(4)
+		ncols := 4*n - rng.IntN(4)
+		ldd := ncols + rng.IntN(10)
+		bias := float32(rng.NormFloat64())
+		res := make([]float32, 4*ldd+5)
+		for i := range res {
+			res[i] = float32(rng.NormFloat64())
+		}
+		conv := make([]float32, len(res))
+		outputTransformGo(conv, ldd, m, ldm, nrows, ncols, n, bias, 0)
+		for ep := 0; ep < 4; ep++ {
+			got := append([]float32(nil), res...)
+			outputTransformGo(got, ldd, m, ldm, nrows, ncols, n, bias, ep)
+			for i := range got {
+				want := res[i]
+				if r, c := i/ldd, i%ldd; r < nrows && c < ncols {
+					v := conv[i]
+					if ep&epAccumulate != 0 {
+						v = res[i] + v
+					}
+					if (ep&epReLU != 0) && v < 0 {
+						v = 0
+					}
+					want = v
+				}
+				if got[i] != want {
+					t.Fatalf("ep %d n %d rows %d cols %d ldd %d: dst[%d] = %v, want %v", ep, n, nrows, ncols, ldd, i, got[i], want)
+				}
 			}
 		}
 	}

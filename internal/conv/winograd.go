@@ -212,7 +212,51 @@ func (p *Winograd) ScratchSize() int {
 // none). scratch must hold at least ScratchSize floats; out must not overlap
 // x, tw, bias or scratch. Run uses up to GOMAXPROCS goroutines and does not
 // allocate. It panics when a slice is too short.
+//
+// Run is RunEpilogue with the zero Epilogue.
 func (p *Winograd) Run(out, x, tw, bias, scratch []float32) {
+	p.RunEpilogue(out, x, tw, bias, scratch, Epilogue{})
+}
+
+// Epilogue says what Run does with each output value v = conv(x)+bias before storing it.
+type Epilogue struct {
+	Accumulate bool // store out[i] + v instead of v (out holds a residual on entry)
+	ReLU       bool // store max(·, 0) of the result (after accumulating)
+}
+
+// Epilogue bits, as the output transforms take them.
+const (
+	epAccumulate = 1
+	epReLU       = 2
+)
+
+func (e Epilogue) bits() int {
+	b := 0
+	if e.Accumulate {
+		b |= epAccumulate
+	}
+	if e.ReLU {
+		b |= epReLU
+	}
+	return b
+}
+
+// RunEpilogue is Run with the epilogue ep applied in the output transform,
+// without another pass over the output: each output value v (convolution
+// plus bias) is stored as
+//
+//	out[i] = v                  // zero Epilogue (Run)
+//	out[i] = out[i] + v         // Accumulate: out holds a residual on entry
+//	out[i] = max(out[i]+v, 0)   // Accumulate and ReLU
+//	out[i] = max(v, 0)          // ReLU
+//
+// exactly as Run followed by a separate pass would compute it (the ReLU
+// turns negative values into 0 and keeps NaN). Only the OutH·OutW values of
+// each output channel are read and written, each once. out may hold the
+// residual but must not overlap x, tw, bias or scratch (for an in-place
+// residual block, x and out must be different buffers). It panics when a
+// slice is too short.
+func (p *Winograd) RunEpilogue(out, x, tw, bias, scratch []float32, ep Epilogue) {
 	check := func(name string, s []float32, n int) {
 		if len(s) < n {
 			panic(fmt.Sprintf("conv: Winograd.Run: %s has %d floats, need %d", name, len(s), n))
@@ -234,6 +278,7 @@ func (p *Winograd) Run(out, x, tw, bias, scratch []float32) {
 
 	r := getRun()
 	r.p, r.out, r.x, r.tw, r.bias, r.s = p, out, x, tw, bias, s
+	r.ep = ep.bits()
 	nchunks := ceilDiv(p.tiles, p.chunk)
 	workers := min(p.workers, runtime.GOMAXPROCS(0))
 	if p.private {
@@ -293,8 +338,9 @@ func (p *Winograd) inputChunk(v, x []float32, t0, nt, c0, c1 int) {
 }
 
 // outputChunk inverse-transforms channels [c0, c1) of the tiles
-// [t0, t0+nt) from m ([Cout][36][ldt]) into out, adding the bias.
-func (p *Winograd) outputChunk(out, m, bias []float32, t0, nt, c0, c1 int) {
+// [t0, t0+nt) from m ([Cout][36][ldt]) into out, adding the bias and
+// applying the epilogue bits ep.
+func (p *Winograd) outputChunk(out, m, bias []float32, t0, nt, c0, c1, ep int) {
 	ohw := p.oh * p.ow
 	for co := c0; co < c1; co++ {
 		var b float32
@@ -310,7 +356,7 @@ func (p *Winograd) outputChunk(out, m, bias []float32, t0, nt, c0, c1 int) {
 			y, xx := tr*tileOut, tc*tileOut
 			rows := min(tileOut, p.oh-y)
 			cols := min(tileOut*n, p.ow-xx)
-			outputTransform(plane[y*p.ow+xx:], p.ow, mc[i:], p.ldt, rows, cols, n, b)
+			outputTransform(plane[y*p.ow+xx:], p.ow, mc[i:], p.ldt, rows, cols, n, b, ep)
 			i += n
 		}
 	}

@@ -315,3 +315,108 @@ func TestWeightsShared(t *testing.T) {
 		}
 	}
 }
+
+// TestRunEpilogue checks that RunEpilogue gives exactly Run followed by a
+// separate out[i] = relu(old[i] + v) pass, in the planned, private and
+// shared modes, with the assembly and the Go transforms, on random sizes
+// (tiles straddling the edges, pad 0 and 1), without touching anything
+// past the output; and that both paths agree within the Winograd error.
+func TestRunEpilogue(t *testing.T) {
+	rng := rand.New(rand.NewPCG(21, 22))
+	type shape struct{ cin, cout, h, w, pad int }
+	shapes := []shape{{1, 1, 1, 1, 1}, {1, 1, 3, 3, 0}, {3, 5, 9, 11, 1}, {130, 17, 7, 13, 0}, {17, 130, 13, 5, 1}, {64, 64, 21, 19, 1}}
+	n := 24
+	if testing.Short() {
+		n = 6
+	}
+	for i := 0; i < n; i++ {
+		pad := rng.IntN(2)
+		lo := 3 - 2*pad
+		shapes = append(shapes, shape{1 + rng.IntN(130), 1 + rng.IntN(130), lo + rng.IntN(71-lo), lo + rng.IntN(71-lo), pad})
+	}
+	modes := []struct {
+		name               string
+		private            bool
+		chunkMin, chunkMax int
+	}{
+		{"plan", false, -1, -1},
+		{"private/chunk5", true, 5, 5},
+		{"shared/chunk7", false, 7, 7},
+	}
+	eps := []Epilogue{{}, {Accumulate: true}, {ReLU: true}, {Accumulate: true, ReLU: true}}
+	const extra = 37 // floats past the output that must stay untouched
+	for _, s := range shapes {
+		x, wt, bias := randomProblem(rng, s.cin, s.cout, s.h, s.w, rng.IntN(2) == 0)
+		oh, ow := s.h+2*s.pad-2, s.w+2*s.pad-2
+		size := s.cout * oh * ow
+		res := make([]float32, size+extra)
+		for i := range res {
+			res[i] = float32(rng.NormFloat64())
+		}
+		// byPath[avx][ep] holds the results of the last mode, to compare
+		// the assembly and Go paths.
+		var byPath [2][4][]float32
+		for _, avx := range []bool{true, false} {
+			if avx && !useAVX512 {
+				continue
+			}
+			saved := useAVX512
+			useAVX512 = avx
+			for _, m := range modes {
+				run := func() {
+					p := NewWinogradPad(s.cin, s.cout, s.h, s.w, s.pad)
+					tw := p.TransformWeights(wt)
+					scratch := make([]float32, p.ScratchSize())
+					conv := make([]float32, size)
+					p.Run(conv, x, tw, bias, scratch)
+					for k, ep := range eps {
+						got := append([]float32(nil), res...)
+						p.RunEpilogue(got, x, tw, bias, scratch, ep)
+						for i := range got {
+							want := res[i]
+							if i < size {
+								v := conv[i]
+								if ep.Accumulate {
+									v = res[i] + v
+								}
+								if (ep.ReLU) && v < 0 {
+									v = 0
+								}
+								want = v
+							}
+							if math.Float32bits(got[i]) != math.Float32bits(want) {
+								t.Fatalf("%dx%d/%dx%d/pad%d/avx=%v/%s/%+v: out[%d] = %v, want %v (of %d)",
+									s.cin, s.cout, s.h, s.w, s.pad, avx, m.name, ep, i, got[i], want, size)
+							}
+						}
+						b := 0
+						if avx {
+							b = 1
+						}
+						byPath[b][k] = got[:size]
+					}
+				}
+				if m.chunkMin == -1 {
+					run()
+				} else {
+					withKnobs(m.private, m.chunkMin, m.chunkMax, run)
+				}
+			}
+			useAVX512 = saved
+		}
+		if byPath[1][0] == nil {
+			continue
+		}
+		for k, ep := range eps {
+			var num, den float64
+			for i, g := range byPath[1][k] {
+				d := float64(g) - float64(byPath[0][k][i])
+				num += d * d
+				den += float64(g) * float64(g)
+			}
+			if den > 0 && !(math.Sqrt(num/den) <= 1e-5) {
+				t.Errorf("%dx%d/%dx%d/pad%d/%+v: assembly and Go paths differ by %.3g", s.cin, s.cout, s.h, s.w, s.pad, ep, math.Sqrt(num/den))
+			}
+		}
+	}
+}

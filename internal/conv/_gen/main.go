@@ -381,9 +381,15 @@ func atVec(m [6]reg.VecVirtual) [4]reg.VecVirtual {
 	return [4]reg.VecVirtual{m[0], q1, s12, m[1]}
 }
 
+// Epilogue bits of outputTransformAVX512's ep argument (as in package conv).
+const (
+	epAccumulate = 1
+	epReLU       = 2
+)
+
 // genOutput emits outputTransformAVX512, the twin of outputTransformGo.
 func genOutput() {
-	TEXT("outputTransformAVX512", NOSPLIT, "func(dst *float32, ldd int, m *float32, ldm, nrows, ncols, n int, bias float32)")
+	TEXT("outputTransformAVX512", NOSPLIT, "func(dst *float32, ldd int, m *float32, ldm, nrows, ncols, n int, bias float32, ep int)")
 	Pragma("noescape")
 	Doc("outputTransformAVX512 is outputTransformGo on 16 tiles at a time.")
 	dp := Load(Param("dst"), GP64())
@@ -471,6 +477,27 @@ func genOutput() {
 			IMUL3Q(Imm(uint64(i)), ldd, t)
 			mem = Mem{Base: dp, Index: t, Scale: 1}
 		}
+		// The epilogue: add the old values (epAccumulate, read under the
+		// same masks as the stores), then clamp at zero (epReLU) with
+		// max(0, v), which keeps NaN and −0 as the Go twin does.
+		noAcc := fmt.Sprintf("out_row%d_noacc", i)
+		TESTQ(U32(epAccumulate), NewParamAddr("ep", 64))
+		JZ(LabelRef(noAcc))
+		for k := range z {
+			t := ZMM()
+			VMOVUPS_Z(mem.Offset(64*k), kc[k], t)
+			VADDPS(t, z[k], z[k])
+		}
+		Label(noAcc)
+		noReLU := fmt.Sprintf("out_row%d_norelu", i)
+		TESTQ(U32(epReLU), NewParamAddr("ep", 64))
+		JZ(LabelRef(noReLU))
+		zero := ZMM()
+		VXORPS(zero, zero, zero)
+		for k := range z {
+			VMAXPS(z[k], zero, z[k]) // Intel: max(zero, z) = zero > z ? zero : z
+		}
+		Label(noReLU)
 		for k := range z {
 			VMOVUPS(z[k], kc[k], mem.Offset(64*k))
 		}
