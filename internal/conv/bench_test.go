@@ -3,6 +3,8 @@ package conv
 import (
 	"fmt"
 	"math/rand/v2"
+	"runtime"
+	"sync"
 	"testing"
 )
 
@@ -197,4 +199,72 @@ func BenchmarkGemmShapes(b *testing.B) {
 			})
 		}
 	}
+}
+
+// BenchmarkEpilogue compares a residual block's tail, out = relu(res +
+// conv(x) + bias), done as Run and a separate residual-add + ReLU pass with
+// RunEpilogue doing it in the output transform (64→64 channels, 512×512);
+// run is the plain convolution for reference.
+func BenchmarkEpilogue(b *testing.B) {
+	const cin, cout, h, w = 64, 64, 512, 512
+	rng := rand.New(rand.NewPCG(7, 8))
+	x, wt, bias := randomProblem(rng, cin, cout, h, w, true)
+	res, _, _ := randomProblem(rng, cout, 1, h, w, false)
+	p := NewWinograd(cin, cout, h, w)
+	tw := p.TransformWeights(wt)
+	scratch := make([]float32, p.ScratchSize())
+	out := make([]float32, cout*h*w)
+	b.Run("run+pass", func(b *testing.B) {
+		for range b.N {
+			p.Run(out, x, tw, bias, scratch)
+			for i, v := range out {
+				v += res[i]
+				if v < 0 {
+					v = 0
+				}
+				out[i] = v
+			}
+		}
+		reportGFLOPS(b, cin, cout, h, w)
+	})
+	b.Run("run+parallel-pass", func(b *testing.B) {
+		workers := runtime.GOMAXPROCS(0)
+		var wg sync.WaitGroup
+		for range b.N {
+			p.Run(out, x, tw, bias, scratch)
+			for k := range workers {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					lo, hi := k*len(out)/workers, (k+1)*len(out)/workers
+					o, r := out[lo:hi], res[lo:hi]
+					for i, v := range o {
+						v += r[i]
+						if v < 0 {
+							v = 0
+						}
+						o[i] = v
+					}
+				}()
+			}
+			wg.Wait()
+		}
+		reportGFLOPS(b, cin, cout, h, w)
+	})
+	b.Run("epilogue", func(b *testing.B) {
+		for range b.N {
+			// The residual would already be in out: put it back, untimed.
+			b.StopTimer()
+			copy(out, res)
+			b.StartTimer()
+			p.RunEpilogue(out, x, tw, bias, scratch, Epilogue{Accumulate: true, ReLU: true})
+		}
+		reportGFLOPS(b, cin, cout, h, w)
+	})
+	b.Run("run", func(b *testing.B) {
+		for range b.N {
+			p.Run(out, x, tw, bias, scratch)
+		}
+		reportGFLOPS(b, cin, cout, h, w)
+	})
 }

@@ -121,7 +121,7 @@ func TestOutputTransformEpilogue(t *testing.T) {
 					if ep&epAccumulate != 0 {
 						v = res[i] + v
 					}
-					if (ep&epReLU != 0) && v < 0 {
+					if ep&epReLU != 0 && v < 0 {
 						v = 0
 					}
 					want = v

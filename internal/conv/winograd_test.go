@@ -220,6 +220,10 @@ func TestRunDoesNotAllocate(t *testing.T) {
 			if n := testing.AllocsPerRun(20, func() { p.Run(out, x, tw, bias, s) }); n != 0 {
 				t.Errorf("private=%v: Run allocates %v times", private, n)
 			}
+			ep := Epilogue{Accumulate: true, ReLU: true}
+			if n := testing.AllocsPerRun(20, func() { p.RunEpilogue(out, x, tw, bias, s, ep) }); n != 0 {
+				t.Errorf("private=%v: RunEpilogue allocates %v times", private, n)
+			}
 		})
 	}
 }
@@ -379,7 +383,7 @@ func TestRunEpilogue(t *testing.T) {
 								if ep.Accumulate {
 									v = res[i] + v
 								}
-								if (ep.ReLU) && v < 0 {
+								if ep.ReLU && v < 0 {
 									v = 0
 								}
 								want = v
