@@ -83,7 +83,7 @@ func (c *convKernel) scratchSize() int {
 }
 
 func (c *convKernel) inplace() int {
-	if !c.residual || c.wino != nil {
+	if !c.residual {
 		return -1
 	}
 	return c.residualIndex()
@@ -188,8 +188,9 @@ func (c *convKernel) run(out []float32, in [][]float32, scratch []float32) {
 	}
 }
 
-// runWinograd computes the convolution with Winograd transforms, then adds the residual and
-// applies the activation in one pass over the output.
+// runWinograd computes the convolution with Winograd transforms. A residual is put in out
+// first (unless out already is the residual's buffer) and accumulated by the output transform,
+// which also applies a ReLU; another activation takes one more pass.
 func (c *convKernel) runWinograd(out, x, tw, bias, chanBias, residual, scratch []float32) {
 	b := bias
 	if chanBias != nil {
@@ -201,28 +202,23 @@ func (c *convKernel) runWinograd(out, x, tw, bias, chanBias, residual, scratch [
 			}
 		}
 	}
-	c.wino.Run(out, x, tw, b, scratch)
-	if residual == nil && c.act == "" {
-		return
-	}
-	hw := c.ho * c.wo
-	var f func(dst, src []float32)
-	if c.act != "" {
-		f = activationFunc(c.act)
-	}
-	parallelFor(c.cout, 4, func(lo, hi int) {
-		for r := lo; r < hi; r++ {
-			row := out[r*hw : (r+1)*hw]
-			if residual != nil {
-				for i, v := range residual[r*hw : (r+1)*hw] {
-					row[i] += v
-				}
-			}
-			if f != nil {
-				f(row, row)
-			}
+	var ep conv.Epilogue
+	if residual != nil {
+		if &residual[0] != &out[0] {
+			parallelFor(len(out), 1<<16, func(lo, hi int) { copy(out[lo:hi], residual[lo:hi]) })
 		}
-	})
+		ep.Accumulate = true
+	}
+	act := c.act
+	if act == ActReLU {
+		ep.ReLU = true
+		act = ""
+	}
+	c.wino.RunEpilogue(out, x, tw, b, scratch, ep)
+	if act != "" {
+		hw := c.ho * c.wo
+		applyAct(act, out, c.cout, hw, 0, hw)
+	}
 }
 
 // im2col fills col [Cin·k·k, n] with the input patches of output positions p0 … p0+n−1.

@@ -406,3 +406,34 @@ func TestConvFusedEpilogues(t *testing.T) {
 		})
 	}
 }
+
+// TestWinogradResidualInPlace gives a Winograd convolution a residual that dies with it, so the
+// planner lets the convolution write over the residual's buffer and accumulate into it.
+func TestWinogradResidualInPlace(t *testing.T) {
+	r := rand.New(rand.NewPCG(17, 18))
+	cin, h, w, cout := 3, 66, 70, 5
+	src := memSource{}
+	wt := src.add(r, "c.weight", cout, cin, 3, 3)
+	bias := src.add(r, "c.bias", cout)
+	x := randn(r, cin*h*w)
+	res := randn(r, cout*h*w)
+	want, _, _ := naiveConv(x, cin, h, w, wt, cout, 3, bias, 1, 1)
+	for i := range want {
+		want[i] = max(want[i]+max(res[i], 0), 0)
+	}
+	var conv *Node
+	prog, err := Build(NewParams(src), func(b *Builder) map[string]*Node {
+		rn := b.Act(ActReLU, b.Input("res", cout, h, w)) // an intermediate, dead after the conv
+		conv = b.ConvLayerOpts("c", b.Input("x", cin, h, w), cout, 3, 1, 1, true, ConvOpts{Residual: rn, Act: ActReLU})
+		return map[string]*Node{"y": conv}
+	})
+	require.NoError(t, err)
+	require.NotNil(t, conv.Op().(*op).k.(*convKernel).wino, "Winograd path")
+	last := prog.steps[len(prog.steps)-1]
+	require.Same(t, &last.ins[len(last.ins)-1][0], &last.out[0], "the convolution writes over its residual")
+	got := make([]float32, len(want))
+	for i := 0; i < 2; i++ {
+		require.NoError(t, prog.Run(context.Background(), map[string][]float32{"x": x, "res": res}, map[string][]float32{"y": got}))
+		require.Less(t, maxAbsDiff(got, want), 1e-4)
+	}
+}
