@@ -131,27 +131,7 @@ func genElementwiseAll() {
 			zero = ZMM()
 			VPXORD(zero, zero, zero)
 		},
-		func(x reg.VecVirtual) reg.VecVirtual {
-			xc := ZMM()
-			VMAXPS(x, lo, xc)
-			nax := ZMM()
-			VPORD_BCST(consts.addr(math.Float32frombits(1<<31)), xc, nax) // −|x|
-			p, n := expParts(nax, lo, hi)
-			d := ZMM()
-			VSCALEFPS(n, p, d)
-			VADDPS_BCST(consts.addr(1), d, d)
-			neg := K()
-			VCMPPS(Imm(1), zero, xc, neg) // x < 0
-			num := ZMM()
-			VMULPS(p, xc, num)
-			VBLENDMPS(num, xc, neg, num) // x·p where x < 0, else x
-			q := ZMM()
-			VDIVPS(d, num, q)
-			sq := ZMM()
-			VSCALEFPS(n, q, sq)
-			VBLENDMPS(sq, q, neg, q)
-			return q
-		})
+		func(x reg.VecVirtual) reg.VecVirtual { return siluVec(x, lo, hi, zero) })
 
 	var lo20, hi20 reg.VecVirtual
 	genElementwise("geluAVX512", "geluAVX512 replaces x[i] with ½·x[i]·(1+erf(x[i]/√2)) for i < n.",
