@@ -115,7 +115,7 @@ func Load(dir string) (*Pipeline, error) {
 	if err != nil {
 		return nil, fmt.Errorf("sdxs: %w", err)
 	}
-	p := &Pipeline{dir: dir}
+	p := &Pipeline{}
 	ok := false
 	defer func() {
 		if !ok {

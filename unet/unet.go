@@ -53,9 +53,6 @@ func New(cfg *weights.UNetConfig, src weights.TensorSource) (*Model, error) {
 // Config returns the model's configuration.
 func (m *Model) Config() *weights.UNetConfig { return m.cfg }
 
-// Params returns the model's parameter cache (used to merge adapters into the weights).
-func (m *Model) Params() *nn.Params { return m.params }
-
 // Prepare builds (once) the graph for a latent of h×w, so that the first Forward of that size
 // does not pay for it. It also checks every weight the graph needs.
 func (m *Model) Prepare(h, w int, control bool) error {

@@ -200,9 +200,6 @@ func (p *Program) Steps() int { return len(p.steps) }
 // ArenaBytes returns the bytes held by the program's intermediate buffers and scratch.
 func (p *Program) ArenaBytes() int64 { return int64(p.arena+len(p.scratch)) * 4 }
 
-// InputShape returns the shape of the named input, or nil if there is none.
-func (p *Program) InputShape(name string) []int { return p.inShape[name] }
-
 // OutputShape returns the shape of the named output, or nil if there is none.
 func (p *Program) OutputShape(name string) []int {
 	if o, ok := p.outputs[name]; ok {

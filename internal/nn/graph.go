@@ -33,9 +33,6 @@ type Params struct {
 	src  Source
 	mu   sync.Mutex
 	vals map[string]*tensor.Dense
-	// Transform, when set, is applied to a parameter once, right after it is loaded (used to
-	// merge LoRA adapters into the weights).
-	transform func(name string, data []float32, shape []int) error
 	// derivedVals caches values computed from parameters (Winograd-transformed weights).
 	derivedVals map[string][]float32
 	// used records every parameter loaded, kept or not.
@@ -45,13 +42,6 @@ type Params struct {
 // NewParams returns a parameter cache over src.
 func NewParams(src Source) *Params {
 	return &Params{src: src, vals: make(map[string]*tensor.Dense)}
-}
-
-// SetTransform sets a function applied to every parameter once, when it is first loaded.
-func (p *Params) SetTransform(fn func(name string, data []float32, shape []int) error) {
-	p.mu.Lock()
-	p.transform = fn
-	p.mu.Unlock()
 }
 
 // Get loads (once) the parameter name and checks that it has the wanted shape.
@@ -73,7 +63,7 @@ func (p *Params) Get(name string, shape []int) (*tensor.Dense, error) {
 	return d, nil
 }
 
-// load reads the parameter name from the source, checks its shape and applies the transform.
+// load reads the parameter name from the source and checks its shape.
 // The caller holds p.mu.
 func (p *Params) load(name string, shape []int) ([]float32, error) {
 	var data []float32
@@ -90,11 +80,6 @@ func (p *Params) load(name string, shape []int) ([]float32, error) {
 	}
 	if !equalShape(got, shape) {
 		return nil, &ShapeError{Name: name, Want: shape, Got: got}
-	}
-	if p.transform != nil {
-		if err := p.transform(name, data, shape); err != nil {
-			return nil, fmt.Errorf("tensor %q: %w", name, err)
-		}
 	}
 	if p.used == nil {
 		p.used = make(map[string]bool)
@@ -288,19 +273,6 @@ func (b *Builder) paramDerived(name, tag string, shape []int, fn func([]float32)
 	}
 	return gorgonia.NewTensor(b.st.g, tensor.Float32, 1, gorgonia.WithShape(len(v)),
 		gorgonia.WithName(full+"#"+tag), gorgonia.WithValue(tensor.New(tensor.WithShape(len(v)), tensor.WithBacking(v))))
-}
-
-// Has reports whether the weights hold the parameter name under this builder's prefix.
-func (b *Builder) Has(name string) bool {
-	if _, ok := b.st.params.src.(ShapedSource); ok {
-		return true
-	}
-	for _, n := range b.st.params.src.Names() {
-		if n == b.Path(name) {
-			return true
-		}
-	}
-	return false
 }
 
 // Input declares a graph input, set before every run with Program.SetInput.

@@ -286,6 +286,8 @@ func TestProgramMatchesTapeMachine(t *testing.T) {
 		return map[string]*Node{"y": out}
 	})
 	require.NoError(t, err)
+	require.Equal(t, 10, prog.Steps(), "conv, norm, transpose, linear, attention, transpose, add, silu, upsample, concat")
+	require.Positive(t, prog.ArenaBytes())
 	got := make([]float32, 16*12*10)
 	require.NoError(t, prog.Run(context.Background(), map[string][]float32{"x": x}, map[string][]float32{"y": got}))
 
