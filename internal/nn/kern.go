@@ -534,14 +534,6 @@ func (copyKernel) run(out []float32, in [][]float32, _ []float32) {
 	}
 }
 
-type sliceKernel struct{ off int }
-
-func (sliceKernel) scratchSize() int { return 0 }
-func (sliceKernel) inplace() int     { return -1 }
-func (s sliceKernel) run(out []float32, in [][]float32, _ []float32) {
-	copy(out, in[0][s.off:])
-}
-
 type concatKernel struct{ sizes []int }
 
 func (concatKernel) scratchSize() int { return 0 }

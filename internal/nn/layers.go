@@ -322,17 +322,6 @@ func (b *Builder) Embedding(table, ids *Node) *Node {
 	return b.apply("embedding", embeddingKernel{v: ts[0], d: ts[1]}, []int{is[0], ts[1]}, table, ids)
 }
 
-// Slice returns rows [from, to) of x [N, ...].
-func (b *Builder) Slice(x *Node, from, to int) *Node {
-	xs := shapeOf(x)
-	if from < 0 || to > xs[0] || from >= to {
-		fail("nn: slice [%d:%d] of %v", from, to, xs)
-	}
-	row := len1(xs) / xs[0]
-	out := append([]int{to - from}, xs[1:]...)
-	return b.apply("slice", sliceKernel{off: from * row}, out, x)
-}
-
 func len1(s []int) int {
 	n := 1
 	for _, d := range s {
