@@ -109,8 +109,9 @@ type Pipeline struct {
 
 // Load opens a diffusers model folder (model_index.json with tokenizer/, text_encoder/, unet/,
 // vae/ and scheduler/). Weights are memory-mapped; the graphs are built on first use of each
-// image size.
-func Load(dir string) (*Pipeline, error) {
+// image size. Options adjust what is loaded and how.
+func Load(dir string, opts ...Option) (*Pipeline, error) {
+	_ = applyOptions(opts)
 	folder, err := weights.OpenFolder(dir)
 	if err != nil {
 		return nil, fmt.Errorf("sdxs: %w", err)

@@ -1,0 +1,18 @@
+package sdxs
+
+// Option configures Load. Options are applied in order; later ones win.
+type Option func(*loadOptions)
+
+// loadOptions collects what the options of Load say. Each feature adds its own fields here and
+// its own With… function beside it.
+type loadOptions struct{}
+
+func applyOptions(opts []Option) *loadOptions {
+	o := &loadOptions{}
+	for _, fn := range opts {
+		if fn != nil {
+			fn(o)
+		}
+	}
+	return o
+}
