@@ -7,20 +7,28 @@ import (
 	"context"
 	"fmt"
 	"strings"
-	"sync"
 
 	"github.com/sdxs-go/sdxs/internal/nn"
 	"github.com/sdxs-go/sdxs/weights"
 )
 
-// Model is a CLIP text encoder with its weights. It is safe for concurrent use.
+// Model is a CLIP text encoder with its weights. Its graph is built once and kept in the
+// runner's program cache (its own unless SetCache shares one). It is safe for concurrent use.
 type Model struct {
 	cfg    *weights.CLIPTextConfig
 	params *nn.Params
+	runner *nn.Runner[progKey]
+}
 
-	mu    sync.Mutex
-	prog  *nn.Program
-	trace *nn.Program
+// progKey names a graph of the encoder: the plain one, or the trace that keeps every layer's
+// output.
+type progKey struct{ trace bool }
+
+func (k progKey) String() string {
+	if k.trace {
+		return "the trace"
+	}
+	return "the encoder"
 }
 
 // New returns a text encoder with the given config whose weights come from src.
@@ -28,8 +36,14 @@ func New(cfg *weights.CLIPTextConfig, src weights.TensorSource) (*Model, error) 
 	if cfg == nil {
 		return nil, fmt.Errorf("textenc: nil config")
 	}
-	return &Model{cfg: cfg, params: nn.NewParams(src)}, nil
+	m := &Model{cfg: cfg, params: nn.NewParams(src)}
+	m.runner = nn.NewRunner("textenc", m.params, m.build)
+	return m, nil
 }
+
+// SetCache makes the encoder keep its compiled graph in c, shared with the other models of a
+// pipeline under one byte budget.
+func (m *Model) SetCache(c *nn.ProgramCache) { m.runner.SetCache(c) }
 
 // Config returns the model's configuration.
 func (m *Model) Config() *weights.CLIPTextConfig { return m.cfg }
@@ -45,18 +59,13 @@ func (m *Model) SeqLen() int { return m.cfg.MaxPositionEmbeddings }
 
 // Prepare builds the graph once and checks every weight it needs.
 func (m *Model) Prepare() error {
-	_, err := m.program(false)
+	_, err := m.runner.Program(context.Background(), progKey{})
 	return err
 }
 
 // MACs returns the multiply-adds of one encoding: in linear layers, and in attention.
 func (m *Model) MACs() (linear, attention int64, err error) {
-	p, err := m.program(false)
-	if err != nil {
-		return 0, 0, err
-	}
-	linear, attention = p.MACs()
-	return linear, attention, nil
+	return m.runner.MACs(context.Background(), progKey{})
 }
 
 // Encode returns the last hidden state [SeqLen, hidden_size] for the token ids.
@@ -86,10 +95,6 @@ func (m *Model) run(ctx context.Context, ids []int64, trace bool) (map[string][]
 		}
 		fids[i] = float32(id)
 	}
-	prog, err := m.program(trace)
-	if err != nil {
-		return nil, err
-	}
 	in := map[string][]float32{"input_ids": fids}
 	if rs := m.rows(); rs != nil {
 		rows := make([]int, n)
@@ -102,65 +107,45 @@ func (m *Model) run(ctx context.Context, ids []int64, trace bool) (map[string][]
 		}
 		in = map[string][]float32{"token_embeds": emb}
 	}
-	outs := make(map[string][]float32)
-	for _, name := range prog.OutputNames() {
-		outs[name] = make([]float32, n*m.cfg.HiddenSize)
+	if trace {
+		return m.runner.RunOnce(ctx, progKey{trace: true}, in)
 	}
-	if err := prog.Run(ctx, in, outs); err != nil {
-		return nil, fmt.Errorf("textenc: %w", err)
-	}
-	return outs, nil
+	return m.runner.Run(ctx, progKey{}, in)
 }
 
-func (m *Model) program(trace bool) (*nn.Program, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if !trace && m.prog != nil {
-		return m.prog, nil
-	}
-	if trace && m.trace != nil {
-		return m.trace, nil
-	}
+// build describes the encoder's graph: its output "out" and, for the trace, "embeddings" and
+// every layer's output "layers.{i}".
+func (m *Model) build(b *nn.Builder, key progKey) (map[string]*nn.Node, error) {
 	cfg := m.cfg
-	p, err := nn.Build(m.params, func(b *nn.Builder) map[string]*nn.Node {
-		outs := map[string]*nn.Node{}
-		n, d := cfg.MaxPositionEmbeddings, cfg.HiddenSize
-		tm := b.Sub("text_model")
-		emb := tm.Sub("embeddings")
-		var tok *nn.Node
-		if rs := m.rows(); rs != nil {
-			// The table stays in the weights file; each run reads the rows of its tokens.
-			if err := rs.Float32Rows(tokenEmbedding, []int{cfg.VocabSize, d}, []int{0}, make([]float32, d)); err != nil {
-				b.Fail(err)
-			}
-			m.params.MarkUsed(tokenEmbedding)
-			tok = b.Input("token_embeds", n, d)
-		} else {
-			tok = b.Embedding(emb.Param("token_embedding.weight", cfg.VocabSize, d), b.Input("input_ids", n))
+	trace := key.trace
+	outs := map[string]*nn.Node{}
+	n, d := cfg.MaxPositionEmbeddings, cfg.HiddenSize
+	tm := b.Sub("text_model")
+	emb := tm.Sub("embeddings")
+	var tok *nn.Node
+	if rs := m.rows(); rs != nil {
+		// The table stays in the weights file; each run reads the rows of its tokens.
+		if err := rs.Float32Rows(tokenEmbedding, []int{cfg.VocabSize, d}, []int{0}, make([]float32, d)); err != nil {
+			return nil, err
 		}
-		pos := emb.Param("position_embedding.weight", cfg.MaxPositionEmbeddings, d)
-		x := b.Add(tok, pos)
-		outs["embeddings"] = x
-		for i := 0; i < cfg.NumHiddenLayers; i++ {
-			x = layer(tm.Subf("encoder.layers.%d", i), x, cfg)
-			outs[fmt.Sprintf("layers.%d", i)] = x
-		}
-		x = tm.LayerNorm("final_layer_norm", x, cfg.LayerNormEps)
-		if !trace {
-			return map[string]*nn.Node{"out": x}
-		}
-		outs["out"] = x
-		return outs
-	})
-	if err != nil {
-		return nil, fmt.Errorf("textenc: building the graph: %w", err)
-	}
-	if trace {
-		m.trace = p
+		m.params.MarkUsed(tokenEmbedding)
+		tok = b.Input("token_embeds", n, d)
 	} else {
-		m.prog = p
+		tok = b.Embedding(emb.Param("token_embedding.weight", cfg.VocabSize, d), b.Input("input_ids", n))
 	}
-	return p, nil
+	pos := emb.Param("position_embedding.weight", cfg.MaxPositionEmbeddings, d)
+	x := b.Add(tok, pos)
+	outs["embeddings"] = x
+	for i := 0; i < cfg.NumHiddenLayers; i++ {
+		x = layer(tm.Subf("encoder.layers.%d", i), x, cfg)
+		outs[fmt.Sprintf("layers.%d", i)] = x
+	}
+	x = tm.LayerNorm("final_layer_norm", x, cfg.LayerNormEps)
+	if !trace {
+		return map[string]*nn.Node{"out": x}, nil
+	}
+	outs["out"] = x
+	return outs, nil
 }
 
 // tokenEmbedding is the name of the token embedding table.

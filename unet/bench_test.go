@@ -65,7 +65,7 @@ func BenchmarkUNet512TapeMachine(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	prog, err := m.program(progKey{h: 64, w: 64})
+	prog, err := m.runner.Program(context.Background(), progKey{h: 64, w: 64})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -13,26 +13,34 @@ import (
 	"fmt"
 	"math"
 	"strings"
-	"sync"
 
 	"github.com/sdxs-go/sdxs/internal/nn"
 	"github.com/sdxs-go/sdxs/weights"
 )
 
 // Model is a UNet with its weights, ready to run at any latent size. Graphs are built once per
-// latent size (and per use of ControlNet residuals) and reused. It is safe for concurrent use.
+// latent size (and per use of ControlNet residuals) and kept in the runner's program cache
+// (its own, unbounded, unless SetCache shares a bounded one). It is safe for concurrent use.
 type Model struct {
 	cfg    *weights.UNetConfig
-	params *nn.Params
-
-	mu    sync.Mutex
-	progs map[progKey]*nn.Program
+	runner *nn.Runner[progKey]
 }
 
 type progKey struct {
 	h, w    int
 	control bool
 	trace   bool
+}
+
+func (k progKey) String() string {
+	s := fmt.Sprintf("a %d×%d latent", k.h, k.w)
+	if k.control {
+		s += " with ControlNet residuals"
+	}
+	if k.trace {
+		s += " (trace)"
+	}
+	return s
 }
 
 // Residuals are ControlNet outputs, already scaled by the control strength: one tensor per skip
@@ -47,8 +55,14 @@ func New(cfg *weights.UNetConfig, src weights.TensorSource) (*Model, error) {
 	if cfg == nil {
 		return nil, fmt.Errorf("unet: nil config")
 	}
-	return &Model{cfg: cfg, params: nn.NewParams(src), progs: make(map[progKey]*nn.Program)}, nil
+	m := &Model{cfg: cfg}
+	m.runner = nn.NewRunner("unet", nn.NewParams(src), m.build)
+	return m, nil
 }
+
+// SetCache makes the model keep its compiled graphs in c, shared with the other models of a
+// pipeline under one byte budget.
+func (m *Model) SetCache(c *nn.ProgramCache) { m.runner.SetCache(c) }
 
 // Config returns the model's configuration.
 func (m *Model) Config() *weights.UNetConfig { return m.cfg }
@@ -56,23 +70,32 @@ func (m *Model) Config() *weights.UNetConfig { return m.cfg }
 // Prepare builds (once) the graph for a latent of h×w, so that the first Forward of that size
 // does not pay for it. It also checks every weight the graph needs.
 func (m *Model) Prepare(h, w int, control bool) error {
-	_, err := m.program(progKey{h: h, w: w, control: control})
+	if err := m.checkSize(h, w); err != nil {
+		return err
+	}
+	_, err := m.runner.Program(context.Background(), progKey{h: h, w: w, control: control})
 	return err
 }
 
 // MACs returns the multiply-adds of one forward pass on an h×w latent: in convolutions and
 // linear layers, and in attention products. It builds the graph for that size if needed.
 func (m *Model) MACs(h, w int) (convLinear, attention int64, err error) {
-	p, err := m.program(progKey{h: h, w: w})
-	if err != nil {
+	if err := m.checkSize(h, w); err != nil {
 		return 0, 0, err
 	}
-	convLinear, attention = p.MACs()
-	return convLinear, attention, nil
+	return m.runner.MACs(context.Background(), progKey{h: h, w: w})
 }
 
 // Unused lists the tensors of the weights that no graph built so far has used.
-func (m *Model) Unused() []string { return m.params.Unused("", nil) }
+func (m *Model) Unused() []string { return m.runner.Params().Unused("", nil) }
+
+// checkSize checks a latent size.
+func (m *Model) checkSize(h, w int) error {
+	if h <= 0 || w <= 0 {
+		return fmt.Errorf("unet: latent size %d×%d is not positive", h, w)
+	}
+	return nil
+}
 
 // Forward computes the UNet's output for sample [in_channels, h, w] at timestep t, conditioned
 // on text [L, cross_attention_dim], with optional ControlNet residuals (nil for none).
@@ -93,8 +116,8 @@ func (m *Model) Trace(ctx context.Context, sample []float32, h, w int, t float64
 
 func (m *Model) run(ctx context.Context, sample []float32, h, w int, t float64, text []float32, res *Residuals, trace bool) (map[string][]float32, error) {
 	cfg := m.cfg
-	if h <= 0 || w <= 0 {
-		return nil, fmt.Errorf("unet: latent size %d×%d is not positive", h, w)
+	if err := m.checkSize(h, w); err != nil {
+		return nil, err
 	}
 	if len(sample) != cfg.InChannels*h*w {
 		return nil, fmt.Errorf("unet: sample has %d values, want %d×%d×%d", len(sample), cfg.InChannels, h, w)
@@ -107,10 +130,6 @@ func (m *Model) run(ctx context.Context, sample []float32, h, w int, t float64, 
 		return nil, fmt.Errorf("unet: text embeddings have %d tokens, want %d", len(text)/d, textLen)
 	}
 	key := progKey{h: h, w: w, control: res != nil, trace: trace}
-	prog, err := m.program(key)
-	if err != nil {
-		return nil, err
-	}
 	in := map[string][]float32{
 		"sample":    sample,
 		"time_proj": timestepEmbedding(t, cfg.BlockOutChannels[0], cfg.FlipSinToCos, cfg.FreqShift),
@@ -134,46 +153,20 @@ func (m *Model) run(ctx context.Context, sample []float32, h, w int, t float64, 
 		}
 		in["control_mid"] = res.Mid
 	}
-	outs := make(map[string][]float32)
-	for _, name := range prog.OutputNames() {
-		outs[name] = make([]float32, prod(prog.OutputShape(name)))
+	if trace {
+		return m.runner.RunOnce(ctx, key, in)
 	}
-	if err := prog.Run(ctx, in, outs); err != nil {
-		return nil, fmt.Errorf("unet: %w", err)
-	}
-	return outs, nil
+	return m.runner.Run(ctx, key, in)
 }
 
 // textLen is the number of text tokens the UNet is conditioned on (CLIP's context length).
 const textLen = 77
 
-func prod(s []int) int {
-	n := 1
-	for _, d := range s {
-		n *= d
-	}
-	return n
-}
-
-func (m *Model) program(key progKey) (*nn.Program, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if p, ok := m.progs[key]; ok {
-		return p, nil
-	}
+// build describes the graph for key: its output "out" and, when tracing, every module's output.
+func (m *Model) build(b *nn.Builder, key progKey) (map[string]*nn.Node, error) {
 	g := &graph{cfg: m.cfg, trace: key.trace, taps: make(map[string]*nn.Node)}
-	p, err := nn.Build(m.params, func(b *nn.Builder) map[string]*nn.Node {
-		out := g.build(b, key.h, key.w, key.control)
-		g.taps["out"] = out
-		return g.taps
-	})
-	if err != nil {
-		return nil, fmt.Errorf("unet: building the graph for a %d×%d latent: %w", key.h, key.w, err)
-	}
-	if !key.trace {
-		m.progs[key] = p
-	}
-	return p, nil
+	g.taps["out"] = g.build(b, key.h, key.w, key.control)
+	return g.taps, nil
 }
 
 // timestepEmbedding is diffusers' get_timestep_embedding for one timestep, in float32 as PyTorch

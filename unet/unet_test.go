@@ -538,3 +538,11 @@ func TestForwardCancelled(t *testing.T) {
 	_, err = m.Forward(context.Background(), sample, 16, 16, 999, text, nil)
 	require.NoError(t, err)
 }
+
+func prod(s []int) int {
+	n := 1
+	for _, d := range s {
+		n *= d
+	}
+	return n
+}

@@ -6,19 +6,30 @@ import (
 	"context"
 	"fmt"
 	"strconv"
-	"sync"
 
 	"github.com/sdxs-go/sdxs/internal/nn"
 	"github.com/sdxs-go/sdxs/weights"
 )
 
-// Tiny is the AutoencoderTiny (TAESD) decoder with its weights. It is safe for concurrent use.
+// Tiny is the AutoencoderTiny (TAESD) decoder with its weights. Graphs are built once per latent
+// size and kept in the runner's program cache (its own, unbounded, unless SetCache shares a
+// bounded one). It is safe for concurrent use.
 type Tiny struct {
 	cfg    *weights.TinyVAEConfig
-	params *nn.Params
+	runner *nn.Runner[tinyKey]
+}
 
-	mu    sync.Mutex
-	progs map[[3]int]*nn.Program
+// tinyKey names a decoder graph: a latent size, and whether it keeps every layer's output.
+type tinyKey struct {
+	h, w  int
+	trace bool
+}
+
+func (k tinyKey) String() string {
+	if k.trace {
+		return fmt.Sprintf("a %d×%d latent (trace)", k.h, k.w)
+	}
+	return fmt.Sprintf("a %d×%d latent", k.h, k.w)
 }
 
 // NewTiny returns a TAESD decoder with the given config whose weights come from src.
@@ -26,8 +37,14 @@ func NewTiny(cfg *weights.TinyVAEConfig, src weights.TensorSource) (*Tiny, error
 	if cfg == nil {
 		return nil, fmt.Errorf("vae: nil config")
 	}
-	return &Tiny{cfg: cfg, params: nn.NewParams(src), progs: make(map[[3]int]*nn.Program)}, nil
+	t := &Tiny{cfg: cfg}
+	t.runner = nn.NewRunner("vae", nn.NewParams(src), t.build)
+	return t, nil
 }
+
+// SetCache makes the decoder keep its compiled graphs in c, shared with the other models of a
+// pipeline under one byte budget.
+func (t *Tiny) SetCache(c *nn.ProgramCache) { t.runner.SetCache(c) }
 
 // Config returns the decoder's configuration.
 func (t *Tiny) Config() *weights.TinyVAEConfig { return t.cfg }
@@ -45,22 +62,32 @@ func (t *Tiny) UpscaleFactor() int {
 }
 
 // Unused lists the decoder tensors of the weights that the decoder does not use.
-func (t *Tiny) Unused() []string { return t.params.Unused("decoder.", nil) }
+func (t *Tiny) Unused() []string { return t.runner.Params().Unused("decoder.", nil) }
+
+// checkSize checks a latent size.
+func (t *Tiny) checkSize(h, w int) error {
+	if h <= 0 || w <= 0 {
+		return fmt.Errorf("vae: latent size %d×%d is not positive", h, w)
+	}
+	return nil
+}
 
 // Prepare builds (once) the graph for an h×w latent and checks every weight it needs.
 func (t *Tiny) Prepare(h, w int) error {
-	_, err := t.program(h, w, false)
+	if err := t.checkSize(h, w); err != nil {
+		return err
+	}
+	_, err := t.runner.Program(context.Background(), tinyKey{h: h, w: w})
 	return err
 }
 
 // MACs returns the multiply-adds of decoding an h×w latent (all in convolutions).
 func (t *Tiny) MACs(h, w int) (int64, error) {
-	p, err := t.program(h, w, false)
-	if err != nil {
+	if err := t.checkSize(h, w); err != nil {
 		return 0, err
 	}
-	c, _ := p.MACs()
-	return c, nil
+	c, _, err := t.runner.MACs(context.Background(), tinyKey{h: h, w: w})
+	return c, err
 }
 
 // Decode turns x₀ [latent_channels, h, w] (already divided by the scaling factor) into an
@@ -80,91 +107,69 @@ func (t *Tiny) Trace(ctx context.Context, latents []float32, h, w int) (map[stri
 }
 
 func (t *Tiny) run(ctx context.Context, latents []float32, h, w int, trace bool) (map[string][]float32, error) {
-	if h <= 0 || w <= 0 {
-		return nil, fmt.Errorf("vae: latent size %d×%d is not positive", h, w)
+	if err := t.checkSize(h, w); err != nil {
+		return nil, err
 	}
 	if len(latents) != t.cfg.LatentChannels*h*w {
 		return nil, fmt.Errorf("vae: latents have %d values, want %d×%d×%d", len(latents), t.cfg.LatentChannels, h, w)
 	}
-	prog, err := t.program(h, w, trace)
-	if err != nil {
-		return nil, err
+	key := tinyKey{h: h, w: w, trace: trace}
+	in := map[string][]float32{"latents": latents}
+	if trace {
+		return t.runner.RunOnce(ctx, key, in)
 	}
-	outs := make(map[string][]float32)
-	for _, name := range prog.OutputNames() {
-		s := prog.OutputShape(name)
-		outs[name] = make([]float32, s[0]*s[1]*s[2])
-	}
-	if err := prog.Run(ctx, map[string][]float32{"latents": latents}, outs); err != nil {
-		return nil, fmt.Errorf("vae: %w", err)
-	}
-	return outs, nil
+	return t.runner.Run(ctx, key, in)
 }
 
-func (t *Tiny) program(h, w int, trace bool) (*nn.Program, error) {
-	key := [3]int{h, w, 0}
-	if trace {
-		key[2] = 1
-	}
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if p, ok := t.progs[key]; ok {
-		return p, nil
-	}
+// build describes the decoder graph for key: its output "out" and, when tracing, every layer's
+// output "layers.{j}".
+func (t *Tiny) build(b *nn.Builder, key tinyKey) (map[string]*nn.Node, error) {
 	cfg := t.cfg
-	p, err := nn.Build(t.params, func(b *nn.Builder) map[string]*nn.Node {
-		outs := map[string]*nn.Node{}
-		layers := b.Sub("decoder").Sub("layers")
-		x := b.Input("latents", cfg.LatentChannels, h, w)
-		x = b.TanhScale(x, 3)
-		idx := 0
-		next := func() *nn.Builder { l := layers.Subf("%d", idx); return l }
-		record := func(n *nn.Node) {
-			if trace {
-				outs[fmt.Sprintf("layers.%d", idx)] = n
-			}
-			idx++
-		}
-		ch := cfg.DecoderBlockOutChannels
+	h, w, trace := key.h, key.w, key.trace
+	outs := map[string]*nn.Node{}
+	layers := b.Sub("decoder").Sub("layers")
+	x := b.Input("latents", cfg.LatentChannels, h, w)
+	x = b.TanhScale(x, 3)
+	idx := 0
+	next := func() *nn.Builder { l := layers.Subf("%d", idx); return l }
+	record := func(n *nn.Node) {
 		if trace {
-			x = layers.ConvLayer(strconv.Itoa(idx), x, ch[0], 3, 1, 1, true)
-			record(x)
-			x = b.Act(cfg.ActFn, x)
-			record(x)
-		} else {
-			x = layers.ConvLayerOpts(strconv.Itoa(idx), x, ch[0], 3, 1, 1, true, nn.ConvOpts{Act: cfg.ActFn})
-			idx += 2
+			outs[fmt.Sprintf("layers.%d", idx)] = n
 		}
-		for i, nb := range cfg.NumDecoderBlocks {
-			final := i == len(cfg.NumDecoderBlocks)-1
-			c := ch[i]
-			for j := 0; j < nb; j++ {
-				x = tinyBlock(next(), x, c, cfg.ActFn)
-				record(x)
-			}
-			if !final {
-				s := x.Shape()
-				f := cfg.UpsamplingScalingFactor
-				x = b.Upsample(x, s[1]*f, s[2]*f)
-				record(x)
-			}
-			outCh := c
-			if final {
-				outCh = cfg.OutChannels
-			}
-			x = layers.ConvLayer(strconv.Itoa(idx), x, outCh, 3, 1, 1, final)
+		idx++
+	}
+	ch := cfg.DecoderBlockOutChannels
+	if trace {
+		x = layers.ConvLayer(strconv.Itoa(idx), x, ch[0], 3, 1, 1, true)
+		record(x)
+		x = b.Act(cfg.ActFn, x)
+		record(x)
+	} else {
+		x = layers.ConvLayerOpts(strconv.Itoa(idx), x, ch[0], 3, 1, 1, true, nn.ConvOpts{Act: cfg.ActFn})
+		idx += 2
+	}
+	for i, nb := range cfg.NumDecoderBlocks {
+		final := i == len(cfg.NumDecoderBlocks)-1
+		c := ch[i]
+		for j := 0; j < nb; j++ {
+			x = tinyBlock(next(), x, c, cfg.ActFn)
 			record(x)
 		}
-		outs["out"] = b.Affine(x, 2, -1)
-		return outs
-	})
-	if err != nil {
-		return nil, fmt.Errorf("vae: building the decoder graph for a %d×%d latent: %w", h, w, err)
+		if !final {
+			s := x.Shape()
+			f := cfg.UpsamplingScalingFactor
+			x = b.Upsample(x, s[1]*f, s[2]*f)
+			record(x)
+		}
+		outCh := c
+		if final {
+			outCh = cfg.OutChannels
+		}
+		x = layers.ConvLayer(strconv.Itoa(idx), x, outCh, 3, 1, 1, final)
+		record(x)
 	}
-	if !trace {
-		t.progs[key] = p
-	}
-	return p, nil
+	outs["out"] = b.Affine(x, 2, -1)
+	return outs, nil
 }
 
 // tinyBlock is AutoencoderTinyBlock: ReLU(conv(x) + skip(x)) where conv is three 3×3

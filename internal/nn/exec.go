@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"sort"
-	"sync"
 
 	"gorgonia.org/gorgonia"
 	"gorgonia.org/tensor"
@@ -15,7 +14,8 @@ import (
 // is handed to a later node as soon as its last reader has run, and element-wise ops write in
 // place over an input that dies with them. Running a Program allocates nothing.
 //
-// A Program is safe for concurrent use; concurrent runs are serialised.
+// A Program is safe for concurrent use; concurrent runs are serialised, and a run waiting for
+// another to finish returns as soon as its context ends.
 type Program struct {
 	g       *gorgonia.ExprGraph
 	steps   []step
@@ -23,8 +23,8 @@ type Program struct {
 	inShape map[string][]int
 	outputs map[string]outRef
 	scratch []float32
-	arena   int // floats held by intermediate buffers
-	mu      sync.Mutex
+	arena   int           // floats held by intermediate buffers
+	sem     chan struct{} // holds one token while a run uses the buffers
 }
 
 type step struct {
@@ -100,6 +100,7 @@ func compile(st *buildState, outs map[string]*Node) (*Program, error) {
 		inputs:  make(map[string][]float32),
 		inShape: make(map[string][]int),
 		outputs: make(map[string]outRef),
+		sem:     make(chan struct{}, 1),
 	}
 	for name, n := range st.inputs {
 		d := n.Value().(*tensor.Dense)
@@ -209,10 +210,18 @@ func (p *Program) OutputShape(name string) []int {
 }
 
 // Run sets the inputs, runs every step and copies the named outputs into outs (whose slices
-// must have the outputs' sizes). It checks ctx between steps.
+// must have the outputs' sizes). It checks ctx while it waits for another run of the program
+// to finish, and between steps.
 func (p *Program) Run(ctx context.Context, inputs map[string][]float32, outs map[string][]float32) error {
-	p.mu.Lock()
-	defer p.mu.Unlock()
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	select {
+	case p.sem <- struct{}{}:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	defer func() { <-p.sem }()
 	for name, buf := range p.inputs {
 		v, ok := inputs[name]
 		if !ok {
