@@ -46,42 +46,18 @@ var ErrFormat = errors.New("not a PNG or JPEG image")
 // Decode reads a PNG or JPEG picture (or any format whose decoder is registered with package
 // image). It refuses, with an error, input that is not a picture, a picture larger than MaxSide
 // on a side or MaxPixels in all, an empty picture, and a truncated or corrupt file; it does not
-// panic. The picture is returned as the standard decoder gives it, except that a grayscale PNG
-// with a transparent colour (tRNS) loses that transparency, as Pillow opens it.
+// panic. The picture is returned as the standard decoder gives it, except that a 16-bit
+// grayscale PNG with a transparent colour (tRNS) loses that transparency, as Pillow opens it,
+// and that the EXIF orientation of a JPEG (APP1) or PNG (eXIf) is applied as Pillow's
+// ImageOps.exif_transpose does, which diffusers' load_image calls: a phone photo stored
+// sideways comes out upright (a JPEG is then already RGB).
 //
-// JPEG pictures are decoded by Go's image/jpeg, whose inverse DCT, chroma upsampling and
-// YCbCr conversion differ from libjpeg's (which Pillow uses) by a level or two on some pixels;
-// PNG decoding is exact. The EXIF orientation of a JPEG is not applied.
+// JPEG pictures are decoded by Go's image/jpeg, whose inverse DCT differs from libjpeg's
+// (which Pillow uses) by a level or two on some pixels; PNG decoding is exact.
 func Decode(r io.Reader) (image.Image, error) {
-	data, err := io.ReadAll(io.LimitReader(r, MaxFileBytes+1))
+	img, err := decode(r)
 	if err != nil {
-		return nil, fmt.Errorf("imageproc: reading picture: %w", err)
-	}
-	if len(data) > MaxFileBytes {
-		return nil, fmt.Errorf("imageproc: picture file larger than %d bytes", MaxFileBytes)
-	}
-	if len(data) == 0 {
-		return nil, fmt.Errorf("imageproc: %w: empty input", ErrFormat)
-	}
-	cfg, format, err := image.DecodeConfig(bytes.NewReader(data))
-	if err != nil {
-		if errors.Is(err, image.ErrFormat) {
-			return nil, fmt.Errorf("imageproc: %w: unknown format (starts with %q)", ErrFormat, head(data))
-		}
-		return nil, fmt.Errorf("imageproc: reading picture header: %w", err)
-	}
-	if err := checkSize(cfg.Width, cfg.Height); err != nil {
-		return nil, fmt.Errorf("imageproc: %s picture: %w", format, err)
-	}
-	img, _, err := image.Decode(bytes.NewReader(data))
-	if err != nil {
-		return nil, fmt.Errorf("imageproc: decoding %s picture (%d×%d): %w", format, cfg.Width, cfg.Height, err)
-	}
-	if b := img.Bounds(); b.Dx() != cfg.Width || b.Dy() != cfg.Height || b.Empty() {
-		return nil, fmt.Errorf("imageproc: decoding %s picture: got %v, header says %d×%d", format, b, cfg.Width, cfg.Height)
-	}
-	if format == "png" {
-		img = pngAsPillow(data, img)
+		return nil, fmt.Errorf("imageproc: %w", err)
 	}
 	return img, nil
 }
@@ -93,9 +69,46 @@ func DecodeFile(path string) (image.Image, error) {
 		return nil, fmt.Errorf("imageproc: %w", err)
 	}
 	defer f.Close()
-	img, err := Decode(f)
+	img, err := decode(f)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
+		return nil, fmt.Errorf("imageproc: %s: %w", path, err)
+	}
+	return img, nil
+}
+
+func decode(r io.Reader) (image.Image, error) {
+	data, err := io.ReadAll(io.LimitReader(r, MaxFileBytes+1))
+	if err != nil {
+		return nil, fmt.Errorf("reading picture: %w", err)
+	}
+	if len(data) > MaxFileBytes {
+		return nil, fmt.Errorf("picture file larger than %d bytes", MaxFileBytes)
+	}
+	if len(data) == 0 {
+		return nil, fmt.Errorf("%w: empty input", ErrFormat)
+	}
+	cfg, format, err := image.DecodeConfig(bytes.NewReader(data))
+	if err != nil {
+		if errors.Is(err, image.ErrFormat) {
+			return nil, fmt.Errorf("%w: unknown format (starts with %q)", ErrFormat, head(data))
+		}
+		return nil, fmt.Errorf("reading picture header: %w", err)
+	}
+	if err := checkSize(cfg.Width, cfg.Height); err != nil {
+		return nil, fmt.Errorf("%s picture: %w", format, err)
+	}
+	img, _, err := image.Decode(bytes.NewReader(data))
+	if err != nil {
+		return nil, fmt.Errorf("decoding %s picture (%d×%d): %w", format, cfg.Width, cfg.Height, err)
+	}
+	if b := img.Bounds(); b.Dx() != cfg.Width || b.Dy() != cfg.Height || b.Empty() {
+		return nil, fmt.Errorf("decoding %s picture: got %v, header says %d×%d", format, b, cfg.Width, cfg.Height)
+	}
+	if format == "png" {
+		img = pngAsPillow(data, img)
+	}
+	if o := exifOrientation(data, format); o > 1 {
+		img = orient(img, o)
 	}
 	return img, nil
 }

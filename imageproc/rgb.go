@@ -15,6 +15,8 @@ import (
 //   - 16-bit grayscale (Pillow's mode "I;16") is clipped, not scaled: a level above 255 becomes
 //     255, so a typical 16-bit grayscale photo comes out almost white, exactly as in Pillow;
 //   - paletted pictures take their palette colours (the palette's alpha is dropped);
+//   - YCbCr (a JPEG) is converted as libjpeg converts it for Pillow: 4:2:0 and 4:2:2 chroma
+//     interpolated by libjpeg's "fancy" upsampling, then its fixed-point YCbCr → RGB;
 //   - CMYK uses Pillow's formula, R = 255 − K − C·(255 − K)/255 rounded as Pillow rounds;
 //   - a premultiplied *image.RGBA or *image.RGBA64 with partial alpha is un-premultiplied
 //     first (Pillow has no such mode); other image types go through color.NRGBAModel.
@@ -85,11 +87,7 @@ func ToRGB(img image.Image) *image.RGBA {
 				set(row, x, cmyk(s[4*x], nk), cmyk(s[4*x+1], nk), cmyk(s[4*x+2], nk))
 			}
 		case *image.YCbCr:
-			for x := 0; x < w; x++ {
-				c := src.YCbCrAt(b.Min.X+x, sy)
-				r, g, bl := color.YCbCrToRGB(c.Y, c.Cb, c.Cr)
-				set(row, x, r, g, bl)
-			}
+			ycbcrRow(row, src, y)
 		default:
 			for x := 0; x < w; x++ {
 				c := color.NRGBAModel.Convert(img.At(b.Min.X+x, sy)).(color.NRGBA)

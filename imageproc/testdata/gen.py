@@ -10,14 +10,17 @@ resize/src{i}.png          random RGB pictures (noise, hard edges, gradients)
 resize/src{i}_{w}x{h}.png  Image.open(src).resize((w, h), Image.LANCZOS)
 modes/{name}.png           PNGs in the colour types Pillow opens as other modes
 modes/{name}_rgb.png       Image.open(name).convert("RGB")
-modes/{name}.jpg           JPEGs (baseline 4:4:4 and 4:2:0), with {name}_rgb.png as above
+modes/{name}.jpg           JPEGs (baseline 4:4:4, 4:2:0, 4:2:2), with {name}_rgb.png as above
+exif/o{k}.png, o{k}.jpg    pictures with EXIF orientation k in an eXIf chunk / APP1 segment, and
+exif/o{k}_{ext}_rgb.png    ImageOps.exif_transpose(Image.open(...)).convert("RGB"), as
+                           diffusers.utils.load_image opens them
 """
 import os
 import struct
 import zlib
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageOps
 
 rng = np.random.default_rng(20261127)
 here = os.path.dirname(os.path.abspath(__file__))
@@ -118,7 +121,27 @@ for name, (depth, ctype, rows, extra) in modes.items():
 
 # JPEGs: Go's decoder is not libjpeg; the test bounds the difference.
 jp = Image.fromarray(picture(24, 16), "RGB")
-for name, sub in (("jpeg444", 0), ("jpeg420", 2)):
+for name, sub in (("jpeg444", 0), ("jpeg420", 2), ("jpeg422", 1)):
     p = out("modes", f"{name}.jpg")
     jp.save(p, quality=90, subsampling=sub)
     save_rgb(Image.open(p), name)
+
+# EXIF orientation, applied by load_image through ImageOps.exif_transpose.
+ex = Image.fromarray(picture(7, 4), "RGB")
+for k in range(1, 9):
+    exif = Image.Exif()
+    exif[0x0112] = k
+    for ext in ("png", "jpg"):
+        if ext == "jpg" and k not in (1, 6, 8):
+            continue
+        p = out("exif", f"o{k}.{ext}")
+        ex.save(p, exif=exif.tobytes())
+        got = ImageOps.exif_transpose(Image.open(p)).convert("RGB")
+        Image.fromarray(np.asarray(got), "RGB").save(out("exif", f"o{k}_{ext}_rgb.png"))
+
+# JPEGs of odd sizes (chroma planes with a half-covered last sample) and a tiny one (chroma at
+# most 2 samples wide: libjpeg replicates instead of interpolating).
+for name, (w, h), sub in (("jpeg420_odd", (37, 23), 2), ("jpeg422_odd", (37, 23), 1), ("jpeg420_tiny", (3, 5), 2)):
+    p = out("modes", f"{name}.jpg")
+    Image.fromarray(picture(w, h), "RGB").save(p, quality=85, subsampling=sub)
+    Image.fromarray(np.asarray(Image.open(p).convert("RGB")), "RGB").save(out("modes", f"{name}_rgb.png"))
