@@ -132,52 +132,51 @@ func orient(img image.Image, o int) image.Image {
 	if o <= 1 || o > 8 {
 		return img
 	}
+	switch img.(type) {
+	case *image.Gray, *image.Gray16, *image.RGBA, *image.NRGBA, *image.RGBA64, *image.NRGBA64,
+		*image.CMYK, *image.Paletted:
+	default:
+		img = ToRGB(img)
+	}
+	w, h := img.Bounds().Dx(), img.Bounds().Dy()
+	r := image.Rect(0, 0, w, h)
+	if o >= 5 {
+		r = image.Rect(0, 0, h, w)
+	}
+	// The source and destination pixels as bytes: slice, stride, bytes per pixel.
 	var (
-		pix    []byte
-		stride int
-		bpp    int
-		rect   image.Rectangle
-		mk     func(r image.Rectangle) (image.Image, []byte, int)
+		dst              image.Image
+		sp, dp           []byte
+		sstride, dstride int
+		bpp              int
 	)
 	switch src := img.(type) {
 	case *image.Gray:
-		pix, stride, bpp, rect = src.Pix, src.Stride, 1, src.Rect
-		mk = func(r image.Rectangle) (image.Image, []byte, int) { d := image.NewGray(r); return d, d.Pix, d.Stride }
+		d := image.NewGray(r)
+		dst, sp, sstride, dp, dstride, bpp = d, src.Pix, src.Stride, d.Pix, d.Stride, 1
 	case *image.Gray16:
-		pix, stride, bpp, rect = src.Pix, src.Stride, 2, src.Rect
-		mk = func(r image.Rectangle) (image.Image, []byte, int) { d := image.NewGray16(r); return d, d.Pix, d.Stride }
+		d := image.NewGray16(r)
+		dst, sp, sstride, dp, dstride, bpp = d, src.Pix, src.Stride, d.Pix, d.Stride, 2
 	case *image.RGBA:
-		pix, stride, bpp, rect = src.Pix, src.Stride, 4, src.Rect
-		mk = func(r image.Rectangle) (image.Image, []byte, int) { d := image.NewRGBA(r); return d, d.Pix, d.Stride }
+		d := image.NewRGBA(r)
+		dst, sp, sstride, dp, dstride, bpp = d, src.Pix, src.Stride, d.Pix, d.Stride, 4
 	case *image.NRGBA:
-		pix, stride, bpp, rect = src.Pix, src.Stride, 4, src.Rect
-		mk = func(r image.Rectangle) (image.Image, []byte, int) { d := image.NewNRGBA(r); return d, d.Pix, d.Stride }
+		d := image.NewNRGBA(r)
+		dst, sp, sstride, dp, dstride, bpp = d, src.Pix, src.Stride, d.Pix, d.Stride, 4
 	case *image.RGBA64:
-		pix, stride, bpp, rect = src.Pix, src.Stride, 8, src.Rect
-		mk = func(r image.Rectangle) (image.Image, []byte, int) { d := image.NewRGBA64(r); return d, d.Pix, d.Stride }
+		d := image.NewRGBA64(r)
+		dst, sp, sstride, dp, dstride, bpp = d, src.Pix, src.Stride, d.Pix, d.Stride, 8
 	case *image.NRGBA64:
-		pix, stride, bpp, rect = src.Pix, src.Stride, 8, src.Rect
-		mk = func(r image.Rectangle) (image.Image, []byte, int) { d := image.NewNRGBA64(r); return d, d.Pix, d.Stride }
+		d := image.NewNRGBA64(r)
+		dst, sp, sstride, dp, dstride, bpp = d, src.Pix, src.Stride, d.Pix, d.Stride, 8
 	case *image.CMYK:
-		pix, stride, bpp, rect = src.Pix, src.Stride, 4, src.Rect
-		mk = func(r image.Rectangle) (image.Image, []byte, int) { d := image.NewCMYK(r); return d, d.Pix, d.Stride }
+		d := image.NewCMYK(r)
+		dst, sp, sstride, dp, dstride, bpp = d, src.Pix, src.Stride, d.Pix, d.Stride, 4
 	case *image.Paletted:
-		pix, stride, bpp, rect = src.Pix, src.Stride, 1, src.Rect
-		mk = func(r image.Rectangle) (image.Image, []byte, int) {
-			d := image.NewPaletted(r, src.Palette)
-			return d, d.Pix, d.Stride
-		}
-	default:
-		rgb := ToRGB(img)
-		pix, stride, bpp, rect = rgb.Pix, rgb.Stride, 4, rgb.Rect
-		mk = func(r image.Rectangle) (image.Image, []byte, int) { d := image.NewRGBA(r); return d, d.Pix, d.Stride }
+		d := image.NewPaletted(r, src.Palette)
+		dst, sp, sstride, dp, dstride, bpp = d, src.Pix, src.Stride, d.Pix, d.Stride, 1
 	}
-	w, h := rect.Dx(), rect.Dy()
-	ow, oh := w, h
-	if o >= 5 {
-		ow, oh = h, w
-	}
-	dst, dpix, dstride := mk(image.Rect(0, 0, ow, oh))
+	ow, oh := r.Dx(), r.Dy()
 	for y := 0; y < oh; y++ {
 		for x := 0; x < ow; x++ {
 			var sx, sy int
@@ -197,7 +196,7 @@ func orient(img image.Image, o int) image.Image {
 			case 8:
 				sx, sy = w-1-y, x
 			}
-			copy(dpix[y*dstride+x*bpp:y*dstride+(x+1)*bpp], pix[sy*stride+sx*bpp:])
+			copy(dp[y*dstride+x*bpp:y*dstride+(x+1)*bpp], sp[sy*sstride+sx*bpp:])
 		}
 	}
 	return dst

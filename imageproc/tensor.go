@@ -16,7 +16,11 @@ import (
 // pictures drawn in the opposite convention to the one the ControlNet was trained on).
 //
 // diffusers rounds h and w down to multiples of 8 first; the pipeline's sizes already are,
-// so ControlTensor resizes to exactly w×h. It panics if w or h is not positive or img is nil.
+// so ControlTensor resizes to exactly w×h. The picture is converted to RGB before it is
+// resized, as with diffusers' documented load_image(path); a PIL image handed to diffusers
+// without that conversion is resized in its own mode first (premultiplied for RGBA, nearest
+// for palettes), which differs only where a resize meets partial transparency or a palette.
+// It panics if w or h is not positive or img is nil.
 func ControlTensor(img image.Image, w, h int, invert bool) []float32 {
 	rgb := resized(img, w, h)
 	out := make([]float32, 3*w*h)
