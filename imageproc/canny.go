@@ -73,7 +73,8 @@ func Canny(img image.Image, opts CannyOptions) (*image.Gray, error) {
 		low, high = math.Min(low, 32767), math.Min(high, 32767)
 		low, high = low*low, high*high
 	}
-	lo, hi := int(math.Floor(low)), int(math.Floor(high))
+	// Magnitudes stay below 2^22; larger thresholds all mean "none", and must not overflow.
+	lo, hi := int(math.Floor(math.Min(low, 1<<40))), int(math.Floor(math.Min(high, 1<<40)))
 
 	rgb := ToRGB(img)
 	w, h := rgb.Rect.Dx(), rgb.Rect.Dy()
@@ -125,27 +126,33 @@ func grayPlane(rgb *image.RGBA) []uint8 {
 }
 
 // gradients returns, per pixel, the 3×3 Sobel derivatives (replicated borders) of the plane
-// with the largest magnitude (the first plane on ties) and that magnitude: |dx| + |dy|, or
-// dx² + dy² with l2.
+// with the largest magnitude (the first plane on ties), and that magnitude, |dx| + |dy| or
+// dx² + dy² with l2, in a (w+2)×(h+2) array whose one-pixel frame is 0.
 func gradients(planes [][]uint8, w, h int, l2 bool) (dx, dy []int16, mag []int32) {
-	dx, dy, mag = make([]int16, w*h), make([]int16, w*h), make([]int32, w*h)
-	clampX := func(x int) int { return min(max(x, 0), w-1) }
+	dx, dy = make([]int16, w*h), make([]int16, w*h)
+	stride := w + 2
+	mag = make([]int32, stride*(h+2))
+	left, right := make([]int, w), make([]int, w)
+	for x := range w {
+		left[x], right[x] = max(x-1, 0), min(x+1, w-1)
+	}
 	for pi, p := range planes {
 		for y := 0; y < h; y++ {
-			up, mid, down := p[max(y-1, 0)*w:], p[y*w:], p[min(y+1, h-1)*w:]
+			up, mid, down := p[max(y-1, 0)*w:][:w], p[y*w:][:w], p[min(y+1, h-1)*w:][:w]
+			mrow := mag[(y+1)*stride+1:][:w]
+			dxr, dyr := dx[y*w:][:w], dy[y*w:][:w]
 			for x := 0; x < w; x++ {
-				l, r := clampX(x-1), clampX(x+1)
-				gx := (int(up[r]) - int(up[l])) + 2*(int(mid[r])-int(mid[l])) + (int(down[r]) - int(down[l]))
-				gy := (int(down[l]) + 2*int(down[x]) + int(down[r])) - (int(up[l]) + 2*int(up[x]) + int(up[r]))
-				var m int
+				l, r := left[x], right[x]
+				gx := int32(up[r]) - int32(up[l]) + 2*(int32(mid[r])-int32(mid[l])) + int32(down[r]) - int32(down[l])
+				gy := int32(down[l]) + 2*int32(down[x]) + int32(down[r]) - int32(up[l]) - 2*int32(up[x]) - int32(up[r])
+				var m int32
 				if l2 {
 					m = gx*gx + gy*gy
 				} else {
-					m = abs(gx) + abs(gy)
+					m = abs32(gx) + abs32(gy)
 				}
-				i := y*w + x
-				if pi == 0 || int32(m) > mag[i] {
-					dx[i], dy[i], mag[i] = int16(gx), int16(gy), int32(m)
+				if pi == 0 || m > mrow[x] {
+					dxr[x], dyr[x], mrow[x] = int16(gx), int16(gy), m
 				}
 			}
 		}
@@ -153,7 +160,7 @@ func gradients(planes [][]uint8, w, h int, l2 bool) (dx, dy []int16, mag []int32
 	return dx, dy, mag
 }
 
-func abs(v int) int {
+func abs32(v int32) int32 {
 	if v < 0 {
 		return -v
 	}
@@ -167,50 +174,52 @@ const (
 	isEdge    uint8 = 2
 )
 
-// nonMaxSuppress classifies every pixel into the map (with a one-pixel frame) and returns it
-// with the strong pixels (magnitude > high) marked isEdge.
+// nonMaxSuppress classifies every pixel into a (w+2)×(h+2) map (with a frame of notEdge) and
+// returns it, the pixels that pass with magnitude > high marked isEdge. mag is framed by 0s.
 func nonMaxSuppress(dx, dy []int16, mag []int32, w, h, low, high int) []uint8 {
 	stride := w + 2
 	m := make([]uint8, stride*(h+2))
 	for i := range m {
 		m[i] = notEdge
 	}
-	at := func(x, y int) int32 {
-		if x < 0 || x >= w || y < 0 || y >= h {
-			return 0
-		}
-		return mag[y*w+x]
-	}
+	lo, hi := int64(low), int64(high)
 	for y := 0; y < h; y++ {
 		for x := 0; x < w; x++ {
-			i := y*w + x
-			v := mag[i]
-			if int(v) <= low {
+			c := (y+1)*stride + x + 1 // index in the framed arrays
+			v := mag[c]
+			if int64(v) <= lo {
 				continue
 			}
-			xs, ys := int(dx[i]), int(dy[i])
-			ax, ay := abs(xs), abs(ys)<<cannyShift
+			xs, ys := int(dx[y*w+x]), int(dy[y*w+x])
+			ax, ay := xs, ys
+			if ax < 0 {
+				ax = -ax
+			}
+			if ay < 0 {
+				ay = -ay
+			}
+			ay <<= cannyShift
 			tg22x := ax * tg22
 			var keep bool
 			switch {
 			case ay < tg22x: // near horizontal gradient: compare left and right
-				keep = v > at(x-1, y) && v >= at(x+1, y)
+				keep = v > mag[c-1] && v >= mag[c+1]
 			case ay > tg22x+ax<<(cannyShift+1): // near vertical: above and below
-				keep = v > at(x, y-1) && v >= at(x, y+1)
+				keep = v > mag[c-stride] && v >= mag[c+stride]
 			default: // diagonal: the pair along the gradient's sign
 				s := 1
 				if xs^ys < 0 {
 					s = -1
 				}
-				keep = v > at(x-s, y-1) && v > at(x+s, y+1)
+				keep = v > mag[c-stride-s] && v > mag[c+stride+s]
 			}
 			if !keep {
 				continue
 			}
-			if int(v) > high {
-				m[(y+1)*stride+x+1] = isEdge
+			if int64(v) > hi {
+				m[c] = isEdge
 			} else {
-				m[(y+1)*stride+x+1] = mayBeEdge
+				m[c] = mayBeEdge
 			}
 		}
 	}

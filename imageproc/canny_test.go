@@ -165,6 +165,15 @@ func TestCannyBadOptions(t *testing.T) {
 			t.Errorf("Canny(%+v) error %v, want an imageproc: Canny error", o, err)
 		}
 	}
+	huge, err := Canny(randomRGBA(rand.New(rand.NewPCG(1, 1)), 9, 9), CannyOptions{Low: 1e300, High: 1e308})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, v := range huge.Pix {
+		if v != 0 {
+			t.Fatal("thresholds of 1e300 gave edges")
+		}
+	}
 	if _, err := Canny(nil, CannyOptions{}); err == nil {
 		t.Error("Canny(nil) gave no error")
 	}
