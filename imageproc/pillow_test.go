@@ -39,7 +39,7 @@ func TestToRGBJPEG(t *testing.T) {
 	for _, c := range []struct {
 		name   string
 		maxAbs int
-	}{{"jpeg444", 2}, {"jpeg420", 2}, {"jpeg422", 2}, {"jpeg420_odd", 2}, {"jpeg422_odd", 2}, {"jpeg420_tiny", 2}} {
+	}{{"jpeg444", 2}, {"jpeg420", 2}, {"jpeg422", 2}, {"jpeg420_odd", 2}, {"jpeg422_odd", 2}, {"jpeg420_tiny", 2}, {"jpeg_cmyk", 2}} {
 		t.Run(c.name, func(t *testing.T) {
 			img := mustDecode(t, filepath.Join("testdata", "modes", c.name+".jpg"))
 			want := mustDecode(t, filepath.Join("testdata", "modes", c.name+"_rgb.png"))

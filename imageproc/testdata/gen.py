@@ -145,3 +145,11 @@ for name, (w, h), sub in (("jpeg420_odd", (37, 23), 2), ("jpeg422_odd", (37, 23)
     p = out("modes", f"{name}.jpg")
     Image.fromarray(picture(w, h), "RGB").save(p, quality=85, subsampling=sub)
     Image.fromarray(np.asarray(Image.open(p).convert("RGB")), "RGB").save(out("modes", f"{name}_rgb.png"))
+
+# A CMYK JPEG (Pillow writes it Adobe-inverted; both decoders undo that), converted with
+# Pillow's cmyk2rgb.
+cm = rng.integers(0, 256, (9, 13, 4), dtype=np.uint8)
+cm[..., 3] //= 3
+p = out("modes", "jpeg_cmyk.jpg")
+Image.fromarray(cm, "CMYK").save(p, quality=95)
+Image.fromarray(np.asarray(Image.open(p).convert("RGB")), "RGB").save(out("modes", "jpeg_cmyk_rgb.png"))
