@@ -124,7 +124,8 @@ func clip8(v int) uint8 {
 }
 
 // paletteRGB returns the non-premultiplied colours of a palette, padded to 256 entries with
-// black (an index past the palette is black in Pillow).
+// black: an index past the palette is black in Pillow 10 and 11 (Pillow 9 gave the gray
+// level of the index) and in Go's PNG decoder.
 func paletteRGB(p color.Palette) [256][3]uint8 {
 	var out [256][3]uint8
 	for i, c := range p {
