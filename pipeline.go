@@ -28,6 +28,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/sdxs-go/sdxs/internal/nn"
 	"github.com/sdxs-go/sdxs/sampler"
 	"github.com/sdxs-go/sdxs/textenc"
 	"github.com/sdxs-go/sdxs/tokenizer"
@@ -95,9 +96,9 @@ type Result struct {
 }
 
 // Pipeline is a loaded SDXS model. It is safe for concurrent use: generations of the same size
-// share one compiled graph per model and run one after another, each using every core.
+// share one compiled graph per model and run one after another, each using every core. The
+// compiled graphs of every model and size share one cache with a byte budget (WithCacheBudget).
 type Pipeline struct {
-	dir      string
 	tok      *tokenizer.Tokenizer
 	text     *textenc.Model
 	unet     *unet.Model
@@ -105,18 +106,39 @@ type Pipeline struct {
 	schedCfg sampler.Config
 	timestep float64
 	closers  []io.Closer
+	cache    *nn.ProgramCache
+	life     lifecycle
+}
+
+// newPipeline returns an empty pipeline with its graph cache.
+func newPipeline(o *loadOptions) *Pipeline {
+	p := &Pipeline{cache: newCache(o)}
+	p.life.init()
+	return p
+}
+
+// shareCache makes every model keep its graphs in the pipeline's cache and builds the text
+// encoder's graph, which every size uses.
+func (p *Pipeline) shareCache() error {
+	p.text.SetCache(p.cache)
+	p.unet.SetCache(p.cache)
+	p.vae.SetCache(p.cache)
+	if err := p.text.Prepare(context.Background()); err != nil {
+		return fmt.Errorf("sdxs: %w", err)
+	}
+	return nil
 }
 
 // Load opens a diffusers model folder (model_index.json with tokenizer/, text_encoder/, unet/,
 // vae/ and scheduler/). Weights are memory-mapped; the graphs are built on first use of each
 // image size. Options adjust what is loaded and how.
 func Load(dir string, opts ...Option) (*Pipeline, error) {
-	_ = applyOptions(opts)
+	o := applyOptions(opts)
 	folder, err := weights.OpenFolder(dir)
 	if err != nil {
 		return nil, fmt.Errorf("sdxs: %w", err)
 	}
-	p := &Pipeline{}
+	p := newPipeline(o)
 	ok := false
 	defer func() {
 		if !ok {
@@ -165,8 +187,8 @@ func Load(dir string, opts ...Option) (*Pipeline, error) {
 	if err := p.initScheduler(); err != nil {
 		return nil, err
 	}
-	if err := p.text.Prepare(); err != nil {
-		return nil, fmt.Errorf("sdxs: %w", err)
+	if err := p.shareCache(); err != nil {
+		return nil, err
 	}
 	ok = true
 	return p, nil
@@ -182,20 +204,23 @@ type Parts struct {
 	Scheduler   sampler.Config
 }
 
-// New assembles a pipeline from its parts, checking that they fit together.
-func New(parts Parts) (*Pipeline, error) {
+// New assembles a pipeline from its parts, checking that they fit together. The models then
+// keep their compiled graphs in the pipeline's cache (WithCacheBudget is the option that
+// applies here). Close does not close the parts' weight sources: their owner does.
+func New(parts Parts, opts ...Option) (*Pipeline, error) {
 	if parts.Tokenizer == nil || parts.TextEncoder == nil || parts.UNet == nil || parts.VAE == nil {
 		return nil, errors.New("sdxs: New needs a tokenizer, a text encoder, a UNet and a VAE")
 	}
-	p := &Pipeline{tok: parts.Tokenizer, text: parts.TextEncoder, unet: parts.UNet, vae: parts.VAE, schedCfg: parts.Scheduler}
+	p := newPipeline(applyOptions(opts))
+	p.tok, p.text, p.unet, p.vae, p.schedCfg = parts.Tokenizer, parts.TextEncoder, parts.UNet, parts.VAE, parts.Scheduler
 	if err := p.check(); err != nil {
 		return nil, err
 	}
 	if err := p.initScheduler(); err != nil {
 		return nil, err
 	}
-	if err := p.text.Prepare(); err != nil {
-		return nil, fmt.Errorf("sdxs: %w", err)
+	if err := p.shareCache(); err != nil {
+		return nil, err
 	}
 	return p, nil
 }
@@ -265,16 +290,6 @@ func (p *Pipeline) open(dir string) (*weights.Set, error) {
 	return s, nil
 }
 
-// Close releases the memory-mapped weights. The pipeline must not be used afterwards.
-func (p *Pipeline) Close() error {
-	var errs []error
-	for _, c := range p.closers {
-		errs = append(errs, c.Close())
-	}
-	p.closers = nil
-	return errors.Join(errs...)
-}
-
 // DefaultSize returns the picture size the model was trained for (UNet sample_size × 8).
 func (p *Pipeline) DefaultSize() int {
 	if s := p.unet.Config().SampleSize; s > 0 {
@@ -284,37 +299,51 @@ func (p *Pipeline) DefaultSize() int {
 }
 
 // Warm builds the graphs for a picture of width×height and checks every weight they need, so
-// that the first Generate of that size does not pay for it.
-func (p *Pipeline) Warm(width, height int) error {
+// that the first Generate of that size does not pay for it. If ctx ends first, Warm returns its
+// error (the builds complete in the background).
+func (p *Pipeline) Warm(ctx context.Context, width, height int) error {
 	if err := checkSize(width, height); err != nil {
 		return err
 	}
-	f := p.vae.UpscaleFactor()
-	if err := p.unet.Prepare(height/f, width/f, false); err != nil {
-		return fmt.Errorf("sdxs: %w", err)
+	cctx, exit, err := p.enter(ctx)
+	if err != nil {
+		return err
 	}
-	if err := p.vae.Prepare(height/f, width/f); err != nil {
-		return fmt.Errorf("sdxs: %w", err)
+	defer exit()
+	f := p.vae.UpscaleFactor()
+	if err := p.unet.Prepare(cctx, height/f, width/f, false); err != nil {
+		return p.closedErr(ctx, fmt.Errorf("sdxs: %w", err))
+	}
+	if err := p.vae.Prepare(cctx, height/f, width/f); err != nil {
+		return p.closedErr(ctx, fmt.Errorf("sdxs: %w", err))
 	}
 	return nil
 }
 
 // MACs returns the multiply-adds of convolutions and linear layers in each stage of a
 // width×height generation (attention products are not counted). It builds the graphs for that
-// size if needed; a stage whose graph cannot be built counts 0.
-func (p *Pipeline) MACs(width, height int) map[Stage]int64 {
+// size if needed.
+func (p *Pipeline) MACs(ctx context.Context, width, height int) (map[Stage]int64, error) {
+	if err := checkSize(width, height); err != nil {
+		return nil, err
+	}
+	cctx, exit, err := p.enter(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer exit()
 	f := p.vae.UpscaleFactor()
 	out := map[Stage]int64{}
-	if m, _, err := p.text.MACs(); err == nil {
-		out[StageTextEncoder] = m
+	if out[StageTextEncoder], _, err = p.text.MACs(cctx); err != nil {
+		return nil, p.closedErr(ctx, fmt.Errorf("sdxs: %w", err))
 	}
-	if m, _, err := p.unet.MACs(height/f, width/f); err == nil {
-		out[StageUNet] = m
+	if out[StageUNet], _, err = p.unet.MACs(cctx, height/f, width/f); err != nil {
+		return nil, p.closedErr(ctx, fmt.Errorf("sdxs: %w", err))
 	}
-	if m, err := p.vae.MACs(height/f, width/f); err == nil {
-		out[StageVAEDecoder] = m
+	if out[StageVAEDecoder], err = p.vae.MACs(cctx, height/f, width/f); err != nil {
+		return nil, p.closedErr(ctx, fmt.Errorf("sdxs: %w", err))
 	}
-	return out
+	return out, nil
 }
 
 func checkSize(width, height int) error {
@@ -330,8 +359,21 @@ func checkSize(width, height int) error {
 }
 
 // Generate makes one picture. It checks ctx between stages (and between the layers of each
-// model) and returns ctx's error if it is cancelled.
+// model) and returns ctx's error if it is cancelled; after Close it returns ErrClosed.
 func (p *Pipeline) Generate(ctx context.Context, req Request) (*Result, error) {
+	cctx, exit, err := p.enter(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer exit()
+	res, err := p.generate(cctx, req)
+	if err != nil {
+		return nil, p.closedErr(ctx, err)
+	}
+	return res, nil
+}
+
+func (p *Pipeline) generate(ctx context.Context, req Request) (*Result, error) {
 	w, h := req.Width, req.Height
 	if w == 0 {
 		w = p.DefaultSize()

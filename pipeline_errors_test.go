@@ -176,7 +176,7 @@ func TestLoadErrorsTruncatedWeights(t *testing.T) {
 				if err == nil {
 					// Weights are memory-mapped and read on first use: Warm must then fail.
 					defer p.Close()
-					err = p.Warm(256, 256)
+					err = p.Warm(context.Background(), 256, 256)
 				}
 				require.Error(t, err, "neither Load nor Warm failed")
 				t.Log(strings.ReplaceAll(err.Error(), dir, "<dir>"))
@@ -212,14 +212,14 @@ func TestGenerateErrorsBadSize(t *testing.T) {
 			require.Error(t, err)
 			assert.Nil(t, res)
 			assert.Contains(t, err.Error(), c.field)
-			err = p.Warm(c.w, c.h)
+			err = p.Warm(context.Background(), c.w, c.h)
 			require.Error(t, err)
 			assert.Contains(t, err.Error(), c.field)
 		})
 	}
 
 	// The limits themselves are fine, and 0 stands for the default size (sample_size × 8).
-	require.NoError(t, p.Warm(MinSize, MinSize))
+	require.NoError(t, p.Warm(context.Background(), MinSize, MinSize))
 	assert.Equal(t, 256, p.DefaultSize())
 	res, err := p.Generate(ctx, Request{Prompt: "x", Width: 64, Height: 0})
 	require.NoError(t, err)

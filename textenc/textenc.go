@@ -58,14 +58,14 @@ func (m *Model) Unused() []string {
 func (m *Model) SeqLen() int { return m.cfg.MaxPositionEmbeddings }
 
 // Prepare builds the graph once and checks every weight it needs.
-func (m *Model) Prepare() error {
-	_, err := m.runner.Program(context.Background(), progKey{})
+func (m *Model) Prepare(ctx context.Context) error {
+	_, err := m.runner.Program(ctx, progKey{})
 	return err
 }
 
 // MACs returns the multiply-adds of one encoding: in linear layers, and in attention.
-func (m *Model) MACs() (linear, attention int64, err error) {
-	return m.runner.MACs(context.Background(), progKey{})
+func (m *Model) MACs(ctx context.Context) (linear, attention int64, err error) {
+	return m.runner.MACs(ctx, progKey{})
 }
 
 // Encode returns the last hidden state [SeqLen, hidden_size] for the token ids.

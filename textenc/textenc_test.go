@@ -110,7 +110,7 @@ func TestUnused(t *testing.T) {
 			}
 			assert.Len(t, before, want)
 
-			require.NoError(t, m.Prepare())
+			require.NoError(t, m.Prepare(context.Background()))
 			assert.Empty(t, m.Unused(), "weights the encoder does not use")
 		})
 	}
@@ -192,7 +192,7 @@ func TestMissingTensor(t *testing.T) {
 	require.True(t, src.Has(name))
 	m, err := New(full.Config(), hideSource{Source: src, hide: name})
 	require.NoError(t, err)
-	err = m.Prepare()
+	err = m.Prepare(context.Background())
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), name)
 	_, err = m.Encode(context.Background(), case0IDs(t, "sdxs-09-tiny"))

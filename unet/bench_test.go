@@ -38,7 +38,7 @@ func benchUNet(b *testing.B, h, w int) {
 	if _, err := m.Forward(context.Background(), sample, h, w, 999, text, nil); err != nil {
 		b.Fatal(err)
 	}
-	macs, _, _ := m.MACs(h, w)
+	macs, _, _ := m.MACs(context.Background(), h, w)
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		if _, err := m.Forward(context.Background(), sample, h, w, 999, text, nil); err != nil {

@@ -68,22 +68,23 @@ func (m *Model) SetCache(c *nn.ProgramCache) { m.runner.SetCache(c) }
 func (m *Model) Config() *weights.UNetConfig { return m.cfg }
 
 // Prepare builds (once) the graph for a latent of h×w, so that the first Forward of that size
-// does not pay for it. It also checks every weight the graph needs.
-func (m *Model) Prepare(h, w int, control bool) error {
+// does not pay for it. It also checks every weight the graph needs. If ctx ends first, Prepare
+// returns its error and the build completes in the background.
+func (m *Model) Prepare(ctx context.Context, h, w int, control bool) error {
 	if err := m.checkSize(h, w); err != nil {
 		return err
 	}
-	_, err := m.runner.Program(context.Background(), progKey{h: h, w: w, control: control})
+	_, err := m.runner.Program(ctx, progKey{h: h, w: w, control: control})
 	return err
 }
 
 // MACs returns the multiply-adds of one forward pass on an h×w latent: in convolutions and
 // linear layers, and in attention products. It builds the graph for that size if needed.
-func (m *Model) MACs(h, w int) (convLinear, attention int64, err error) {
+func (m *Model) MACs(ctx context.Context, h, w int) (convLinear, attention int64, err error) {
 	if err := m.checkSize(h, w); err != nil {
 		return 0, 0, err
 	}
-	return m.runner.MACs(context.Background(), progKey{h: h, w: w})
+	return m.runner.MACs(ctx, progKey{h: h, w: w})
 }
 
 // Unused lists the tensors of the weights that no graph built so far has used.

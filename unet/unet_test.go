@@ -389,7 +389,7 @@ func TestMissingTensor(t *testing.T) {
 			m, err := New(full.Config(), filterSource{Source: src, hide: map[string]bool{name: true}})
 			require.NoError(t, err)
 
-			err = m.Prepare(32, 32, false)
+			err = m.Prepare(context.Background(), 32, 32, false)
 			require.Error(t, err)
 			assert.Contains(t, err.Error(), name)
 			var me *nn.MissingError
@@ -426,7 +426,7 @@ func TestWrongTensorShape(t *testing.T) {
 	// Sanity: the in-memory copy is a working UNet.
 	good, err := New(cfg, mem)
 	require.NoError(t, err)
-	require.NoError(t, good.Prepare(8, 8, false))
+	require.NoError(t, good.Prepare(context.Background(), 8, 8, false))
 	assert.Empty(t, good.Unused())
 
 	cases := []struct {
@@ -449,7 +449,7 @@ func TestWrongTensorShape(t *testing.T) {
 			bad.Add(c.name, c.shape, make([]float32, n))
 			m, err := New(cfg, bad)
 			require.NoError(t, err)
-			err = m.Prepare(8, 8, false)
+			err = m.Prepare(context.Background(), 8, 8, false)
 			require.Error(t, err)
 			msg := err.Error()
 			assert.Contains(t, msg, c.name)

@@ -32,7 +32,7 @@ func BenchmarkTinyDecode512(b *testing.B) {
 	if _, err := d.Decode(context.Background(), z, 64, 64); err != nil {
 		b.Fatal(err)
 	}
-	macs, _ := d.MACs(64, 64)
+	macs, _ := d.MACs(context.Background(), 64, 64)
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		if _, err := d.Decode(context.Background(), z, 64, 64); err != nil {

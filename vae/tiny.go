@@ -73,20 +73,20 @@ func (t *Tiny) checkSize(h, w int) error {
 }
 
 // Prepare builds (once) the graph for an h×w latent and checks every weight it needs.
-func (t *Tiny) Prepare(h, w int) error {
+func (t *Tiny) Prepare(ctx context.Context, h, w int) error {
 	if err := t.checkSize(h, w); err != nil {
 		return err
 	}
-	_, err := t.runner.Program(context.Background(), tinyKey{h: h, w: w})
+	_, err := t.runner.Program(ctx, tinyKey{h: h, w: w})
 	return err
 }
 
 // MACs returns the multiply-adds of decoding an h×w latent (all in convolutions).
-func (t *Tiny) MACs(h, w int) (int64, error) {
+func (t *Tiny) MACs(ctx context.Context, h, w int) (int64, error) {
 	if err := t.checkSize(h, w); err != nil {
 		return 0, err
 	}
-	c, _, err := t.runner.MACs(context.Background(), tinyKey{h: h, w: w})
+	c, _, err := t.runner.MACs(ctx, tinyKey{h: h, w: w})
 	return c, err
 }
 

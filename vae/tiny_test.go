@@ -115,7 +115,7 @@ func TestUpscaleFactor(t *testing.T) {
 		d, _ := loadTiny(t, model)
 		assert.Equal(t, 8, d.UpscaleFactor(), model)
 		assert.Equal(t, 1.0, d.ScalingFactor(), model)
-		require.NoError(t, d.Prepare(3, 5))
+		require.NoError(t, d.Prepare(context.Background(), 3, 5))
 		assert.Empty(t, d.Unused(), model)
 
 		// Any latent size decodes to 8× its size.
@@ -193,7 +193,7 @@ func TestMissingTensor(t *testing.T) {
 			require.True(t, src.Has(name))
 			d, err := NewTiny(full.Config(), hideSource{Source: src, hide: name})
 			require.NoError(t, err)
-			err = d.Prepare(4, 4)
+			err = d.Prepare(context.Background(), 4, 4)
 			require.Error(t, err)
 			assert.Contains(t, err.Error(), name)
 			var me *nn.MissingError

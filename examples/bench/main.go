@@ -94,7 +94,7 @@ func run() error {
 		var srcs map[string]*nn.RandomSource
 		p, srcs, err = fromPreset(*preset)
 		if err == nil && *save != "" {
-			if err := p.Warm(*width, *height); err != nil {
+			if err := p.Warm(context.Background(), *width, *height); err != nil {
 				return err
 			}
 			return saveFolder(*save, *preset, srcs)
@@ -104,7 +104,7 @@ func run() error {
 		return err
 	}
 	defer p.Close()
-	if err := p.Warm(*width, *height); err != nil {
+	if err := p.Warm(context.Background(), *width, *height); err != nil {
 		return err
 	}
 	fmt.Printf("%s: loaded and built graphs in %.2f s, %d threads, %d×%d\n", name, time.Since(loadStart).Seconds(), *threads, *width, *height)
@@ -129,7 +129,10 @@ func run() error {
 		}
 	}
 
-	macs := p.MACs(*width, *height)
+	macs, err := p.MACs(ctx, *width, *height)
+	if err != nil {
+		return err
+	}
 	fmt.Printf("\n%-14s %10s %12s %10s %8s\n", "stage", "median s", "GMAC", "GFLOP/s", "floor")
 	for _, s := range []sdxs.Stage{sdxs.StageTokenize, sdxs.StageTextEncoder, sdxs.StageNoise, sdxs.StageUNet, sdxs.StageVAEDecoder} {
 		med := median(times[s])

@@ -31,6 +31,7 @@ type ProgramCache struct {
 	items   map[cacheKey]*list.Element
 	flights map[cacheKey]*flight
 	bytes   int64
+	idle    *sync.Cond // signalled when the last build in flight ends
 }
 
 // cacheKey names a program: the runner it belongs to and the runner's key.
@@ -57,11 +58,24 @@ type runnerID struct{ name string }
 
 // NewProgramCache returns an empty cache with the given budget in bytes (≤ 0: unbounded).
 func NewProgramCache(budgetBytes int64) *ProgramCache {
-	return &ProgramCache{
+	c := &ProgramCache{
 		budget:  budgetBytes,
 		lru:     list.New(),
 		items:   make(map[cacheKey]*list.Element),
 		flights: make(map[cacheKey]*flight),
+	}
+	c.idle = sync.NewCond(&c.mu)
+	return c
+}
+
+// Wait waits until no build is in progress: builds whose requests gave up go on in the
+// background, reading weights, so whoever releases the weights (a pipeline's Close) must first
+// make sure no new request can start and then call Wait.
+func (c *ProgramCache) Wait() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for len(c.flights) > 0 {
+		c.idle.Wait()
 	}
 }
 
@@ -123,15 +137,16 @@ func (c *ProgramCache) get(ctx context.Context, key cacheKey, build func() (*Pro
 // fill runs one build and publishes its result.
 func (c *ProgramCache) fill(key cacheKey, f *flight, build func() (*Program, error)) {
 	prog, err := safeBuild(build)
+	f.prog, f.err = prog, err
 	c.mu.Lock()
-	if c.flights[key] == f {
-		delete(c.flights, key)
-	}
+	delete(c.flights, key)
 	if err == nil {
 		c.insert(key, prog)
 	}
+	if len(c.flights) == 0 {
+		c.idle.Broadcast()
+	}
 	c.mu.Unlock()
-	f.prog, f.err = prog, err
 	close(f.done)
 }
 

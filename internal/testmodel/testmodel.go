@@ -4,6 +4,7 @@
 package testmodel
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -134,7 +135,7 @@ func build(component string, config []byte, src *nn.RandomSource) error {
 		if err != nil {
 			return err
 		}
-		return m.Prepare(8, 8, false)
+		return m.Prepare(context.Background(), 8, 8, false)
 	case "text_encoder":
 		cfg, err := weights.ParseCLIPTextConfig(config)
 		if err != nil {
@@ -144,7 +145,7 @@ func build(component string, config []byte, src *nn.RandomSource) error {
 		if err != nil {
 			return err
 		}
-		return m.Prepare()
+		return m.Prepare(context.Background())
 	case "vae":
 		cfg, err := weights.ParseTinyVAEConfig(config)
 		if err != nil {
@@ -154,7 +155,7 @@ func build(component string, config []byte, src *nn.RandomSource) error {
 		if err != nil {
 			return err
 		}
-		return m.Prepare(8, 8)
+		return m.Prepare(context.Background(), 8, 8)
 	}
 	return fmt.Errorf("unknown component %q", component)
 }
