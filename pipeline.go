@@ -292,6 +292,9 @@ func (p *Pipeline) open(dir string) (*weights.Set, error) {
 
 // DefaultSize returns the picture size the model was trained for (UNet sample_size × 8).
 func (p *Pipeline) DefaultSize() int {
+	if p == nil || p.unet == nil || p.vae == nil {
+		return 512
+	}
 	if s := p.unet.Config().SampleSize; s > 0 {
 		return s * p.vae.UpscaleFactor()
 	}
@@ -423,8 +426,9 @@ func (p *Pipeline) generate(ctx context.Context, req Request) (*Result, error) {
 			c := p.unet.Config().InChannels
 			res.Noise = sampler.NewGenerator(req.Seed).Randn(1, c, lh, lw)
 			latents = sched.InitLatents(slices.Clone(res.Noise))
-			res.UNetInput = sched.ScaleModelInput(slices.Clone(latents), 0)
-			return nil
+			var err error
+			res.UNetInput, err = sched.ScaleModelInput(slices.Clone(latents), 0)
+			return err
 		})
 	}
 	if err == nil {
@@ -434,8 +438,8 @@ func (p *Pipeline) generate(ctx context.Context, req Request) (*Result, error) {
 				return err
 			}
 			// One Euler step to σ = 0 lands on x₀.
-			res.Latents, _ = sched.Step(res.UNetOutput, latents, 0)
-			return nil
+			res.Latents, _, err = sched.Step(res.UNetOutput, latents, 0)
+			return err
 		})
 	}
 	if err == nil {
@@ -449,8 +453,8 @@ func (p *Pipeline) generate(ctx context.Context, req Request) (*Result, error) {
 			if err != nil {
 				return err
 			}
-			res.Image = ToImage(res.Decoded, w, h)
-			return nil
+			res.Image, err = ToImage(res.Decoded, w, h)
+			return err
 		})
 	}
 	if err != nil {
@@ -472,8 +476,15 @@ func (p *Pipeline) scheduler() (*sampler.Euler, error) {
 }
 
 // ToImage turns a decoded picture [3, h, w] in [-1, 1] into RGBA pixels the way diffusers does:
-// round(clamp(x/2 + 0.5, 0, 1)·255).
-func ToImage(decoded []float32, w, h int) *image.RGBA {
+// round(clamp(x/2 + 0.5, 0, 1)·255). It returns an error if w or h is not positive or decoded
+// does not hold 3·w·h values.
+func ToImage(decoded []float32, w, h int) (*image.RGBA, error) {
+	if w <= 0 || h <= 0 {
+		return nil, fmt.Errorf("sdxs: ToImage: size %d×%d is not positive", w, h)
+	}
+	if w > math.MaxInt/4/h || len(decoded)/3 != w*h || len(decoded)%3 != 0 {
+		return nil, fmt.Errorf("sdxs: ToImage: %d values for a 3×%d×%d picture, want %d", len(decoded), h, w, 3*w*h)
+	}
 	img := image.NewRGBA(image.Rect(0, 0, w, h))
 	plane := w * h
 	for y := 0; y < h; y++ {
@@ -485,7 +496,7 @@ func ToImage(decoded []float32, w, h int) *image.RGBA {
 			img.Pix[o+3] = 255
 		}
 	}
-	return img
+	return img, nil
 }
 
 func toByte(v float32) uint8 {
@@ -502,19 +513,46 @@ func toByte(v float32) uint8 {
 // Tensors returns the result's tensors under the names the diffusers reference uses, with a
 // batch dimension of 1: input_ids (int64 [1,77]), text_embeddings [1,77,D], noise, unet_input,
 // unet_output and latents (x₀) [1,4,H/8,W/8], decoded [1,3,H,W] and image (uint8 [H,W,3]).
-// weights.WriteFile writes them as a safetensors file.
-func (r *Result) Tensors() []weights.Tensor {
+// weights.WriteFile writes them as a safetensors file. It returns an error, naming the field, if
+// the result is not whole (a field missing or of the wrong length for Width×Height).
+func (r *Result) Tensors() ([]weights.Tensor, error) {
+	if r == nil {
+		return nil, errors.New("sdxs: Result.Tensors: nil result")
+	}
+	if r.Width <= 0 || r.Height <= 0 || r.Width%8 != 0 || r.Height%8 != 0 || r.Width > MaxSize || r.Height > MaxSize {
+		return nil, fmt.Errorf("sdxs: Result.Tensors: size %d×%d is not a picture size", r.Width, r.Height)
+	}
 	lh, lw := r.Height/8, r.Width/8
+	if len(r.Noise) == 0 || len(r.Noise)%(lh*lw) != 0 {
+		return nil, fmt.Errorf("sdxs: Result.Tensors: noise has %d values, not a multiple of %d×%d", len(r.Noise), lh, lw)
+	}
 	lc := len(r.Noise) / (lh * lw)
 	lat := []int{1, lc, lh, lw}
-	d := 0
-	if len(r.InputIDs) > 0 {
-		d = len(r.TextEmbeddings) / len(r.InputIDs)
+	if len(r.InputIDs) == 0 || len(r.TextEmbeddings) == 0 || len(r.TextEmbeddings)%len(r.InputIDs) != 0 {
+		return nil, fmt.Errorf("sdxs: Result.Tensors: %d text embedding values for %d tokens", len(r.TextEmbeddings), len(r.InputIDs))
+	}
+	d := len(r.TextEmbeddings) / len(r.InputIDs)
+	for _, f := range []struct {
+		name string
+		v    []float32
+		n    int
+	}{
+		{"unet_input", r.UNetInput, len(r.Noise)},
+		{"unet_output", r.UNetOutput, len(r.Noise)},
+		{"latents", r.Latents, len(r.Noise)},
+		{"decoded", r.Decoded, 3 * r.Width * r.Height},
+	} {
+		if len(f.v) != f.n {
+			return nil, fmt.Errorf("sdxs: Result.Tensors: %s has %d values, want %d", f.name, len(f.v), f.n)
+		}
+	}
+	if r.Image == nil || r.Image.Rect.Dx() != r.Width || r.Image.Rect.Dy() != r.Height || len(r.Image.Pix) < 4*r.Width*r.Height {
+		return nil, fmt.Errorf("sdxs: Result.Tensors: the image is missing or not %d×%d", r.Width, r.Height)
 	}
 	img := make([]uint8, 0, r.Width*r.Height*3)
 	for y := 0; y < r.Height; y++ {
 		for x := 0; x < r.Width; x++ {
-			o := r.Image.PixOffset(x, y)
+			o := r.Image.PixOffset(r.Image.Rect.Min.X+x, r.Image.Rect.Min.Y+y)
 			img = append(img, r.Image.Pix[o:o+3]...)
 		}
 	}
@@ -527,5 +565,5 @@ func (r *Result) Tensors() []weights.Tensor {
 		{Name: "latents", DType: weights.F32, Shape: lat, F32: r.Latents},
 		{Name: "decoded", DType: weights.F32, Shape: []int{1, 3, r.Height, r.Width}, F32: r.Decoded},
 		{Name: "image", DType: weights.U8, Shape: []int{r.Height, r.Width, 3}, U8: img},
-	}
+	}, nil
 }

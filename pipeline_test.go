@@ -84,14 +84,16 @@ func TestTxt2ImgMatchesDiffusers(t *testing.T) {
 					require.LessOrEqual(t, sum/float64(c.Height*c.Width*3), 0.05, "image: mean absolute difference")
 
 					// The dump of examples/txt2img uses the reference's names, shapes and dtypes.
-					for _, tn := range res.Tensors() {
+					tensors, err := res.Tensors()
+					require.NoError(t, err)
+					for _, tn := range tensors {
 						info, ok := ref.Info(name(tn.Name))
 						require.True(t, ok, tn.Name)
 						require.Equal(t, info.Shape, tn.Shape, tn.Name)
 						require.Equal(t, info.DType, tn.DType, tn.Name)
 					}
 					path := filepath.Join(t.TempDir(), "dump.safetensors")
-					require.NoError(t, weights.WriteFile(path, res.Tensors(), nil))
+					require.NoError(t, weights.WriteFile(path, tensors, nil))
 					f, err := weights.Open(path)
 					require.NoError(t, err)
 					defer f.Close()

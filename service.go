@@ -24,6 +24,9 @@ func WithCacheBudget(bytes int64) Option {
 	return func(o *loadOptions) { o.cacheBudget = &bytes }
 }
 
+// errNotLoaded is returned by the methods of a Pipeline not made by Load or New.
+var errNotLoaded = errors.New("sdxs: the pipeline was not made by Load or New")
+
 // ErrClosed is returned (wrapped) by the methods of a closed pipeline, and by generations that
 // Close interrupted.
 var ErrClosed = errors.New("sdxs: the pipeline is closed")
@@ -50,6 +53,12 @@ func (l *lifecycle) init() {
 // enter registers a call; it fails with ErrClosed once Close has begun. The returned context
 // ends with ctx or when Close is called; exit must be called when the call is over.
 func (p *Pipeline) enter(ctx context.Context) (context.Context, func(), error) {
+	if p == nil || p.cache == nil {
+		return nil, nil, errNotLoaded
+	}
+	if ctx == nil {
+		return nil, nil, errors.New("sdxs: nil context")
+	}
 	l := &p.life
 	l.mu.Lock()
 	if l.closed {
@@ -87,6 +96,9 @@ func (p *Pipeline) closedErr(ctx context.Context, err error) error {
 // before calling Close. Later calls fail with ErrClosed. Close is safe to call concurrently with
 // any method and more than once (later calls wait for the first and return nil).
 func (p *Pipeline) Close() error {
+	if p == nil || p.cache == nil {
+		return nil
+	}
 	l := &p.life
 	l.mu.Lock()
 	if l.closed {
@@ -115,6 +127,9 @@ func (p *Pipeline) Close() error {
 // CacheBytes returns the bytes held by the pipeline's compiled graphs and their budget (≤ 0:
 // unbounded).
 func (p *Pipeline) CacheBytes() (used, budget int64) {
+	if p == nil || p.cache == nil {
+		return 0, 0
+	}
 	return p.cache.Bytes(), p.cache.Budget()
 }
 

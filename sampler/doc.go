@@ -16,10 +16,10 @@
 //	noise := g.Randn(1, 4, h/8, w/8)
 //	s, _ := sampler.New(cfg)
 //	_ = s.SetTimesteps(1)
-//	latents := s.InitLatents(noise)                      // noise × InitNoiseSigma, in place
-//	input := s.ScaleModelInput(slices.Clone(latents), 0) // latents / sqrt(σ²+1)
+//	latents := s.InitLatents(noise)                           // noise × InitNoiseSigma, in place
+//	input, err := s.ScaleModelInput(slices.Clone(latents), 0) // latents / sqrt(σ²+1)
 //	eps := unet(input, s.Timesteps()[0])
-//	latents, _ = s.Step(eps, latents, 0)                 // what diffusers' pipeline decodes
+//	latents, _, err = s.Step(eps, latents, 0)                 // what diffusers' pipeline decodes
 //
 // With the SDXS scheduler configuration these reproduce the reference fixtures bit for bit
 // (noise, UNet input and the stepped latents).

@@ -294,6 +294,9 @@ func (e *Euler) InitNoiseSigma() float64 {
 }
 
 func (e *Euler) initNoiseSigma32() float32 {
+	if len(e.sigmas) == 0 { // a zero Euler, not made by New
+		return 0
+	}
 	m := slices.Max(e.sigmas)
 	if e.cfg.TimestepSpacing == SpacingLinspace || e.cfg.TimestepSpacing == SpacingTrailing {
 		return m
@@ -311,24 +314,27 @@ func (e *Euler) InitLatents(noise []float32) []float32 {
 	return noise
 }
 
-// sigmaAt returns σ for a step index, panicking on an index outside the schedule.
-func (e *Euler) sigmaAt(step int) float32 {
-	if step < 0 || step >= len(e.timesteps) {
-		panic(fmt.Sprintf("sampler: step %d outside the schedule of %d steps", step, len(e.timesteps)))
+// sigmaAt returns σ for a step index, or an error for an index outside the schedule.
+func (e *Euler) sigmaAt(step int) (float32, error) {
+	if step < 0 || step >= len(e.timesteps) || step+1 >= len(e.sigmas) {
+		return 0, fmt.Errorf("sampler: step %d is outside the schedule of %d steps", step, len(e.timesteps))
 	}
-	return e.sigmas[step]
+	return e.sigmas[step], nil
 }
 
 // ScaleModelInput divides sample in place by sqrt(σ²+1) for the given step index (the UNet's
-// input scaling, diffusers' scale_model_input) and returns it. It panics when step is outside
-// [0, NumSteps()).
-func (e *Euler) ScaleModelInput(sample []float32, step int) []float32 {
-	sigma := e.sigmaAt(step)
+// input scaling, diffusers' scale_model_input) and returns it. It returns an error when step is
+// outside [0, NumSteps()).
+func (e *Euler) ScaleModelInput(sample []float32, step int) ([]float32, error) {
+	sigma, err := e.sigmaAt(step)
+	if err != nil {
+		return nil, err
+	}
 	d := float32(math.Sqrt(float64(mul32(sigma, sigma) + 1)))
 	for i, v := range sample {
 		sample[i] = v / d
 	}
-	return sample
+	return sample, nil
 }
 
 // Step performs one Euler step from step index step: given the model output for the scaled
@@ -337,12 +343,15 @@ func (e *Euler) ScaleModelInput(sample []float32, step int) []float32 {
 // both newly allocated. The pipeline continues with (and finally decodes) prevSample; after the
 // last step, where the next sigma is 0, it equals x₀ up to float32 rounding. x₀ is x − σ·ε for "epsilon", ε·(−σ/√(σ²+1)) + x/(σ²+1) for
 // "v_prediction", and the model output for "sample"; the step is x + (x − x₀)/σ · (σ_next − σ).
-// It panics when the slices differ in length or step is outside [0, NumSteps()).
-func (e *Euler) Step(modelOutput, sample []float32, step int) (prevSample, predOriginal []float32) {
+// It returns an error when the slices differ in length or step is outside [0, NumSteps()).
+func (e *Euler) Step(modelOutput, sample []float32, step int) (prevSample, predOriginal []float32, err error) {
 	if len(modelOutput) != len(sample) {
-		panic(fmt.Sprintf("sampler: model output has %d values, sample %d", len(modelOutput), len(sample)))
+		return nil, nil, fmt.Errorf("sampler: model output has %d values, sample %d", len(modelOutput), len(sample))
 	}
-	sigma := e.sigmaAt(step)
+	sigma, err := e.sigmaAt(step)
+	if err != nil {
+		return nil, nil, err
+	}
 	next := e.sigmas[step+1]
 	predOriginal = make([]float32, len(sample))
 	switch e.cfg.PredictionType {
@@ -365,7 +374,7 @@ func (e *Euler) Step(modelOutput, sample []float32, step int) (prevSample, predO
 		derivative := (x - predOriginal[i]) / sigma
 		prevSample[i] = x + mul32(derivative, dt)
 	}
-	return prevSample, predOriginal
+	return prevSample, predOriginal, nil
 }
 
 // torchLinspaceFloat32 is torch.linspace(start, end, steps, dtype=torch.float32) on the CPU of

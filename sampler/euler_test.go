@@ -73,7 +73,8 @@ func TestEulerOracle(t *testing.T) {
 
 				// 4. latents and UNet input, from the reference noise.
 				latents := s.InitLatents(slices.Clone(wantNoise))
-				unetIn := s.ScaleModelInput(slices.Clone(latents), 0)
+				unetIn, err := s.ScaleModelInput(slices.Clone(latents), 0)
+				require.NoError(t, err)
 				wantIn, _ := oracle.Float32(t, ref, name("unet_input"))
 				r := maxRelDiff(unetIn, wantIn, 1e-3)
 				t.Logf("case %d: unet_input max rel err %.3g (%d values not bit-identical)", i, r, countBitDiffs(unetIn, wantIn))
@@ -83,7 +84,8 @@ func TestEulerOracle(t *testing.T) {
 				// "latents") is the scheduler's prev_sample, which for a final sigma of 0 equals
 				// x₀ = x − σ·ε̂ up to rounding.
 				eps, _ := oracle.Float32(t, ref, name("unet_output"))
-				prev, x0 := s.Step(eps, latents, 0)
+				prev, x0, err := s.Step(eps, latents, 0)
+				require.NoError(t, err)
 				wantLatents, _ := oracle.Float32(t, ref, name("latents"))
 				d = oracle.MaxAbs(prev, wantLatents)
 				t.Logf("case %d: prev_sample max abs err %.3g (%d values not bit-identical)", i, d, countBitDiffs(prev, wantLatents))
@@ -264,7 +266,8 @@ func TestStepFormulas(t *testing.T) {
 			sig := s.Sigmas()
 			for step := range 4 {
 				σ, σn := sig[step], sig[step+1]
-				prev, x0 := s.Step(out, sample, step)
+				prev, x0, err := s.Step(out, sample, step)
+				require.NoError(t, err)
 				for i := range sample {
 					x, m := float64(sample[i]), float64(out[i])
 					var wantX0 float64
@@ -280,7 +283,8 @@ func TestStepFormulas(t *testing.T) {
 					assert.InDelta(t, wantX0, float64(x0[i]), 1e-5*max(1, math.Abs(wantX0)), "step %d x0[%d]", step, i)
 					assert.InDelta(t, wantPrev, float64(prev[i]), 1e-5*max(1, math.Abs(wantPrev)), "step %d prev[%d]", step, i)
 				}
-				in := s.ScaleModelInput(slices.Clone(sample), step)
+				in, err := s.ScaleModelInput(slices.Clone(sample), step)
+				require.NoError(t, err)
 				for i := range sample {
 					want := float64(sample[i]) / math.Sqrt(σ*σ+1)
 					assert.InDelta(t, want, float64(in[i]), 1e-6*max(1e-3, math.Abs(want)))
@@ -407,16 +411,34 @@ func TestSetTimestepsErrors(t *testing.T) {
 	assert.Len(t, s.Timesteps(), 1000)
 }
 
-func TestStepPanics(t *testing.T) {
+// TestStepErrors checks that a step outside the schedule or mismatched slices give an error,
+// not a panic.
+func TestStepErrors(t *testing.T) {
 	s, err := New(sdxsConfig())
 	require.NoError(t, err)
 	require.NoError(t, s.SetTimesteps(2))
 	x := make([]float32, 4)
-	assert.Panics(t, func() { s.Step(x, x, 2) })
-	assert.Panics(t, func() { s.Step(x, x, -1) })
-	assert.Panics(t, func() { s.Step(x[:3], x, 0) })
-	assert.Panics(t, func() { s.ScaleModelInput(x, 2) })
-	assert.NotPanics(t, func() { s.Step(x, x, 1) })
+	for _, step := range []int{2, -1, 1 << 40} {
+		prev, x0, err := s.Step(x, x, step)
+		assert.ErrorContains(t, err, fmt.Sprintf("step %d is outside the schedule of 2 steps", step))
+		assert.Nil(t, prev)
+		assert.Nil(t, x0)
+		in, err := s.ScaleModelInput(x, step)
+		assert.ErrorContains(t, err, "outside the schedule")
+		assert.Nil(t, in)
+	}
+	_, _, err = s.Step(x[:3], x, 0)
+	assert.ErrorContains(t, err, "model output has 3 values, sample 4")
+	_, _, err = s.Step(x, x, 1)
+	assert.NoError(t, err)
+
+	// A zero Euler (not made by New) has no schedule: errors, not panics.
+	var z Euler
+	_, _, err = z.Step(x, x, 0)
+	assert.Error(t, err)
+	_, err = z.ScaleModelInput(x, 0)
+	assert.Error(t, err)
+	assert.NotPanics(t, func() { z.InitLatents(x); _ = z.InitNoiseSigma() })
 }
 
 func BenchmarkEulerStep1x4x64x64(b *testing.B) {
@@ -426,6 +448,8 @@ func BenchmarkEulerStep1x4x64x64(b *testing.B) {
 	x := NewGenerator(1).Randn(1, 4, 64, 64)
 	eps := NewGenerator(2).Randn(1, 4, 64, 64)
 	for b.Loop() {
-		s.Step(eps, x, 0)
+		if _, _, err := s.Step(eps, x, 0); err != nil {
+			b.Fatal(err)
+		}
 	}
 }

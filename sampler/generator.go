@@ -1,7 +1,6 @@
 package sampler
 
 import (
-	"fmt"
 	"math"
 )
 
@@ -134,16 +133,14 @@ func (g *Generator) normalFloat64() float64 {
 }
 
 // Randn draws a float32 tensor of the given shape from the standard normal distribution, as
-// torch.randn(shape, generator=g) does (row-major, contiguous). It panics on a negative
-// dimension. An empty shape means a scalar (one value).
+// torch.randn(shape, generator=g) does (row-major, contiguous). An empty shape means a scalar
+// (one value). A shape with a negative dimension, or too large to allocate, draws nothing and
+// returns nil (a valid shape always gives a non-nil slice).
 func (g *Generator) Randn(shape ...int) []float32 {
 	n := 1
 	for _, d := range shape {
-		if d < 0 {
-			panic(fmt.Sprintf("sampler: negative dimension %d in shape %v", d, shape))
-		}
-		if d != 0 && n > math.MaxInt/d {
-			panic(fmt.Sprintf("sampler: shape %v is too large", shape))
+		if d < 0 || (d != 0 && n > math.MaxInt/4/d) {
+			return nil
 		}
 		n *= d
 	}

@@ -36,6 +36,12 @@ func New(cfg *weights.CLIPTextConfig, src weights.TensorSource) (*Model, error) 
 	if cfg == nil {
 		return nil, fmt.Errorf("textenc: nil config")
 	}
+	if src == nil {
+		return nil, fmt.Errorf("textenc: nil weight source")
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("textenc: %w", err)
+	}
 	m := &Model{cfg: cfg, params: nn.NewParams(src)}
 	m.runner = nn.NewRunner("textenc", m.params, m.build)
 	return m, nil

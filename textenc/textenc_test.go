@@ -166,6 +166,8 @@ func TestEncodeInputErrors(t *testing.T) {
 	t.Run("nil config", func(t *testing.T) {
 		_, err := New(nil, weights.NewMemSource())
 		require.Error(t, err)
+		_, err = New(m.Config(), nil)
+		require.ErrorContains(t, err, "nil weight source")
 	})
 }
 

@@ -55,6 +55,12 @@ func New(cfg *weights.UNetConfig, src weights.TensorSource) (*Model, error) {
 	if cfg == nil {
 		return nil, fmt.Errorf("unet: nil config")
 	}
+	if src == nil {
+		return nil, fmt.Errorf("unet: nil weight source")
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("unet: %w", err)
+	}
 	m := &Model{cfg: cfg}
 	m.runner = nn.NewRunner("unet", nn.NewParams(src), m.build)
 	return m, nil
@@ -193,8 +199,12 @@ func timestepEmbedding(t float64, dim int, flipSinToCos bool, shift float64) []f
 }
 
 // DownResidualShapes returns the shapes [C, H, W] of the skip connections of the down path for a
-// latent of h×w: the ControlNet residuals the UNet accepts, in order.
+// latent of h×w: the ControlNet residuals the UNet accepts, in order. It returns nil for a nil
+// config or one without blocks.
 func DownResidualShapes(cfg *weights.UNetConfig, h, w int) [][3]int {
+	if cfg == nil || len(cfg.BlockOutChannels) == 0 || len(cfg.LayersPerBlock()) < len(cfg.DownBlockTypes) || len(cfg.DownBlockTypes) > len(cfg.BlockOutChannels) {
+		return nil
+	}
 	boc := cfg.BlockOutChannels
 	layers := cfg.LayersPerBlock()
 	shapes := [][3]int{{boc[0], h, w}}
@@ -210,8 +220,12 @@ func DownResidualShapes(cfg *weights.UNetConfig, h, w int) [][3]int {
 	return shapes
 }
 
-// MidResidualShape returns the shape of the ControlNet residual added after the mid block.
+// MidResidualShape returns the shape of the ControlNet residual added after the mid block (zero
+// for a nil config or one without blocks).
 func MidResidualShape(cfg *weights.UNetConfig, h, w int) [3]int {
+	if cfg == nil || len(cfg.BlockOutChannels) == 0 {
+		return [3]int{}
+	}
 	for i := 0; i < len(cfg.BlockOutChannels)-1; i++ {
 		h, w = downSize(h, cfg), downSize(w, cfg)
 	}

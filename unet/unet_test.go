@@ -413,7 +413,7 @@ func memCopy(t *testing.T, src weights.Source) *weights.MemSource {
 	for _, n := range src.Names() {
 		v, shape, err := src.Float32(n)
 		require.NoError(t, err, n)
-		mem.Add(n, shape, v)
+		require.NoError(t, mem.Add(n, shape, v))
 	}
 	return mem
 }
@@ -517,6 +517,21 @@ func TestForwardInputErrors(t *testing.T) {
 	t.Run("nil config", func(t *testing.T) {
 		_, err := New(nil, weights.NewMemSource())
 		require.Error(t, err)
+		_, err = New(cfg, nil)
+		require.ErrorContains(t, err, "nil weight source")
+		bad := *cfg
+		bad.ClassName = "Nope"
+		_, err = New(&bad, weights.NewMemSource())
+		require.ErrorContains(t, err, "_class_name")
+	})
+
+	t.Run("size", func(t *testing.T) {
+		require.ErrorContains(t, m.Prepare(ctx, 0, 8, false), "not positive")
+		_, _, err := m.MACs(ctx, 8, -8)
+		require.ErrorContains(t, err, "not positive")
+		assert.Nil(t, DownResidualShapes(nil, 8, 8))
+		assert.Equal(t, [3]int{}, MidResidualShape(nil, 8, 8))
+		assert.Nil(t, DownResidualShapes(&weights.UNetConfig{}, 8, 8))
 	})
 }
 

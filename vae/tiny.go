@@ -37,6 +37,12 @@ func NewTiny(cfg *weights.TinyVAEConfig, src weights.TensorSource) (*Tiny, error
 	if cfg == nil {
 		return nil, fmt.Errorf("vae: nil config")
 	}
+	if src == nil {
+		return nil, fmt.Errorf("vae: nil weight source")
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("vae: %w", err)
+	}
 	t := &Tiny{cfg: cfg}
 	t.runner = nn.NewRunner("vae", nn.NewParams(src), t.build)
 	return t, nil

@@ -166,6 +166,14 @@ func TestDecodeInputErrors(t *testing.T) {
 	t.Run("nil config", func(t *testing.T) {
 		_, err := NewTiny(nil, weights.NewMemSource())
 		require.Error(t, err)
+		_, err = NewTiny(d.Config(), nil)
+		require.ErrorContains(t, err, "nil weight source")
+	})
+
+	t.Run("size", func(t *testing.T) {
+		require.ErrorContains(t, d.Prepare(ctx, -1, 8), "not positive")
+		_, err := d.MACs(ctx, 8, 0)
+		require.ErrorContains(t, err, "not positive")
 	})
 }
 

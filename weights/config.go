@@ -48,10 +48,11 @@ func Ints(vs ...int) IntOrList { return IntOrList{Values: vs, List: true} }
 func (v IntOrList) IsNull() bool { return v.Values == nil }
 
 // Resolve returns one value per block: a single integer repeated n times, or the list itself
-// when it has n entries. It returns nil for a null value or a list of another length.
+// when it has n entries. It returns nil for a null value, a list of another length or a
+// negative n.
 func (v IntOrList) Resolve(n int) []int {
 	switch {
-	case v.Values == nil:
+	case v.Values == nil || n < 0:
 		return nil
 	case !v.List && len(v.Values) == 1:
 		out := make([]int, n)
@@ -73,10 +74,12 @@ type BoolOrList struct {
 	List bool
 }
 
-// Resolve returns one value per block (nil for a list of another length). A missing value
-// resolves to all false.
+// Resolve returns one value per block (nil for a list of another length or a negative n). A
+// missing value resolves to all false.
 func (v BoolOrList) Resolve(n int) []bool {
 	switch {
+	case n < 0:
+		return nil
 	case v.Values == nil:
 		return make([]bool, n)
 	case !v.List && len(v.Values) == 1:

@@ -428,3 +428,13 @@ func TestLoadConfigErrorsNamePath(t *testing.T) {
 	_, err = LoadSchedulerConfig(filepath.Join(dir, "nope.json"))
 	assert.ErrorContains(t, err, "nope.json")
 }
+
+// TestResolveBadCounts checks that resolving for a negative block count gives nil, not a panic.
+func TestResolveBadCounts(t *testing.T) {
+	assert.Nil(t, Int(2).Resolve(-1))
+	assert.Nil(t, Ints(1, 2).Resolve(-2))
+	assert.Nil(t, BoolOrList{Values: []bool{true}}.Resolve(-1))
+	assert.Nil(t, BoolOrList{}.Resolve(-1))
+	assert.Equal(t, []int{2, 2}, Int(2).Resolve(2))
+	assert.Equal(t, []bool{false, false}, BoolOrList{}.Resolve(2))
+}

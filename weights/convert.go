@@ -2,6 +2,7 @@ package weights
 
 import (
 	"encoding/binary"
+	"fmt"
 	"math"
 	"math/bits"
 	"runtime"
@@ -154,15 +155,18 @@ func decodeI64(dst []int64, src []byte) {
 }
 
 // HalfToFloat32 converts float16 values given as their bit patterns to float32, using the
-// same table (and goroutines for large inputs) as the reader. It panics unless
+// same table (and goroutines for large inputs) as the reader. It returns an error unless
 // len(dst) == len(src).
-func HalfToFloat32(dst []float32, src []uint16) {
+func HalfToFloat32(dst []float32, src []uint16) error {
 	if len(dst) != len(src) {
-		panic("weights: HalfToFloat32: length mismatch")
+		return fmt.Errorf("weights: HalfToFloat32: %d destination values for %d halves", len(dst), len(src))
+	}
+	if len(src) == 0 {
+		return nil
 	}
 	if littleEndian {
 		decodeF16(dst, bytesOf(src))
-		return
+		return nil
 	}
 	t := halfTable()
 	parallelFor(len(dst), func(lo, hi int) {
@@ -170,6 +174,7 @@ func HalfToFloat32(dst []float32, src []uint16) {
 			dst[i] = t[src[i]]
 		}
 	})
+	return nil
 }
 
 // encodeF16 writes the float16 encodings (round to nearest even) of src little-endian into dst.

@@ -172,7 +172,9 @@ func TestHalfTableMatchesFloat16(t *testing.T) {
 		h[i] = uint16(i)
 	}
 	out := make([]float32, len(h))
-	HalfToFloat32(out, h)
+	require.NoError(t, HalfToFloat32(out, h))
+	require.ErrorContains(t, HalfToFloat32(out[:3], h), "3 destination values for 65536 halves")
+	require.NoError(t, HalfToFloat32(nil, nil))
 	for i := range out {
 		require.Equal(t, math.Float32bits(dst[i]), math.Float32bits(out[i]))
 	}
@@ -321,7 +323,7 @@ func TestSetAndOpenComponent(t *testing.T) {
 func TestMemSource(t *testing.T) {
 	m := NewMemSource()
 	data := []float32{1, 2, 3, 4, 5, 6}
-	m.Add("w", []int{2, 3}, data)
+	require.NoError(t, m.Add("w", []int{2, 3}, data))
 	var src Source = m
 	assert.Equal(t, []string{"w"}, src.Names())
 	info, ok := src.Info("w")
@@ -338,7 +340,10 @@ func TestMemSource(t *testing.T) {
 	assert.Same(t, &data[0], &got[0])
 	_, _, err = src.Float32("x")
 	assert.True(t, errors.Is(err, ErrNotFound))
-	assert.Panics(t, func() { m.Add("bad", []int{4}, data) })
+	assert.ErrorContains(t, m.Add("bad", []int{4}, data), "shape [4] has 4 elements, data has 6")
+	assert.ErrorContains(t, m.Add("bad", []int{-1, 2}, data), "negative dimension")
+	assert.ErrorContains(t, m.Add("bad", []int{1 << 40, 1 << 40}, data), "too large")
+	assert.False(t, m.Has("bad"))
 	assert.Error(t, m.Float32Into("w", make([]float32, 5)))
 	assert.True(t, m.Has("w"))
 	m.Delete("w")

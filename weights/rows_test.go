@@ -27,7 +27,7 @@ func TestFloat32Rows(t *testing.T) {
 		require.NoError(t, f.Close())
 	}
 	m := NewMemSource()
-	m.Add("emb", []int{5, 3}, table)
+	require.NoError(t, m.Add("emb", []int{5, 3}, table))
 	dst := make([]float32, 3)
 	require.NoError(t, m.Float32Rows("emb", []int{5, 3}, []int{2}, dst))
 	require.Equal(t, []float32{6.5, 7.5, 8.5}, dst)

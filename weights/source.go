@@ -2,6 +2,7 @@ package weights
 
 import (
 	"fmt"
+	"math"
 	"slices"
 	"sort"
 	"sync"
@@ -56,18 +57,21 @@ type MemSource struct {
 func NewMemSource() *MemSource { return &MemSource{} }
 
 // Add stores data under name with the given shape, replacing any tensor of that name. The
-// source keeps data itself (no copy). Add panics if len(data) is not the product of shape,
-// which is a programming error.
-func (m *MemSource) Add(name string, shape []int, data []float32) {
+// source keeps data itself (no copy). It returns an error, storing nothing, if len(data) is not
+// the product of shape.
+func (m *MemSource) Add(name string, shape []int, data []float32) error {
 	n := 1
 	for _, d := range shape {
 		if d < 0 {
-			panic(fmt.Sprintf("weights: MemSource.Add(%q): negative dimension in shape %v", name, shape))
+			return fmt.Errorf("weights: MemSource.Add(%q): negative dimension in shape %v", name, shape)
+		}
+		if d != 0 && n > math.MaxInt/d {
+			return fmt.Errorf("weights: MemSource.Add(%q): shape %v is too large", name, shape)
 		}
 		n *= d
 	}
 	if n != len(data) {
-		panic(fmt.Sprintf("weights: MemSource.Add(%q): shape %v has %d elements, data has %d", name, shape, n, len(data)))
+		return fmt.Errorf("weights: MemSource.Add(%q): shape %v has %d elements, data has %d", name, shape, n, len(data))
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -75,6 +79,7 @@ func (m *MemSource) Add(name string, shape []int, data []float32) {
 		m.m = make(map[string]memTensor)
 	}
 	m.m[name] = memTensor{shape: slices.Clone(shape), data: data}
+	return nil
 }
 
 // Delete removes the tensor called name, if present.

@@ -97,7 +97,11 @@ func run() error {
 	fmt.Println("wrote", *out)
 	if *dump != "" {
 		meta := map[string]string{"prompt": *prompt, "seed": fmt.Sprint(*seed)}
-		if err := weights.WriteFile(*dump, res.Tensors(), meta); err != nil {
+		tensors, err := res.Tensors()
+		if err != nil {
+			return err
+		}
+		if err := weights.WriteFile(*dump, tensors, meta); err != nil {
 			return err
 		}
 		fmt.Println("wrote", *dump)
