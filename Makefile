@@ -2,7 +2,7 @@
 GO ?= go
 PKGS := ./...
 
-.PHONY: all build test vet fmt bench fuzz
+.PHONY: all build test race vet fmt bench fuzz
 
 all: build
 
@@ -13,12 +13,25 @@ vet:
 	$(GO) vet $(PKGS)
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 
+# RACE_TESTS are the concurrency tests (graph cache, cancellation, Close, concurrent and batch
+# generation) that test runs a second time under the race detector, which needs cgo and a C
+# compiler (.ci/run installs gcc if missing). About 20 s; the whole suite under -race would
+# take many minutes.
+RACE_TESTS := Concurrent|Close|Cancel|Build|Runner|ProgramCache|ProgramRun|Batch|Budget
+RACE_PKGS := . ./internal/nn ./unet
+
 # test: vet, a CGO_ENABLED=0 build, and every test (oracle tests included; under CI=true a
 # missing oracle fails). The fuzz seed corpora run as ordinary tests. The kernels are tested
-# (and the Winograd convolutions) a second time with the noasm tag, which forces their plain-Go twins.
+# (and the Winograd convolutions) a second time with the noasm tag, which forces their plain-Go
+# twins; the concurrency tests run a second time under -race.
 test: vet build
 	$(GO) test -count=1 -timeout 30m $(PKGS)
 	$(GO) test -count=1 -tags noasm ./internal/kernels ./internal/conv ./internal/nn
+	CGO_ENABLED=1 $(GO) test -race -count=1 -timeout 10m -run '$(RACE_TESTS)' $(RACE_PKGS)
+
+# race: only the concurrency tests, under the race detector.
+race:
+	CGO_ENABLED=1 $(GO) test -race -count=1 -timeout 10m -run '$(RACE_TESTS)' $(RACE_PKGS)
 
 fmt:
 	gofmt -s -w .
