@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
+	"os"
 	"strconv"
 )
 
@@ -78,6 +79,19 @@ func ParseConfig(data []byte) (Config, error) {
 	}
 	if err := cfg.validate(); err != nil {
 		return Config{}, fmt.Errorf("%w (in scheduler config)", err)
+	}
+	return cfg, nil
+}
+
+// LoadConfig reads and parses a scheduler_config.json file; errors name the file.
+func LoadConfig(path string) (Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return Config{}, fmt.Errorf("sampler: %w", err)
+	}
+	cfg, err := ParseConfig(data)
+	if err != nil {
+		return Config{}, fmt.Errorf("%s: %w", path, err)
 	}
 	return cfg, nil
 }

@@ -317,16 +317,59 @@ func TestInitLatents(t *testing.T) {
 	assert.Equal(t, []float32{σ, -2 * σ, 0.5 * σ}, got)
 }
 
+// TestSquaredCos checks "squaredcos_cap_v2" against the definition diffusers 0.31 uses
+// (betas_for_alpha_bar): β_i = min(1 − ᾱ((i+1)/N)/ᾱ(i/N), 0.999) with
+// ᾱ(t) = cos²((t + 0.008)/1.008 · π/2). The betas telescope: the cumulative product of (1 − β)
+// up to step k is ᾱ((k+1)/N)/ᾱ(0) until the cap binds (only at the very end). At the middle of
+// the schedule that is cos²(0.508/1.008·π/2)/cos²(0.008/1.008·π/2) = 0.4938436 (evaluated
+// separately, in Python's float64 math, from Nichol & Dhariwal's cosine schedule).
 func TestSquaredCos(t *testing.T) {
-	cfg := DefaultConfig()
-	cfg.BetaSchedule = BetaSquaredCos
+	cfg, err := ParseConfig([]byte(`{"beta_schedule": "squaredcos_cap_v2", "timestep_spacing": "trailing"}`))
+	require.NoError(t, err)
+	require.Equal(t, BetaSquaredCos, cfg.BetaSchedule)
 	s, err := New(cfg)
 	require.NoError(t, err)
+	n := cfg.NumTrainTimesteps
+	alphaBar := func(t float64) float64 {
+		c := math.Cos((t + 0.008) / 1.008 * math.Pi / 2)
+		return c * c
+	}
+	capped := 0
+	for k := 0; k < n; k++ {
+		want := alphaBar(float64(k+1)/float64(n)) / alphaBar(0)
+		got := float64(s.alphasCumprod[k])
+		if 1-alphaBar(float64(k+1)/float64(n))/alphaBar(float64(k)/float64(n)) > 0.999 {
+			capped++
+			continue
+		}
+		require.InDelta(t, want, got, 1e-5*want+1e-9, "alphas_cumprod[%d]", k)
+	}
+	assert.Equal(t, 1, capped, "only the last beta reaches the 0.999 cap")
+	assert.InDelta(t, 0.4938436, float64(s.alphasCumprod[n/2-1]), 2e-6)
+	// The last beta is the cap: ᾱ(1) = 0.
+	last := float64(s.alphasCumprod[n-1]) / float64(s.alphasCumprod[n-2])
+	assert.InDelta(t, 1-0.999, last, 1e-6)
 	sig := s.Sigmas()
 	for i := 1; i < len(sig)-1; i++ {
 		require.Less(t, sig[i], sig[i-1])
 	}
 	require.NoError(t, s.SetTimesteps(10))
+}
+
+func TestLoadConfig(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "scheduler_config.json")
+	require.NoError(t, os.WriteFile(p, []byte(`{"beta_schedule": "squaredcos_cap_v2", "prediction_type": "sample"}`), 0o644))
+	cfg, err := LoadConfig(p)
+	require.NoError(t, err)
+	assert.Equal(t, BetaSquaredCos, cfg.BetaSchedule)
+	assert.Equal(t, PredictSample, cfg.PredictionType)
+	require.NoError(t, os.WriteFile(p, []byte(`{"beta_schedule": "cosine"}`), 0o644))
+	_, err = LoadConfig(p)
+	assert.ErrorContains(t, err, p)
+	assert.ErrorContains(t, err, "beta_schedule")
+	_, err = LoadConfig(filepath.Join(dir, "nope.json"))
+	assert.ErrorContains(t, err, "nope.json")
 }
 
 func TestParseConfigDefaults(t *testing.T) {

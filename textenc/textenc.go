@@ -90,6 +90,19 @@ func (m *Model) Trace(ctx context.Context, ids []int64) (map[string][]float32, e
 }
 
 func (m *Model) run(ctx context.Context, ids []int64, trace bool) (map[string][]float32, error) {
+	in, err := m.inputs(ids)
+	if err != nil {
+		return nil, err
+	}
+	if trace {
+		return m.runner.RunOnce(ctx, progKey{trace: true}, in)
+	}
+	return m.runner.Run(ctx, progKey{}, in)
+}
+
+// inputs checks the token ids and returns the graph's inputs: the ids, or their rows of the
+// token embedding table when the weights can be read row by row.
+func (m *Model) inputs(ids []int64) (map[string][]float32, error) {
 	n := m.SeqLen()
 	if len(ids) != n {
 		return nil, fmt.Errorf("textenc: %d token ids, want %d", len(ids), n)
@@ -113,10 +126,7 @@ func (m *Model) run(ctx context.Context, ids []int64, trace bool) (map[string][]
 		}
 		in = map[string][]float32{"token_embeds": emb}
 	}
-	if trace {
-		return m.runner.RunOnce(ctx, progKey{trace: true}, in)
-	}
-	return m.runner.Run(ctx, progKey{}, in)
+	return in, nil
 }
 
 // build describes the encoder's graph: its output "out" and, for the trace, "embeddings" and

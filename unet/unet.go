@@ -122,21 +122,34 @@ func (m *Model) Trace(ctx context.Context, sample []float32, h, w int, t float64
 }
 
 func (m *Model) run(ctx context.Context, sample []float32, h, w int, t float64, text []float32, res *Residuals, trace bool) (map[string][]float32, error) {
-	cfg := m.cfg
-	if err := m.checkSize(h, w); err != nil {
+	key, in, err := m.inputs(sample, h, w, t, text, res)
+	if err != nil {
 		return nil, err
 	}
+	if trace {
+		key.trace = true
+		return m.runner.RunOnce(ctx, key, in)
+	}
+	return m.runner.Run(ctx, key, in)
+}
+
+// inputs checks the inputs of a forward pass and returns the graph's key and input map.
+func (m *Model) inputs(sample []float32, h, w int, t float64, text []float32, res *Residuals) (progKey, map[string][]float32, error) {
+	cfg := m.cfg
+	if err := m.checkSize(h, w); err != nil {
+		return progKey{}, nil, err
+	}
 	if len(sample) != cfg.InChannels*h*w {
-		return nil, fmt.Errorf("unet: sample has %d values, want %d×%d×%d", len(sample), cfg.InChannels, h, w)
+		return progKey{}, nil, fmt.Errorf("unet: sample has %d values, want %d×%d×%d", len(sample), cfg.InChannels, h, w)
 	}
 	d := cfg.CrossAttentionDim
 	if len(text) == 0 || len(text)%d != 0 {
-		return nil, fmt.Errorf("unet: text embeddings have %d values, not a multiple of cross_attention_dim %d", len(text), d)
+		return progKey{}, nil, fmt.Errorf("unet: text embeddings have %d values, not a multiple of cross_attention_dim %d", len(text), d)
 	}
 	if len(text)/d != textLen {
-		return nil, fmt.Errorf("unet: text embeddings have %d tokens, want %d", len(text)/d, textLen)
+		return progKey{}, nil, fmt.Errorf("unet: text embeddings have %d tokens, want %d", len(text)/d, textLen)
 	}
-	key := progKey{h: h, w: w, control: res != nil, trace: trace}
+	key := progKey{h: h, w: w, control: res != nil}
 	in := map[string][]float32{
 		"sample":    sample,
 		"time_proj": timestepEmbedding(t, cfg.BlockOutChannels[0], cfg.FlipSinToCos, cfg.FreqShift),
@@ -145,25 +158,22 @@ func (m *Model) run(ctx context.Context, sample []float32, h, w int, t float64, 
 	if res != nil {
 		shapes := DownResidualShapes(cfg, h, w)
 		if len(res.Down) != len(shapes) {
-			return nil, fmt.Errorf("unet: %d ControlNet down residuals, want %d", len(res.Down), len(shapes))
+			return progKey{}, nil, fmt.Errorf("unet: %d ControlNet down residuals, want %d", len(res.Down), len(shapes))
 		}
 		for i, r := range res.Down {
 			s := shapes[i]
 			if len(r) != s[0]*s[1]*s[2] {
-				return nil, fmt.Errorf("unet: ControlNet down residual %d has %d values, want %v", i, len(r), s)
+				return progKey{}, nil, fmt.Errorf("unet: ControlNet down residual %d has %d values, want %v", i, len(r), s)
 			}
 			in[fmt.Sprintf("control_down.%d", i)] = r
 		}
 		ms := MidResidualShape(cfg, h, w)
 		if len(res.Mid) != ms[0]*ms[1]*ms[2] {
-			return nil, fmt.Errorf("unet: ControlNet mid residual has %d values, want %v", len(res.Mid), ms)
+			return progKey{}, nil, fmt.Errorf("unet: ControlNet mid residual has %d values, want %v", len(res.Mid), ms)
 		}
 		in["control_mid"] = res.Mid
 	}
-	if trace {
-		return m.runner.RunOnce(ctx, key, in)
-	}
-	return m.runner.Run(ctx, key, in)
+	return key, in, nil
 }
 
 // textLen is the number of text tokens the UNet is conditioned on (CLIP's context length).

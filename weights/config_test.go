@@ -307,48 +307,6 @@ func TestVAEConfigs(t *testing.T) {
 	}
 }
 
-func TestSchedulerConfig(t *testing.T) {
-	s, err := ParseSchedulerConfig([]byte(schedBase))
-	require.NoError(t, err)
-	assert.Equal(t, 1000, s.NumTrainTimesteps)
-	assert.Equal(t, "epsilon", s.PredictionType)
-	assert.Equal(t, "trailing", s.TimestepSpacing)
-	assert.Equal(t, "zero", s.FinalSigmasType)
-	assert.Equal(t, "discrete", s.TimestepType)
-	assert.Equal(t, "linear", s.InterpolationType)
-	require.NoError(t, s.Validate())
-	s, err = ParseSchedulerConfig([]byte(`{"_class_name": "EulerDiscreteScheduler"}`))
-	require.NoError(t, err)
-	assert.Equal(t, "linear", s.BetaSchedule)
-	assert.Equal(t, "linspace", s.TimestepSpacing)
-
-	cases := []struct {
-		name string
-		data []byte
-		want string
-	}{
-		{"class", with(t, schedBase, "_class_name", "DDIMScheduler"), `scheduler config: field "_class_name": unsupported value "DDIMScheduler" (supported: "EulerDiscreteScheduler")`},
-		{"schedule", with(t, schedBase, "beta_schedule", "squaredcos_cap_v2"), `field "beta_schedule": unsupported value "squaredcos_cap_v2" (supported: "linear", "scaled_linear")`},
-		{"trained", with(t, schedBase, "trained_betas", []float64{0.1, 0.2}), `field "trained_betas": unsupported value [0.1,0.2] (supported: null)`},
-		{"prediction", with(t, schedBase, "prediction_type", "sample"), `field "prediction_type": unsupported value "sample"`},
-		{"spacing", with(t, schedBase, "timestep_spacing", "karras"), `field "timestep_spacing": unsupported value "karras"`},
-		{"interp", with(t, schedBase, "interpolation_type", "log_linear"), `field "interpolation_type": unsupported value "log_linear"`},
-		{"karras", with(t, schedBase, "use_karras_sigmas", true), `field "use_karras_sigmas": unsupported value true (supported: false)`},
-		{"exp", with(t, schedBase, "use_exponential_sigmas", true), `field "use_exponential_sigmas"`},
-		{"final", with(t, schedBase, "final_sigmas_type", "sigma_min"), `field "final_sigmas_type": unsupported value "sigma_min" (supported: "zero")`},
-		{"zsnr", with(t, schedBase, "rescale_betas_zero_snr", true), `field "rescale_betas_zero_snr"`},
-		{"timestep type", with(t, schedBase, "timestep_type", "continuous"), `field "timestep_type": unsupported value "continuous"`},
-		{"betas", with(t, schedBase, "beta_start", 0), `field "beta_start"`},
-	}
-	for _, c := range cases {
-		t.Run(c.name, func(t *testing.T) {
-			_, err := ParseSchedulerConfig(c.data)
-			require.Error(t, err)
-			assert.Contains(t, err.Error(), c.want)
-		})
-	}
-}
-
 func TestModelIndexAndFolder(t *testing.T) {
 	idx, err := ParseModelIndex([]byte(`{"_class_name": "StableDiffusionPipeline", "_diffusers_version": "0.31.0",
 		"requires_safety_checker": false, "safety_checker": [null, null], "unet": ["diffusers", "UNet2DConditionModel"],
@@ -425,7 +383,7 @@ func TestLoadConfigErrorsNamePath(t *testing.T) {
 	var ce *ConfigError
 	require.True(t, errors.As(err, &ce))
 	assert.Equal(t, "act_fn", ce.Field)
-	_, err = LoadSchedulerConfig(filepath.Join(dir, "nope.json"))
+	_, err = LoadKLVAEConfig(filepath.Join(dir, "nope.json"))
 	assert.ErrorContains(t, err, "nope.json")
 }
 

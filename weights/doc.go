@@ -8,7 +8,8 @@
 // in-memory tensors (MemSource) so models can be built from any of them.
 //
 // The configuration side mirrors diffusers' JSON files: ReadModelIndex, OpenFolder and the typed
-// configs (UNetConfig, ControlNetConfig, CLIPTextConfig, TinyVAEConfig, KLVAEConfig,
-// SchedulerConfig) apply diffusers' defaults for missing fields and reject values this project
-// does not implement, naming the field and the value.
+// configs (UNetConfig, ControlNetConfig, CLIPTextConfig, TinyVAEConfig, KLVAEConfig) apply
+// diffusers' defaults for missing fields and reject values this project does not implement,
+// naming the field and the value. The scheduler's configuration is read by sampler.ParseConfig
+// (the one parser of scheduler_config.json).
 package weights

@@ -9,6 +9,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/sdxs-go/sdxs/internal/oracle"
+	"github.com/sdxs-go/sdxs/sampler"
 	"github.com/sdxs-go/sdxs/weights"
 )
 
@@ -43,7 +44,7 @@ func TestOracleConfigsParse(t *testing.T) {
 			v, err := weights.LoadTinyVAEConfig(filepath.Join(dir, "vae", "config.json"))
 			require.NoError(t, err)
 			assert.Equal(t, 1.0, v.ScalingFactor)
-			s, err := weights.LoadSchedulerConfig(filepath.Join(dir, "scheduler", "scheduler_config.json"))
+			s, err := sampler.LoadConfig(filepath.Join(dir, "scheduler", "scheduler_config.json"))
 			require.NoError(t, err)
 			assert.Equal(t, "trailing", s.TimestepSpacing)
 			assert.Equal(t, "scaled_linear", s.BetaSchedule)

@@ -5,6 +5,9 @@ import (
 	"context"
 	"fmt"
 	"sync"
+
+	"gorgonia.org/gorgonia"
+	"gorgonia.org/tensor"
 )
 
 // ProgramCache keeps compiled Programs, least recently used first out, within a byte budget
@@ -319,4 +322,75 @@ func (r *Runner[K]) MACs(ctx context.Context, key K) (convLinear, attention int6
 	}
 	convLinear, attention = p.MACs()
 	return convLinear, attention, nil
+}
+
+// RunTapeMachine builds the graph for key (without caching it) and runs it under Gorgonia's
+// own TapeMachine instead of a Program: the same graph and ops, with every value allocated by
+// Gorgonia. It returns every output. It is for tests that hold the graph, as Gorgonia runs it,
+// to reference outputs; it is much slower than Run and ignores ctx cancellation between ops.
+func (r *Runner[K]) RunTapeMachine(ctx context.Context, key K, inputs map[string][]float32) (map[string][]float32, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	var outs map[string]*Node
+	p, err := safeBuild(func() (*Program, error) {
+		return Build(r.params, func(b *Builder) map[string]*Node {
+			o, err := r.build(b, key)
+			if err != nil {
+				b.Fail(err)
+			}
+			outs = o
+			return o
+		})
+	})
+	if err != nil {
+		return nil, fmt.Errorf("%s: building the graph for %s: %w", r.id.name, describeKey(key), err)
+	}
+	g := p.Graph()
+	for name, buf := range p.inputs {
+		v, ok := inputs[name]
+		if !ok {
+			return nil, fmt.Errorf("%s: input %q not given", r.id.name, name)
+		}
+		if len(v) != len(buf) {
+			return nil, fmt.Errorf("%s: input %q has %d values, want %d (shape %v)", r.id.name, name, len(v), len(buf), p.inShape[name])
+		}
+		n := g.ByName("input:" + name)
+		if len(n) != 1 {
+			return nil, fmt.Errorf("%s: input %q: %d graph nodes", r.id.name, name, len(n))
+		}
+		t := tensor.New(tensor.WithShape(p.inShape[name]...), tensor.WithBacking(append([]float32(nil), v...)))
+		if err := gorgonia.Let(n[0], t); err != nil {
+			return nil, fmt.Errorf("%s: input %q: %w", r.id.name, name, err)
+		}
+	}
+	for name := range inputs {
+		if _, ok := p.inputs[name]; !ok {
+			return nil, fmt.Errorf("%s: unknown input %q", r.id.name, name)
+		}
+	}
+	vm := gorgonia.NewTapeMachine(g)
+	defer vm.Close()
+	if err := tapeRun(vm); err != nil {
+		return nil, fmt.Errorf("%s: TapeMachine: %w", r.id.name, err)
+	}
+	res := make(map[string][]float32, len(outs))
+	for name, n := range outs {
+		d, ok := n.Value().(*tensor.Dense)
+		if !ok || d.Dtype() != tensor.Float32 {
+			return nil, fmt.Errorf("%s: TapeMachine left output %q without a float32 value", r.id.name, name)
+		}
+		res[name] = append([]float32(nil), d.Float32s()...)
+	}
+	return res, nil
+}
+
+// tapeRun runs the machine, turning a panic in an op into an error.
+func tapeRun(vm gorgonia.VM) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("panic: %v", r)
+		}
+	}()
+	return vm.RunAll()
 }

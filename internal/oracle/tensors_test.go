@@ -1,9 +1,13 @@
 package oracle
 
 import (
+	"encoding/binary"
 	"math"
 	"path/filepath"
+	"slices"
 	"testing"
+
+	"github.com/x448/float16"
 
 	"github.com/sdxs-go/sdxs/weights"
 )
@@ -89,15 +93,39 @@ func TestFixtureContents(t *testing.T) {
 	}
 	AssertMaxAbs(t, "case0.latents", x0, want, 1e-3)
 
-	// The float16 trace decodes to the values the float32 reference holds, to half precision.
-	trace := Tensors(t, "sdxs-dreamshaper-tiny", "trace.safetensors")
-	info, ok := trace.Info("text.embeddings")
-	if !ok || info.DType != weights.F16 {
-		t.Fatalf("trace text.embeddings: %+v", info)
-	}
-	emb, _ := Float32(t, trace, "text.embeddings")
-	if len(emb) == 0 {
-		t.Fatal("empty trace tensor")
+	// The float16 trace holds the float32 reference rounded to half precision, and decodes to
+	// it: the UNet's last module (conv_out) is case 0's unet_output. Its stored bits are the
+	// reference rounded to nearest even (computed here with x448/float16, not with the reader's
+	// own conversion), and the reader's float32 values are those halves exactly, within a
+	// relative 2⁻¹¹ of the reference.
+	for _, model := range []string{"sdxs-dreamshaper-tiny", "sdxs-09-tiny"} {
+		trace := Tensors(t, model, "trace.safetensors")
+		ref := Tensors(t, model, "reference.safetensors")
+		info, ok := trace.Info("unet.conv_out")
+		if !ok || info.DType != weights.F16 {
+			t.Fatalf("%s: trace unet.conv_out: %+v", model, info)
+		}
+		raw, _, err := trace.Raw("unet.conv_out")
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, wshape := Float32(t, ref, "case0.unet_output")
+		got, gshape := Float32(t, trace, "unet.conv_out")
+		if !slices.Equal(gshape, wshape) || len(got) != len(want) || len(raw) != 2*len(want) {
+			t.Fatalf("%s: trace unet.conv_out %v, reference unet_output %v", model, gshape, wshape)
+		}
+		for i, w := range want {
+			half := float16.Fromfloat32(w)
+			if bits := binary.LittleEndian.Uint16(raw[2*i:]); bits != uint16(half) {
+				t.Fatalf("%s: unet.conv_out[%d] is stored as %#04x, the reference %v rounds to %#04x", model, i, bits, w, uint16(half))
+			}
+			if math.Float32bits(got[i]) != math.Float32bits(half.Float32()) {
+				t.Fatalf("%s: unet.conv_out[%d] decodes to %v, want %v", model, i, got[i], half.Float32())
+			}
+			if d := math.Abs(float64(got[i]) - float64(w)); d > math.Abs(float64(w))/2048+6e-8 {
+				t.Fatalf("%s: unet.conv_out[%d] = %v is %g from the reference %v", model, i, got[i], d, w)
+			}
+		}
 	}
 
 	// float16 model weights with an int64 tensor (sdxs-09-tiny).
