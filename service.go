@@ -94,7 +94,8 @@ func (p *Pipeline) closedErr(ctx context.Context, err error) error {
 // with ErrClosed, Close waits for them and for any graph being built to end, then releases the
 // compiled graphs and unmaps the weights. To let generations finish instead, wait for them
 // before calling Close. Later calls fail with ErrClosed. Close is safe to call concurrently with
-// any method and more than once (later calls wait for the first and return nil).
+// any method and more than once (later calls wait for the first and return nil), but not from a
+// Request.Progress callback (it would wait for its own generation).
 func (p *Pipeline) Close() error {
 	if p == nil || p.cache == nil {
 		return nil

@@ -213,6 +213,9 @@ func (p *Program) OutputShape(name string) []int {
 // must have the outputs' sizes). It checks ctx while it waits for another run of the program
 // to finish, and between steps.
 func (p *Program) Run(ctx context.Context, inputs map[string][]float32, outs map[string][]float32) error {
+	if ctx == nil {
+		return errNilContext
+	}
 	if err := ctx.Err(); err != nil {
 		return err
 	}

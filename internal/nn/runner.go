@@ -3,6 +3,7 @@ package nn
 import (
 	"container/list"
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 
@@ -55,6 +56,9 @@ type flight struct {
 	prog *Program
 	err  error
 }
+
+// errNilContext is returned for a nil context (rather than panicking on it).
+var errNilContext = errors.New("nn: nil context")
 
 // runnerID identifies a Runner in a cache shared by runners of different key types.
 type runnerID struct{ name string }
@@ -112,6 +116,9 @@ func (c *ProgramCache) Clear() {
 // gets of one key share one build. A get whose ctx ends while it waits returns ctx's error at
 // once; the build goes on and its program is cached for the next request.
 func (c *ProgramCache) get(ctx context.Context, key cacheKey, build func() (*Program, error)) (*Program, error) {
+	if ctx == nil {
+		return nil, errNilContext
+	}
 	c.mu.Lock()
 	if e, ok := c.items[key]; ok {
 		c.lru.MoveToFront(e)
@@ -292,6 +299,9 @@ func (r *Runner[K]) Run(ctx context.Context, key K, inputs map[string][]float32)
 // RunOnce builds the program for key without caching it, runs it on inputs and returns every
 // output. It is for programs used once, such as traces that keep every activation.
 func (r *Runner[K]) RunOnce(ctx context.Context, key K, inputs map[string][]float32) (map[string][]float32, error) {
+	if ctx == nil {
+		return nil, errNilContext
+	}
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
@@ -329,6 +339,9 @@ func (r *Runner[K]) MACs(ctx context.Context, key K) (convLinear, attention int6
 // Gorgonia. It returns every output. It is for tests that hold the graph, as Gorgonia runs it,
 // to reference outputs; it is much slower than Run and ignores ctx cancellation between ops.
 func (r *Runner[K]) RunTapeMachine(ctx context.Context, key K, inputs map[string][]float32) (map[string][]float32, error) {
+	if ctx == nil {
+		return nil, errNilContext
+	}
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}

@@ -261,6 +261,15 @@ func TestRunnerBuildErrors(t *testing.T) {
 	_, err = bad.RunOnce(context.Background(), 3, nil)
 	require.ErrorContains(t, err, "panicked")
 
+	// A nil context is an error, not a panic.
+	var nilCtx context.Context
+	_, err = r.Run(nilCtx, 4, nil)
+	require.ErrorIs(t, err, errNilContext)
+	_, err = r.RunOnce(nilCtx, 4, nil)
+	require.ErrorIs(t, err, errNilContext)
+	_, err = r.RunTapeMachine(nilCtx, 4, nil)
+	require.ErrorIs(t, err, errNilContext)
+
 	// A missing weight names the tensor.
 	missing := NewRunner("missing", NewParams(memSource{}), m.build)
 	_, err = missing.Program(context.Background(), 4)
@@ -316,4 +325,24 @@ func TestRunnerConcurrentEvictions(t *testing.T) {
 	}
 	require.Positive(t, c.Len())
 	require.True(t, c.Len() == 1 || c.Bytes() <= c.Budget(), "%d programs, %d bytes, budget %d", c.Len(), c.Bytes(), c.Budget())
+}
+
+func TestRunnerRunTapeMachine(t *testing.T) {
+	m := newConvModel(1)
+	r := NewRunner("conv", NewParams(m.src), m.build)
+	x := randn(rand.New(rand.NewPCG(5, 6)), 3*6*6)
+	outs, err := r.RunTapeMachine(context.Background(), 6, map[string][]float32{"x": x})
+	require.NoError(t, err)
+	want, _, _ := naiveConv(x, 3, 6, 6, m.w, 4, 3, m.b, 1, 1)
+	require.Less(t, maxAbsDiff(outs["y"], want), 1e-4)
+	require.Zero(t, r.Cache().Len(), "RunTapeMachine does not cache")
+
+	_, err = r.RunTapeMachine(context.Background(), 6, map[string][]float32{"x": x[:5]})
+	require.ErrorContains(t, err, `input "x" has 5 values, want 108`)
+	_, err = r.RunTapeMachine(context.Background(), 6, nil)
+	require.ErrorContains(t, err, `input "x" not given`)
+	_, err = r.RunTapeMachine(context.Background(), 6, map[string][]float32{"x": x, "z": x})
+	require.ErrorContains(t, err, `unknown input "z"`)
+	_, err = r.RunTapeMachine(context.Background(), -1, nil)
+	require.ErrorContains(t, err, "size must be positive")
 }
