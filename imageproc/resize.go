@@ -1,7 +1,6 @@
 package imageproc
 
 import (
-	"fmt"
 	"image"
 	"math"
 )
@@ -21,10 +20,11 @@ const lanczosSupport = 3.0
 // already w×h is returned as a copy.
 //
 // diffusers' VaeImageProcessor resizes this way ("lanczos" is its default resample).
-// Resize panics if w or h is not positive, like image.NewRGBA; callers validate sizes.
+// Resize returns nil (and does not panic) if img is nil or w×h is not a size a picture can
+// have (a side not positive, or too many pixels); callers validate sizes.
 func Resize(img image.Image, w, h int) *image.RGBA {
-	if w <= 0 || h <= 0 {
-		panic(fmt.Sprintf("imageproc: Resize to %d×%d", w, h))
+	if img == nil || !validSize(w, h) {
+		return nil
 	}
 	src := ToRGB(img)
 	inW, inH := src.Rect.Dx(), src.Rect.Dy()

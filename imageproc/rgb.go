@@ -21,8 +21,11 @@ import (
 //   - a premultiplied *image.RGBA or *image.RGBA64 with partial alpha is un-premultiplied
 //     first (Pillow has no such mode); other image types go through color.NRGBAModel.
 //
-// The result is a new picture; img is not modified. img must not be nil.
+// The result is a new picture; img is not modified. A nil img gives nil.
 func ToRGB(img image.Image) *image.RGBA {
+	if img == nil {
+		return nil
+	}
 	b := img.Bounds()
 	w, h := b.Dx(), b.Dy()
 	out := image.NewRGBA(image.Rect(0, 0, w, h))

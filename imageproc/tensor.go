@@ -1,8 +1,8 @@
 package imageproc
 
 import (
-	"fmt"
 	"image"
+	"math"
 )
 
 // ControlTensor returns the ControlNet conditioning image [3, h, w] (channel-major, the batch
@@ -20,9 +20,12 @@ import (
 // resized, as with diffusers' documented load_image(path); a PIL image handed to diffusers
 // without that conversion is resized in its own mode first (premultiplied for RGBA, nearest
 // for palettes), which differs only where a resize meets partial transparency or a palette.
-// It panics if w or h is not positive or img is nil.
+// It returns nil if w or h is not positive or img is nil.
 func ControlTensor(img image.Image, w, h int, invert bool) []float32 {
-	rgb := resized(img, w, h)
+	rgb := Resize(img, w, h)
+	if rgb == nil {
+		return nil
+	}
 	out := make([]float32, 3*w*h)
 	for y := 0; y < h; y++ {
 		row := rgb.Pix[y*rgb.Stride:]
@@ -43,9 +46,12 @@ func ControlTensor(img image.Image, w, h int, invert bool) []float32 {
 // dimension left out) with values in [−1, 1], as diffusers' StableDiffusionImg2ImgPipeline
 // prepares it: VaeImageProcessor.preprocess, i.e. Resize to w×h (Lanczos; a copy when the size
 // already matches), level/255 in float32, then 2x − 1. diffusers' own size is DefaultSize(img,
-// 8). It panics if w or h is not positive or img is nil.
+// 8). It returns nil if w or h is not positive or img is nil.
 func InitTensor(img image.Image, w, h int) []float32 {
-	rgb := resized(img, w, h)
+	rgb := Resize(img, w, h)
+	if rgb == nil {
+		return nil
+	}
 	out := make([]float32, 3*w*h)
 	for y := 0; y < h; y++ {
 		row := rgb.Pix[y*rgb.Stride:]
@@ -62,18 +68,16 @@ func InitTensor(img image.Image, w, h int) []float32 {
 // DefaultSize returns the size diffusers' VaeImageProcessor.get_default_height_width gives a
 // picture when the caller gives none: its width and height each rounded down to a multiple of
 // multiple (the VAE scale factor, 8). A side shorter than multiple gives 0, which callers must
-// refuse (Pillow cannot resize to it). multiple must be positive.
+// refuse (Pillow cannot resize to it). A nil img or a multiple that is not positive gives 0×0.
 func DefaultSize(img image.Image, multiple int) (w, h int) {
-	if multiple <= 0 {
-		panic(fmt.Sprintf("imageproc: DefaultSize with multiple %d", multiple))
+	if img == nil || multiple <= 0 {
+		return 0, 0
 	}
 	b := img.Bounds()
 	return b.Dx() - b.Dx()%multiple, b.Dy() - b.Dy()%multiple
 }
 
-func resized(img image.Image, w, h int) *image.RGBA {
-	if img == nil {
-		panic("imageproc: nil picture")
-	}
-	return Resize(img, w, h)
+// validSize reports whether w×h is a size an RGBA picture can have (its pixels addressable).
+func validSize(w, h int) bool {
+	return w > 0 && h > 0 && w <= math.MaxInt32/4/h
 }

@@ -109,22 +109,34 @@ func TestDefaultSize(t *testing.T) {
 	}
 }
 
-func TestPanicsOnBadSizes(t *testing.T) {
+// TestBadSizesReturnNil checks that bad sizes and nil pictures give nil (or 0×0), not panics.
+func TestBadSizesReturnNil(t *testing.T) {
 	img := image.NewRGBA(image.Rect(0, 0, 4, 4))
-	for name, f := range map[string]func(){
-		"Resize 0":          func() { Resize(img, 0, 4) },
-		"ControlTensor -1":  func() { ControlTensor(img, 4, -1, false) },
-		"InitTensor nil":    func() { InitTensor(nil, 4, 4) },
-		"DefaultSize 0":     func() { DefaultSize(img, 0) },
-		"ControlTensor nil": func() { ControlTensor(nil, 4, 4, true) },
-	} {
-		func() {
-			defer func() {
-				if recover() == nil {
-					t.Errorf("%s did not panic", name)
-				}
-			}()
-			f()
-		}()
+	if Resize(img, 0, 4) != nil || Resize(img, 4, -2) != nil || Resize(nil, 4, 4) != nil || Resize(img, 1<<30, 1<<30) != nil {
+		t.Error("Resize of a bad size or a nil picture is not nil")
+	}
+	if ControlTensor(img, 4, -1, false) != nil || ControlTensor(nil, 4, 4, true) != nil {
+		t.Error("ControlTensor of a bad size or a nil picture is not nil")
+	}
+	if InitTensor(nil, 4, 4) != nil || InitTensor(img, 0, 0) != nil {
+		t.Error("InitTensor of a bad size or a nil picture is not nil")
+	}
+	if ToRGB(nil) != nil {
+		t.Error("ToRGB(nil) is not nil")
+	}
+	for _, m := range []int{0, -8} {
+		if w, h := DefaultSize(img, m); w != 0 || h != 0 {
+			t.Errorf("DefaultSize(img, %d) = %d×%d, want 0×0", m, w, h)
+		}
+	}
+	if w, h := DefaultSize(nil, 8); w != 0 || h != 0 {
+		t.Errorf("DefaultSize(nil, 8) = %d×%d", w, h)
+	}
+	// Good sizes still work.
+	if r := Resize(img, 2, 3); r == nil || r.Rect.Dx() != 2 || r.Rect.Dy() != 3 {
+		t.Error("Resize(img, 2, 3)")
+	}
+	if v := ControlTensor(img, 2, 2, false); len(v) != 12 {
+		t.Errorf("ControlTensor: %d values", len(v))
 	}
 }
