@@ -57,7 +57,11 @@ func run() error {
 		if h == 0 {
 			h = b.Dy()
 		}
-		img = imageproc.Resize(img, w, h)
+		r := imageproc.Resize(img, w, h)
+		if r == nil {
+			return fmt.Errorf("canny: cannot resize to %d×%d", w, h)
+		}
+		img = r
 	}
 	edges, err := imageproc.Canny(img, imageproc.CannyOptions{Low: *low, High: *high, L2Gradient: *l2, Gray: *gray, Blur: *blur})
 	if err != nil {
