@@ -13,11 +13,11 @@ vet:
 	$(GO) vet $(PKGS)
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 
-# RACE_TESTS are the concurrency tests (graph cache, cancellation, Close, concurrent and batch
-# generation) that test runs a second time under the race detector, which needs cgo and a C
+# RACE_TESTS are the service tests (graph cache, cancellation, Close, concurrent and batch
+# generation, size checks, bad input) that test runs a second time under the race detector, which needs cgo and a C
 # compiler (.ci/run installs gcc if missing). About 20 s; the whole suite under -race would
 # take many minutes.
-RACE_TESTS := Concurrent|Close|Cancel|Build|Runner|ProgramCache|ProgramRun|Batch|Budget
+RACE_TESTS := Concurrent|Close|Cancel|Build|Runner|ProgramCache|ProgramRun|Batch|Budget|MACsAndWarm|BadInput|ZeroPipeline
 RACE_PKGS := . ./internal/nn ./unet
 
 # test: vet, a CGO_ENABLED=0 build, and every test (oracle tests included; under CI=true a
