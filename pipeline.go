@@ -314,6 +314,9 @@ func (p *Pipeline) Warm(ctx context.Context, width, height int) error {
 	}
 	defer exit()
 	f := p.vae.UpscaleFactor()
+	if err := p.text.Prepare(cctx); err != nil { // built by Load, but the cache may have dropped it
+		return p.closedErr(ctx, fmt.Errorf("sdxs: %w", err))
+	}
 	if err := p.unet.Prepare(cctx, height/f, width/f, false); err != nil {
 		return p.closedErr(ctx, fmt.Errorf("sdxs: %w", err))
 	}
