@@ -5,7 +5,9 @@ type Option func(*loadOptions)
 
 // loadOptions collects what the options of Load say. Each feature adds its own fields here and
 // its own With… function beside it.
-type loadOptions struct{}
+type loadOptions struct {
+	controlNet string // WithControlNet
+}
 
 func applyOptions(opts []Option) *loadOptions {
 	o := &loadOptions{}

@@ -65,6 +65,15 @@ type Request struct {
 	Width, Height int
 	// Progress, if set, is called after each stage with the time it took.
 	Progress func(stage Stage, took time.Duration)
+
+	// Control, if set, is the control image of the loaded ControlNet (a sketch for the
+	// DreamShaper-Sketch ControlNet: black lines on white). It may have any size: it is
+	// converted to RGB, resized to the picture's size and scaled to [0, 1] as diffusers does.
+	Control image.Image
+	// ControlScale multiplies the ControlNet's residuals; 0 means DefaultControlScale (0.8).
+	ControlScale float64
+	// ControlInvert inverts the control image (for white lines on black).
+	ControlInvert bool
 }
 
 // Result is a generated picture and the tensors that made it.
@@ -92,6 +101,13 @@ type Result struct {
 	Decoded []float32
 	// Timings holds the time each stage took.
 	Timings map[Stage]time.Duration
+
+	// ControlCond is the control image as the ControlNet saw it [3, H, W] in [0, 1] (nil
+	// without a control image); ControlDown and ControlMid are its residuals, already
+	// multiplied by the control scale.
+	ControlCond, ControlMid []float32
+	ControlDown             [][]float32
+	controlShapes           [][3]int
 }
 
 // Pipeline is a loaded SDXS model. It is safe for concurrent use: generations of the same size
@@ -105,13 +121,14 @@ type Pipeline struct {
 	schedCfg sampler.Config
 	timestep float64
 	closers  []io.Closer
+	control  controlSlot
 }
 
 // Load opens a diffusers model folder (model_index.json with tokenizer/, text_encoder/, unet/,
 // vae/ and scheduler/). Weights are memory-mapped; the graphs are built on first use of each
 // image size. Options adjust what is loaded and how.
 func Load(dir string, opts ...Option) (*Pipeline, error) {
-	_ = applyOptions(opts)
+	o := applyOptions(opts)
 	folder, err := weights.OpenFolder(dir)
 	if err != nil {
 		return nil, fmt.Errorf("sdxs: %w", err)
@@ -167,6 +184,11 @@ func Load(dir string, opts ...Option) (*Pipeline, error) {
 	}
 	if err := p.text.Prepare(); err != nil {
 		return nil, fmt.Errorf("sdxs: %w", err)
+	}
+	if o.controlNet != "" {
+		if err := p.LoadControlNet(o.controlNet); err != nil {
+			return nil, err
+		}
 	}
 	ok = true
 	return p, nil
@@ -267,7 +289,7 @@ func (p *Pipeline) open(dir string) (*weights.Set, error) {
 
 // Close releases the memory-mapped weights. The pipeline must not be used afterwards.
 func (p *Pipeline) Close() error {
-	var errs []error
+	errs := []error{p.closeControl()}
 	for _, c := range p.closers {
 		errs = append(errs, c.Close())
 	}
@@ -296,6 +318,9 @@ func (p *Pipeline) Warm(width, height int) error {
 	if err := p.vae.Prepare(height/f, width/f); err != nil {
 		return fmt.Errorf("sdxs: %w", err)
 	}
+	if err := p.warmControl(height/f, width/f); err != nil {
+		return fmt.Errorf("sdxs: %w", err)
+	}
 	return nil
 }
 
@@ -314,6 +339,7 @@ func (p *Pipeline) MACs(width, height int) map[Stage]int64 {
 	if m, err := p.vae.MACs(height/f, width/f); err == nil {
 		out[StageVAEDecoder] = m
 	}
+	p.controlMACs(out, height/f, width/f)
 	return out
 }
 
@@ -342,6 +368,13 @@ func (p *Pipeline) Generate(ctx context.Context, req Request) (*Result, error) {
 	if err := checkSize(w, h); err != nil {
 		return nil, err
 	}
+	ctl, err := p.startControl(&req)
+	if err != nil {
+		return nil, err
+	}
+	if ctl != nil {
+		defer p.release(ctl.cn)
+	}
 	f := p.vae.UpscaleFactor()
 	lh, lw := h/f, w/f
 	res := &Result{Seed: req.Seed, Width: w, Height: h, Timings: make(map[Stage]time.Duration)}
@@ -361,7 +394,7 @@ func (p *Pipeline) Generate(ctx context.Context, req Request) (*Result, error) {
 		return nil
 	}
 
-	err := stage(StageTokenize, func() error {
+	err = stage(StageTokenize, func() error {
 		res.InputIDs = p.tok.InputIDs(req.Prompt)
 		return nil
 	})
@@ -385,9 +418,16 @@ func (p *Pipeline) Generate(ctx context.Context, req Request) (*Result, error) {
 			return nil
 		})
 	}
+	var resid *unet.Residuals
+	if err == nil && ctl != nil {
+		err = stage(StageControlNet, func() (err error) {
+			resid, err = ctl.run(ctx, res, p.unet.Config(), res.UNetInput, lh, lw, p.timestep)
+			return err
+		})
+	}
 	if err == nil {
 		err = stage(StageUNet, func() (err error) {
-			res.UNetOutput, err = p.unet.Forward(ctx, res.UNetInput, lh, lw, p.timestep, res.TextEmbeddings, nil)
+			res.UNetOutput, err = p.unet.Forward(ctx, res.UNetInput, lh, lw, p.timestep, res.TextEmbeddings, resid)
 			if err != nil {
 				return err
 			}
@@ -459,7 +499,8 @@ func toByte(v float32) uint8 {
 
 // Tensors returns the result's tensors under the names the diffusers reference uses, with a
 // batch dimension of 1: input_ids (int64 [1,77]), text_embeddings [1,77,D], noise, unet_input,
-// unet_output and latents (x₀) [1,4,H/8,W/8], decoded [1,3,H,W] and image (uint8 [H,W,3]).
+// unet_output and latents (x₀) [1,4,H/8,W/8], decoded [1,3,H,W] and image (uint8 [H,W,3]);
+// with a control image also control_cond [1,3,H,W], control_down.{j} and control_mid.
 // weights.WriteFile writes them as a safetensors file.
 func (r *Result) Tensors() []weights.Tensor {
 	lh, lw := r.Height/8, r.Width/8
@@ -476,7 +517,7 @@ func (r *Result) Tensors() []weights.Tensor {
 			img = append(img, r.Image.Pix[o:o+3]...)
 		}
 	}
-	return []weights.Tensor{
+	ts := []weights.Tensor{
 		{Name: "input_ids", DType: weights.I64, Shape: []int{1, len(r.InputIDs)}, I64: r.InputIDs},
 		{Name: "text_embeddings", DType: weights.F32, Shape: []int{1, len(r.InputIDs), d}, F32: r.TextEmbeddings},
 		{Name: "noise", DType: weights.F32, Shape: lat, F32: r.Noise},
@@ -486,4 +527,5 @@ func (r *Result) Tensors() []weights.Tensor {
 		{Name: "decoded", DType: weights.F32, Shape: []int{1, 3, r.Height, r.Width}, F32: r.Decoded},
 		{Name: "image", DType: weights.U8, Shape: []int{r.Height, r.Width, 3}, U8: img},
 	}
+	return append(ts, r.controlTensors()...)
 }
