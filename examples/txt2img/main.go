@@ -5,6 +5,11 @@
 // Without -seed a random seed is drawn and printed, so the picture can be made again. -dump
 // writes every intermediate tensor under the names of the diffusers reference (input_ids,
 // text_embeddings, noise, unet_input, unet_output, latents, decoded, image) as safetensors.
+//
+// With a ControlNet, a control image (PNG or JPEG, any size) guides the picture; the
+// DreamShaper-Sketch ControlNet takes a sketch, black lines on white:
+//
+//	go run ./examples/txt2img -model sdxs-512-dreamshaper -controlnet sdxs-512-dreamshaper-sketch -control sketch.png -prompt "a house by the lake"
 package main
 
 import (
@@ -14,6 +19,8 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"image"
+	_ "image/jpeg" // control images
 	"image/png"
 	"os"
 	"os/signal"
@@ -39,6 +46,11 @@ func run() error {
 		height = flag.Int("height", 0, "height in pixels, a multiple of 8 (default: the model's)")
 		out    = flag.String("out", "out.png", "PNG file to write")
 		dump   = flag.String("dump", "", "also write the intermediate tensors to this safetensors file")
+
+		controlNet    = flag.String("controlnet", "", "diffusers ControlNetModel folder")
+		control       = flag.String("control", "", "control image (PNG or JPEG) for -controlnet")
+		controlScale  = flag.Float64("control-scale", sdxs.DefaultControlScale, "ControlNet conditioning scale")
+		controlInvert = flag.Bool("control-invert", false, "invert the control image (for white lines on black)")
 	)
 	flag.Parse()
 	if *model == "" {
@@ -63,8 +75,27 @@ func run() error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
 
+	var req sdxs.Request
+	var opts []sdxs.Option
+	if *control != "" {
+		if *controlNet == "" {
+			return errors.New("-control needs -controlnet")
+		}
+		img, err := readImage(*control)
+		if err != nil {
+			return err
+		}
+		req.Control, req.ControlScale, req.ControlInvert = img, *controlScale, *controlInvert
+	}
+	if *controlNet != "" {
+		if *control == "" {
+			return errors.New("-controlnet needs a -control image")
+		}
+		opts = append(opts, sdxs.WithControlNet(*controlNet))
+	}
+
 	start := time.Now()
-	p, err := sdxs.Load(*model)
+	p, err := sdxs.Load(*model, opts...)
 	if err != nil {
 		return err
 	}
@@ -72,12 +103,11 @@ func run() error {
 	fmt.Printf("%-13s %8.3f s\n", "load", time.Since(start).Seconds())
 
 	genStart := time.Now()
-	res, err := p.Generate(ctx, sdxs.Request{
-		Prompt: *prompt, Seed: *seed, Width: *width, Height: *height,
-		Progress: func(s sdxs.Stage, d time.Duration) {
-			fmt.Printf("%-13s %8.3f s\n", s, d.Seconds())
-		},
-	})
+	req.Prompt, req.Seed, req.Width, req.Height = *prompt, *seed, *width, *height
+	req.Progress = func(s sdxs.Stage, d time.Duration) {
+		fmt.Printf("%-13s %8.3f s\n", s, d.Seconds())
+	}
+	res, err := p.Generate(ctx, req)
 	if err != nil {
 		return err
 	}
@@ -103,4 +133,18 @@ func run() error {
 		fmt.Println("wrote", *dump)
 	}
 	return nil
+}
+
+// readImage decodes a PNG or JPEG file.
+func readImage(path string) (image.Image, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	img, _, err := image.Decode(f)
+	if err != nil {
+		return nil, fmt.Errorf("control image %s: not a PNG or JPEG picture: %w", path, err)
+	}
+	return img, nil
 }
