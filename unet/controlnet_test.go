@@ -228,6 +228,7 @@ func TestControlNetConfigurations(t *testing.T) {
 		factor int
 	}{
 		{"mid", "UNetMidBlock2DCrossAttn", []int{4, 8, 8, 16}, 8},
+		{"resnet-mid", "UNetMidBlock2D", []int{4, 8, 8}, 4},
 		{"no-mid", nil, []int{4, 8}, 2},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -278,7 +279,9 @@ func TestControlNetConfigurations(t *testing.T) {
 			for _, n := range want {
 				assert.True(t, names[n], "no %s", n)
 			}
-			assert.Equal(t, tc.mid != nil, names["mid_block.attentions.0.proj_in.weight"], "mid block weights")
+			assert.Equal(t, tc.mid != nil, names["mid_block.resnets.0.conv1.weight"], "mid block ResNet")
+			assert.Equal(t, tc.mid == "UNetMidBlock2DCrossAttn", names["mid_block.attentions.0.proj_in.weight"], "mid block attention")
+			assert.Equal(t, tc.mid == "UNetMidBlock2DCrossAttn", names["mid_block.resnets.1.conv1.weight"], "second mid block ResNet")
 			assert.False(t, names[fmt.Sprintf("controlnet_down_blocks.%d.weight", len(shapes))])
 
 			// The UNet of the same layout accepts the residuals.

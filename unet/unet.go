@@ -285,14 +285,21 @@ func (g *graph) down(b *nn.Builder, x *nn.Node) (*nn.Node, []*nn.Node) {
 // mid is the mid block (mid_block.*) when the config has one, else x unchanged.
 func (g *graph) mid(b *nn.Builder, x *nn.Node) *nn.Node {
 	cfg := g.cfg
-	if cfg.MidBlockType != weights.UNetMidBlock2DCrossAttn {
-		return x
-	}
 	last := len(cfg.BlockOutChannels) - 1
 	c := cfg.BlockOutChannels[last]
 	mb := b.Sub("mid_block")
-	// ResNet, then (Transformer2D, ResNet); its ResNets divide by mid_block_scale_factor.
 	sf := cfg.MidBlockScaleFactor
+	switch cfg.MidBlockType {
+	case weights.UNetMidBlock2DCrossAttn:
+	case weights.UNetMidBlock2D:
+		// A ControlNet's UNetMidBlock2D without attention: one ResNet.
+		x = g.scaled(b, g.resnet(mb.Sub("resnets.0"), x, c), sf)
+		g.tap(b, "mid_block", x)
+		return x
+	default:
+		return x
+	}
+	// ResNet, then (Transformer2D, ResNet); its ResNets divide by mid_block_scale_factor.
 	x = g.scaled(b, g.resnet(mb.Sub("resnets.0"), x, c), sf)
 	x = g.transformer(mb.Sub("attentions.0"), x, cfg.Heads()[last], cfg.TransformerLayers()[last], false)
 	x = g.scaled(b, g.resnet(mb.Sub("resnets.1"), x, c), sf)
