@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"sync"
 
+	"github.com/sdxs-go/sdxs/imageproc"
 	"github.com/sdxs-go/sdxs/unet"
 	"github.com/sdxs-go/sdxs/weights"
 )
@@ -151,7 +152,11 @@ func (p *Pipeline) release(c *controlNet) error {
 	c.refs--
 	last := c.refs == 0
 	s.mu.Unlock()
-	if last && c.closer != nil {
+	if !last {
+		return nil
+	}
+	c.model.Drop()
+	if c.closer != nil {
 		return c.closer.Close()
 	}
 	return nil
@@ -173,6 +178,7 @@ type controlRun struct {
 	img    image.Image
 	scale  float64
 	invert bool
+	canny  *imageproc.CannyOptions
 }
 
 // startControl checks a request's control fields and takes hold of the ControlNet it will use
@@ -195,16 +201,26 @@ func (p *Pipeline) startControl(req *Request) (*controlRun, error) {
 	if cn == nil {
 		return nil, errors.New("sdxs: the request has a control image but no ControlNet is loaded (use WithControlNet or LoadControlNet)")
 	}
-	return &controlRun{cn: cn, img: req.Control, scale: scale, invert: req.ControlInvert}, nil
+	var canny *imageproc.CannyOptions
+	if req.ControlCanny != nil {
+		o := *req.ControlCanny
+		canny = &o
+	}
+	return &controlRun{cn: cn, img: req.Control, scale: scale, invert: req.ControlInvert, canny: canny}, nil
 }
 
-// run makes the control tensor of a w×h picture and the ControlNet's residuals for the latent
-// sample, recording both in res.
+// run makes the control tensor of a w×h picture (the Canny edges of the control image first,
+// when asked) and the ControlNet's residuals for the latent sample, recording both in res.
 func (r *controlRun) run(ctx context.Context, res *Result, u *weights.UNetConfig, sample []float32, lh, lw int, t float64) (*unet.Residuals, error) {
-	cond, err := controlTensor(r.img, res.Width, res.Height, r.invert)
-	if err != nil {
-		return nil, err
+	img := r.img
+	if r.canny != nil {
+		edges, err := imageproc.Canny(img, *r.canny)
+		if err != nil {
+			return nil, fmt.Errorf("sdxs: the control image's edges: %w", err)
+		}
+		img = edges
 	}
+	cond := imageproc.ControlTensor(img, res.Width, res.Height, r.invert)
 	out, err := r.cn.model.Forward(ctx, sample, lh, lw, t, res.TextEmbeddings, cond, r.scale)
 	if err != nil {
 		return nil, err

@@ -16,6 +16,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/sdxs-go/sdxs/imageproc"
 	"github.com/sdxs-go/sdxs/internal/oracle"
 )
 
@@ -86,30 +87,104 @@ func TestControlNetMatchesDiffusers(t *testing.T) {
 	assert.Greater(t, oracle.RelL2(plain.UNetOutput, res.UNetOutput), 1e-3)
 }
 
-// TestControlInvert checks that an inverted control image with ControlInvert gives the control
-// tensor of the original.
+// TestControlInvert checks through the API that an inverted control image with ControlInvert
+// gives the reference's control tensor, and without it does not.
 func TestControlInvert(t *testing.T) {
-	i, _ := controlCase(t)
-	img := readPNG(t, oracle.Path(t, controlModel, fmt.Sprintf("case%d_control.png", i)))
-	b := img.Bounds()
+	p, err := Load(oracle.Path(t, controlModel, "model"), WithControlNet(oracle.Path(t, controlModel, "controlnet")))
+	require.NoError(t, err)
+	defer p.Close()
+	i, req := controlRequest(t)
+	b := req.Control.Bounds()
 	inv := image.NewNRGBA(b)
 	for y := b.Min.Y; y < b.Max.Y; y++ {
 		for x := b.Min.X; x < b.Max.X; x++ {
-			c := color.NRGBAModel.Convert(img.At(x, y)).(color.NRGBA)
+			c := color.NRGBAModel.Convert(req.Control.At(x, y)).(color.NRGBA)
 			inv.SetNRGBA(x, y, color.NRGBA{255 - c.R, 255 - c.G, 255 - c.B, 255})
 		}
 	}
-	want, err := controlTensor(img, b.Dx(), b.Dy(), false)
-	require.NoError(t, err)
-	got, err := controlTensor(inv, b.Dx(), b.Dy(), true)
-	require.NoError(t, err)
-	oracle.AssertMaxAbs(t, "inverted twice", got, want, 1e-6)
 	ref := oracle.Tensors(t, controlModel, "reference.safetensors")
 	cond, _ := oracle.Float32(t, ref, fmt.Sprintf("case%d.control_cond", i))
-	oracle.AssertMaxAbs(t, "control_cond", want, cond, oracle.BoundControlCond)
-	notInv, err := controlTensor(inv, b.Dx(), b.Dy(), false)
+	want, _ := oracle.Float32(t, ref, fmt.Sprintf("case%d.unet_output", i))
+	req.Control, req.ControlInvert = inv, true
+	res, err := p.Generate(context.Background(), req)
 	require.NoError(t, err)
-	assert.Greater(t, oracle.MaxAbs(notInv, want), 0.5)
+	oracle.AssertMaxAbs(t, "control_cond of the inverted image, inverted", res.ControlCond, cond, oracle.BoundControlCond)
+	oracle.AssertRelL2(t, "unet_output", res.UNetOutput, want, oracle.BoundUNetOutput)
+	req.ControlInvert = false
+	res, err = p.Generate(context.Background(), req)
+	require.NoError(t, err)
+	assert.Greater(t, oracle.MaxAbs(res.ControlCond, cond), 0.5)
+}
+
+// TestControlResize gives the control image at another size than the picture's: the
+// ControlNet sees it resized as imageproc.ControlTensor (Pillow's Lanczos) resizes it.
+func TestControlResize(t *testing.T) {
+	p, err := Load(oracle.Path(t, controlModel, "model"), WithControlNet(oracle.Path(t, controlModel, "controlnet")))
+	require.NoError(t, err)
+	defer p.Close()
+	_, req := controlRequest(t)
+	req.Width, req.Height = 128, 192
+	res, err := p.Generate(context.Background(), req)
+	require.NoError(t, err)
+	require.Len(t, res.ControlCond, 3*128*192)
+	assert.Equal(t, imageproc.ControlTensor(req.Control, 128, 192, false), res.ControlCond)
+	for _, tn := range res.Tensors() {
+		if tn.Name == "control_mid" {
+			assert.Equal(t, []int{1, 64, 6, 4}, tn.Shape)
+		}
+	}
+}
+
+// TestControlCanny drives the ControlNet with the Canny edges of the oracle's photo-like
+// pictures: the control tensor must be OpenCV's edges (/255) on at least 99.5% of the pixels.
+func TestControlCanny(t *testing.T) {
+	p, err := Load(oracle.Path(t, controlModel, "model"), WithControlNet(oracle.Path(t, controlModel, "controlnet")))
+	require.NoError(t, err)
+	defer p.Close()
+	data, err := os.ReadFile(oracle.Path(t, "canny", "cases.json"))
+	require.NoError(t, err)
+	var cases []struct {
+		Input      string  `json:"input"`
+		Low        float64 `json:"low"`
+		High       float64 `json:"high"`
+		L2Gradient bool    `json:"l2gradient"`
+		EdgesRGB   string  `json:"edges_from_rgb"`
+	}
+	require.NoError(t, json.Unmarshal(data, &cases))
+	require.NotEmpty(t, cases)
+	for _, c := range cases {
+		t.Run(c.Input, func(t *testing.T) {
+			img := readPNG(t, oracle.Path(t, "canny", c.Input))
+			edges := readPNG(t, oracle.Path(t, "canny", c.EdgesRGB)).(*image.Gray)
+			b := img.Bounds()
+			res, err := p.Generate(context.Background(), Request{Prompt: "a photo", Seed: 1, Width: b.Dx(), Height: b.Dy(), Control: img,
+				ControlCanny: &imageproc.CannyOptions{Low: c.Low, High: c.High, L2Gradient: c.L2Gradient}})
+			require.NoError(t, err)
+			plane := b.Dx() * b.Dy()
+			agree, edgePixels := 0, 0
+			for y := 0; y < b.Dy(); y++ {
+				for x := 0; x < b.Dx(); x++ {
+					want := float32(edges.GrayAt(x, y).Y) / 255
+					k := y*b.Dx() + x
+					if want > 0 {
+						edgePixels++
+					}
+					if res.ControlCond[k] == want && res.ControlCond[plane+k] == want && res.ControlCond[2*plane+k] == want {
+						agree++
+					}
+				}
+			}
+			frac := float64(agree) / float64(plane)
+			t.Logf("%s: %d edge pixels, %.4f%% of the pixels agree with OpenCV", c.Input, edgePixels, 100*frac)
+			assert.GreaterOrEqual(t, frac, 0.995)
+			assert.Positive(t, edgePixels)
+		})
+	}
+	// Bad options are an error naming them.
+	_, req := controlRequest(t)
+	req.ControlCanny = &imageproc.CannyOptions{Low: -1}
+	_, err = p.Generate(context.Background(), req)
+	assert.ErrorContains(t, err, "Canny threshold Low = -1")
 }
 
 // controlNetCopy writes a copy of the oracle's ControlNet folder with some config fields

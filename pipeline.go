@@ -28,6 +28,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/sdxs-go/sdxs/imageproc"
 	"github.com/sdxs-go/sdxs/sampler"
 	"github.com/sdxs-go/sdxs/textenc"
 	"github.com/sdxs-go/sdxs/tokenizer"
@@ -74,6 +75,9 @@ type Request struct {
 	ControlScale float64
 	// ControlInvert inverts the control image (for white lines on black).
 	ControlInvert bool
+	// ControlCanny, if set, replaces the control image by its Canny edges (white on black)
+	// before it is resized, so that a photograph can drive a canny ControlNet.
+	ControlCanny *imageproc.CannyOptions
 }
 
 // Result is a generated picture and the tensors that made it.

@@ -13,12 +13,11 @@ import (
 	"context"
 	"flag"
 	"fmt"
-	"image"
-	_ "image/jpeg"
 	"image/png"
 	"os"
 
 	"github.com/sdxs-go/sdxs"
+	"github.com/sdxs-go/sdxs/imageproc"
 )
 
 func main() {
@@ -43,14 +42,9 @@ func run(model, controlNet, sketch, prompt string, seed uint64, invert bool, out
 	}
 	defer p.Close()
 
-	f, err := os.Open(sketch)
+	img, err := imageproc.DecodeFile(sketch)
 	if err != nil {
 		return err
-	}
-	img, _, err := image.Decode(f)
-	f.Close()
-	if err != nil {
-		return fmt.Errorf("%s: %w", sketch, err)
 	}
 
 	res, err := p.Generate(context.Background(), sdxs.Request{Prompt: prompt, Seed: seed, Control: img, ControlInvert: invert})

@@ -18,7 +18,7 @@ import (
 func TestSketch2Img(t *testing.T) {
 	const model = "sdxs-dreamshaper-tiny"
 	dir := t.TempDir()
-	sketch := image.NewGray(image.Rect(0, 0, 256, 256))
+	sketch := image.NewGray(image.Rect(0, 0, 300, 200))
 	for i := range sketch.Pix {
 		sketch.Pix[i] = 255
 	}

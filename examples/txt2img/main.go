@@ -7,7 +7,8 @@
 // text_embeddings, noise, unet_input, unet_output, latents, decoded, image) as safetensors.
 //
 // With a ControlNet, a control image (PNG or JPEG, any size) guides the picture; the
-// DreamShaper-Sketch ControlNet takes a sketch, black lines on white:
+// DreamShaper-Sketch ControlNet takes a sketch, black lines on white (-control-invert for white
+// on black); -canny turns a photograph into its edges first, for a canny ControlNet:
 //
 //	go run ./examples/txt2img -model sdxs-512-dreamshaper -controlnet sdxs-512-dreamshaper-sketch -control sketch.png -prompt "a house by the lake"
 package main
@@ -19,14 +20,13 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"image"
-	_ "image/jpeg" // control images
 	"image/png"
 	"os"
 	"os/signal"
 	"time"
 
 	"github.com/sdxs-go/sdxs"
+	"github.com/sdxs-go/sdxs/imageproc"
 	"github.com/sdxs-go/sdxs/weights"
 )
 
@@ -51,6 +51,7 @@ func run() error {
 		control       = flag.String("control", "", "control image (PNG or JPEG) for -controlnet")
 		controlScale  = flag.Float64("control-scale", sdxs.DefaultControlScale, "ControlNet conditioning scale")
 		controlInvert = flag.Bool("control-invert", false, "invert the control image (for white lines on black)")
+		canny         = flag.Bool("canny", false, "use the Canny edges of the control image (thresholds 100, 200), for a canny ControlNet and a photograph")
 	)
 	flag.Parse()
 	if *model == "" {
@@ -81,11 +82,16 @@ func run() error {
 		if *controlNet == "" {
 			return errors.New("-control needs -controlnet")
 		}
-		img, err := readImage(*control)
+		img, err := imageproc.DecodeFile(*control)
 		if err != nil {
-			return err
+			return fmt.Errorf("control image: %w", err)
 		}
 		req.Control, req.ControlScale, req.ControlInvert = img, *controlScale, *controlInvert
+		if *canny {
+			req.ControlCanny = &imageproc.CannyOptions{}
+		}
+	} else if *canny || *controlInvert {
+		return errors.New("-canny and -control-invert need a -control image")
 	}
 	if *controlNet != "" {
 		if *control == "" {
@@ -133,18 +139,4 @@ func run() error {
 		fmt.Println("wrote", *dump)
 	}
 	return nil
-}
-
-// readImage decodes a PNG or JPEG file.
-func readImage(path string) (image.Image, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	img, _, err := image.Decode(f)
-	if err != nil {
-		return nil, fmt.Errorf("control image %s: not a PNG or JPEG picture: %w", path, err)
-	}
-	return img, nil
 }

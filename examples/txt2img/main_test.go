@@ -11,6 +11,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/sdxs-go/sdxs/imageproc"
 	"github.com/sdxs-go/sdxs/internal/oracle"
 	"github.com/sdxs-go/sdxs/weights"
 )
@@ -98,7 +99,7 @@ func TestControlErrors(t *testing.T) {
 	err := runArgs(t, "-model", oracle.Path(t, model, "model"), "-controlnet", oracle.Path(t, model, "controlnet"),
 		"-control", notImage, "-seed", "1", "-out", out)
 	require.Error(t, err)
-	assert.Contains(t, err.Error(), "control image "+notImage+": not a PNG or JPEG picture")
+	assert.Contains(t, err.Error(), "control image: imageproc: "+notImage+": not a PNG or JPEG image")
 	assert.NoFileExists(t, out)
 
 	err = runArgs(t, "-model", oracle.Path(t, model, "model"), "-control", notImage, "-seed", "1", "-out", out)
@@ -108,4 +109,33 @@ func TestControlErrors(t *testing.T) {
 	err = runArgs(t, "-model", oracle.Path(t, model, "model"), "-controlnet", filepath.Join(dir, "missing"),
 		"-control", oracle.Path(t, model, "case5_control.png"), "-seed", "1", "-out", out)
 	assert.ErrorContains(t, err, filepath.Join(dir, "missing"))
+	err = runArgs(t, "-model", oracle.Path(t, model, "model"), "-canny", "-seed", "1", "-out", out)
+	assert.EqualError(t, err, "-canny and -control-invert need a -control image")
+}
+
+// TestCanny runs -canny on a photo-like picture of the oracle: the dump's control_cond is the
+// picture's OpenCV Canny edges (white on black), resized to the picture's size.
+func TestCanny(t *testing.T) {
+	const model = "sdxs-dreamshaper-tiny"
+	dir := t.TempDir()
+	dump := filepath.Join(dir, "dump.safetensors")
+	require.NoError(t, runArgs(t, "-model", oracle.Path(t, model, "model"), "-controlnet", oracle.Path(t, model, "controlnet"),
+		"-control", oracle.Path(t, "canny", "input0.png"), "-canny", "-width", "512", "-height", "512", "-seed", "3",
+		"-out", filepath.Join(dir, "out.png"), "-dump", dump))
+	edges, err := imageproc.DecodeFile(oracle.Path(t, "canny", "edges0_rgb.png"))
+	require.NoError(t, err)
+	want := imageproc.ControlTensor(edges, 512, 512, false)
+	f, err := weights.Open(dump)
+	require.NoError(t, err)
+	defer f.Close()
+	got, shape, err := f.Float32("control_cond")
+	require.NoError(t, err)
+	require.Equal(t, []int{1, 3, 512, 512}, shape)
+	differ := 0
+	for i := range got {
+		if got[i] != want[i] {
+			differ++
+		}
+	}
+	assert.LessOrEqual(t, float64(differ)/float64(len(got)), 0.005, "control_cond values that differ from OpenCV's edges")
 }
