@@ -179,6 +179,7 @@ type controlRun struct {
 	scale  float64
 	invert bool
 	canny  *imageproc.CannyOptions
+	cond   []float32 // the control tensor, made at the first step
 }
 
 // startControl checks a request's control fields and takes hold of the ControlNet it will use
@@ -209,24 +210,31 @@ func (p *Pipeline) startControl(req *Request) (*controlRun, error) {
 	return &controlRun{cn: cn, img: req.Control, scale: scale, invert: req.ControlInvert, canny: canny}, nil
 }
 
-// run makes the control tensor of a w×h picture (the Canny edges of the control image first,
-// when asked) and the ControlNet's residuals for the latent sample, recording both in res.
-func (r *controlRun) run(ctx context.Context, res *Result, u *weights.UNetConfig, sample []float32, lh, lw int, t float64) (*unet.Residuals, error) {
-	img := r.img
-	if r.canny != nil {
-		edges, err := imageproc.Canny(img, *r.canny)
-		if err != nil {
-			return nil, fmt.Errorf("sdxs: the control image's edges: %w", err)
+// residuals returns the ControlNet's residuals for the latent sample at timestep t. The first
+// call makes the control tensor of the picture (the Canny edges of the control image first,
+// when asked), which later steps reuse; the tensor and the first step's residuals are recorded
+// in res.
+func (r *controlRun) residuals(ctx context.Context, res *Result, u *weights.UNetConfig, sample []float32, lh, lw int, t float64) (*unet.Residuals, error) {
+	if r.cond == nil {
+		img := r.img
+		if r.canny != nil {
+			edges, err := imageproc.Canny(img, *r.canny)
+			if err != nil {
+				return nil, fmt.Errorf("sdxs: the control image's edges: %w", err)
+			}
+			img = edges
 		}
-		img = edges
+		r.cond = imageproc.ControlTensor(img, res.Width, res.Height, r.invert)
+		res.ControlCond = r.cond
 	}
-	cond := imageproc.ControlTensor(img, res.Width, res.Height, r.invert)
-	out, err := r.cn.model.Forward(ctx, sample, lh, lw, t, res.TextEmbeddings, cond, r.scale)
+	out, err := r.cn.model.Forward(ctx, sample, lh, lw, t, res.TextEmbeddings, r.cond, r.scale)
 	if err != nil {
 		return nil, err
 	}
-	res.ControlCond, res.ControlDown, res.ControlMid = cond, out.Down, out.Mid
-	res.controlShapes = append(unet.DownResidualShapes(u, lh, lw), unet.MidResidualShape(u, lh, lw))
+	if res.ControlDown == nil {
+		res.ControlDown, res.ControlMid = out.Down, out.Mid
+		res.controlShapes = append(unet.DownResidualShapes(u, lh, lw), unet.MidResidualShape(u, lh, lw))
+	}
 	return out, nil
 }
 

@@ -425,7 +425,7 @@ func (p *Pipeline) Generate(ctx context.Context, req Request) (*Result, error) {
 	var resid *unet.Residuals
 	if err == nil && ctl != nil {
 		err = stage(StageControlNet, func() (err error) {
-			resid, err = ctl.run(ctx, res, p.unet.Config(), res.UNetInput, lh, lw, p.timestep)
+			resid, err = ctl.residuals(ctx, res, p.unet.Config(), res.UNetInput, lh, lw, p.timestep)
 			return err
 		})
 	}
