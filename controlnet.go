@@ -7,6 +7,7 @@ import (
 	"image"
 	"io"
 	"math"
+	"os"
 	"path/filepath"
 	"sync"
 
@@ -45,13 +46,19 @@ type controlSlot struct {
 }
 
 // LoadControlNet loads a diffusers ControlNetModel folder (config.json and
-// diffusion_pytorch_model.safetensors, as saved by diffusers) and uses it for every later
+// diffusion_pytorch_model.safetensors, as saved by diffusers, at the folder's root or in its
+// controlnet/ subfolder) and uses it for every later
 // Request with a Control image, in place of any ControlNet loaded before. It checks that the
 // ControlNet fits the pipeline's UNet (in_channels, block_out_channels, layers_per_block,
 // cross_attention_dim), that it takes RGB control images downsampled as the VAE does, and that
 // its weights have every tensor with the right shape. It is safe while generations run: those
 // that started with the previous ControlNet finish with it.
 func (p *Pipeline) LoadControlNet(dir string) error {
+	if _, err := os.Stat(filepath.Join(dir, "config.json")); err != nil {
+		if _, err2 := os.Stat(filepath.Join(dir, "controlnet", "config.json")); err2 == nil {
+			dir = filepath.Join(dir, "controlnet")
+		}
+	}
 	cfg, err := weights.LoadControlNetConfig(filepath.Join(dir, "config.json"))
 	if err != nil {
 		return fmt.Errorf("sdxs: controlnet folder %s: %w", dir, err)

@@ -242,6 +242,12 @@ func TestControlNetErrors(t *testing.T) {
 		assert.False(t, p.HasControlNet())
 	}
 
+	// A folder holding the ControlNet in its controlnet/ subfolder.
+	parent := filepath.Dir(controlNetCopy(t, nil))
+	require.NoError(t, p.LoadControlNet(parent))
+	require.True(t, p.HasControlNet())
+	p.UnloadControlNet()
+
 	// A folder that is not a ControlNet.
 	err = p.LoadControlNet(oracle.Path(t, controlModel, "model", "unet"))
 	assert.ErrorContains(t, err, `"_class_name"`)
