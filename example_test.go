@@ -3,9 +3,12 @@ package sdxs_test
 import (
 	"context"
 	"fmt"
+	"image"
+	"image/color"
 	"image/png"
 	"log"
 	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/sdxs-go/sdxs"
@@ -75,4 +78,52 @@ func Example_tinyModel() {
 	}
 	fmt.Println(res.Image.Bounds().Dx(), res.Image.Bounds().Dy(), len(res.InputIDs), res.InputIDs[0], stages)
 	// Output: 64 72 77 513 [tokenize text_encoder noise unet vae_decoder]
+}
+
+// A ControlNet guides the picture with a control image: here a sketch, black lines on white,
+// for a tiny model and ControlNet (random weights, written on the fly). With the releases, load
+// "sdxs-512-dreamshaper" and the "sdxs-512-dreamshaper-sketch" ControlNet the same way.
+func ExampleWithControlNet() {
+	dir, err := os.MkdirTemp("", "sdxs-tiny")
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer os.RemoveAll(dir)
+	cnDir := filepath.Join(dir, "controlnet")
+	if err := testmodel.WriteTiny(dir, weights.F32); err != nil {
+		log.Fatal(err)
+	}
+	if err := testmodel.WriteTinyControlNet(cnDir, weights.F32); err != nil {
+		log.Fatal(err)
+	}
+
+	p, err := sdxs.Load(dir, sdxs.WithControlNet(cnDir))
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer p.Close()
+
+	// A sketch of any size (here 100×50): it is resized to the picture's size.
+	sketch := image.NewGray(image.Rect(0, 0, 100, 50))
+	for i := range sketch.Pix {
+		sketch.Pix[i] = 255
+	}
+	for x := 10; x < 90; x++ {
+		sketch.SetGray(x, 25, color.Gray{})
+	}
+	var stages []sdxs.Stage
+	res, err := p.Generate(context.Background(), sdxs.Request{
+		Prompt:       "a house by the lake",
+		Seed:         1,
+		Width:        64,
+		Height:       64,
+		Control:      sketch,
+		ControlScale: 0.8,
+		Progress:     func(s sdxs.Stage, _ time.Duration) { stages = append(stages, s) },
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(res.Image.Bounds().Dx(), res.Image.Bounds().Dy(), len(res.ControlCond), len(res.ControlDown), stages)
+	// Output: 64 64 12288 4 [tokenize text_encoder noise controlnet unet vae_decoder]
 }

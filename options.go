@@ -7,6 +7,7 @@ type Option func(*loadOptions)
 // its own With… function beside it.
 type loadOptions struct {
 	cacheBudget *int64 // WithCacheBudget; nil: DefaultCacheBudget
+	controlNet  string // WithControlNet
 }
 
 func applyOptions(opts []Option) *loadOptions {

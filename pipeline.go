@@ -28,6 +28,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/sdxs-go/sdxs/imageproc"
 	"github.com/sdxs-go/sdxs/internal/nn"
 	"github.com/sdxs-go/sdxs/sampler"
 	"github.com/sdxs-go/sdxs/textenc"
@@ -66,6 +67,18 @@ type Request struct {
 	Width, Height int
 	// Progress, if set, is called after each stage with the time it took.
 	Progress func(stage Stage, took time.Duration)
+
+	// Control, if set, is the control image of the loaded ControlNet (a sketch for the
+	// DreamShaper-Sketch ControlNet: black lines on white). It may have any size: it is
+	// converted to RGB, resized to the picture's size and scaled to [0, 1] as diffusers does.
+	Control image.Image
+	// ControlScale multiplies the ControlNet's residuals; 0 means DefaultControlScale (0.8).
+	ControlScale float64
+	// ControlInvert inverts the control image (for white lines on black).
+	ControlInvert bool
+	// ControlCanny, if set, replaces the control image by its Canny edges (white on black)
+	// before it is resized, so that a photograph can drive a canny ControlNet.
+	ControlCanny *imageproc.CannyOptions
 }
 
 // Result is a generated picture and the tensors that made it.
@@ -93,6 +106,13 @@ type Result struct {
 	Decoded []float32
 	// Timings holds the time each stage took.
 	Timings map[Stage]time.Duration
+
+	// ControlCond is the control image as the ControlNet saw it [3, H, W] in [0, 1] (nil
+	// without a control image); ControlDown and ControlMid are its residuals, already
+	// multiplied by the control scale.
+	ControlCond, ControlMid []float32
+	ControlDown             [][]float32
+	controlShapes           [][3]int
 }
 
 // Pipeline is a loaded SDXS model. It is safe for concurrent use: generations of the same size
@@ -108,6 +128,7 @@ type Pipeline struct {
 	closers  []io.Closer
 	cache    *nn.ProgramCache
 	life     lifecycle
+	control  controlSlot
 }
 
 // newPipeline returns an empty pipeline with its graph cache.
@@ -189,6 +210,11 @@ func Load(dir string, opts ...Option) (*Pipeline, error) {
 	}
 	if err := p.shareCache(); err != nil {
 		return nil, err
+	}
+	if o.controlNet != "" {
+		if err := p.LoadControlNet(o.controlNet); err != nil {
+			return nil, err
+		}
 	}
 	ok = true
 	return p, nil
@@ -323,6 +349,9 @@ func (p *Pipeline) Warm(ctx context.Context, width, height int) error {
 	if err := p.vae.Prepare(cctx, height/f, width/f); err != nil {
 		return p.closedErr(ctx, fmt.Errorf("sdxs: %w", err))
 	}
+	if err := p.warmControl(height/f, width/f); err != nil {
+		return fmt.Errorf("sdxs: %w", err)
+	}
 	return nil
 }
 
@@ -349,6 +378,7 @@ func (p *Pipeline) MACs(ctx context.Context, width, height int) (map[Stage]int64
 	if out[StageVAEDecoder], err = p.vae.MACs(cctx, height/f, width/f); err != nil {
 		return nil, p.closedErr(ctx, fmt.Errorf("sdxs: %w", err))
 	}
+	p.controlMACs(out, height/f, width/f)
 	return out, nil
 }
 
@@ -390,6 +420,13 @@ func (p *Pipeline) generate(ctx context.Context, req Request) (*Result, error) {
 	if err := checkSize(w, h); err != nil {
 		return nil, err
 	}
+	ctl, err := p.startControl(&req)
+	if err != nil {
+		return nil, err
+	}
+	if ctl != nil {
+		defer p.release(ctl.cn)
+	}
 	f := p.vae.UpscaleFactor()
 	lh, lw := h/f, w/f
 	res := &Result{Seed: req.Seed, Width: w, Height: h, Timings: make(map[Stage]time.Duration)}
@@ -409,7 +446,7 @@ func (p *Pipeline) generate(ctx context.Context, req Request) (*Result, error) {
 		return nil
 	}
 
-	err := stage(StageTokenize, func() error {
+	err = stage(StageTokenize, func() error {
 		res.InputIDs = p.tok.InputIDs(req.Prompt)
 		return nil
 	})
@@ -434,9 +471,16 @@ func (p *Pipeline) generate(ctx context.Context, req Request) (*Result, error) {
 			return err
 		})
 	}
+	var resid *unet.Residuals
+	if err == nil && ctl != nil {
+		err = stage(StageControlNet, func() (err error) {
+			resid, err = ctl.residuals(ctx, res, p.unet.Config(), res.UNetInput, lh, lw, p.timestep)
+			return err
+		})
+	}
 	if err == nil {
 		err = stage(StageUNet, func() (err error) {
-			res.UNetOutput, err = p.unet.Forward(ctx, res.UNetInput, lh, lw, p.timestep, res.TextEmbeddings, nil)
+			res.UNetOutput, err = p.unet.Forward(ctx, res.UNetInput, lh, lw, p.timestep, res.TextEmbeddings, resid)
 			if err != nil {
 				return err
 			}
@@ -515,7 +559,8 @@ func toByte(v float32) uint8 {
 
 // Tensors returns the result's tensors under the names the diffusers reference uses, with a
 // batch dimension of 1: input_ids (int64 [1,77]), text_embeddings [1,77,D], noise, unet_input,
-// unet_output and latents (x₀) [1,4,H/8,W/8], decoded [1,3,H,W] and image (uint8 [H,W,3]).
+// unet_output and latents (x₀) [1,4,H/8,W/8], decoded [1,3,H,W] and image (uint8 [H,W,3]);
+// with a control image also control_cond [1,3,H,W], control_down.{j} and control_mid.
 // weights.WriteFile writes them as a safetensors file. It returns an error, naming the field, if
 // the result is not whole (a field missing or of the wrong length for Width×Height).
 func (r *Result) Tensors() ([]weights.Tensor, error) {
@@ -559,7 +604,7 @@ func (r *Result) Tensors() ([]weights.Tensor, error) {
 			img = append(img, r.Image.Pix[o:o+3]...)
 		}
 	}
-	return []weights.Tensor{
+	ts := []weights.Tensor{
 		{Name: "input_ids", DType: weights.I64, Shape: []int{1, len(r.InputIDs)}, I64: r.InputIDs},
 		{Name: "text_embeddings", DType: weights.F32, Shape: []int{1, len(r.InputIDs), d}, F32: r.TextEmbeddings},
 		{Name: "noise", DType: weights.F32, Shape: lat, F32: r.Noise},
@@ -568,5 +613,6 @@ func (r *Result) Tensors() ([]weights.Tensor, error) {
 		{Name: "latents", DType: weights.F32, Shape: lat, F32: r.Latents},
 		{Name: "decoded", DType: weights.F32, Shape: []int{1, 3, r.Height, r.Width}, F32: r.Decoded},
 		{Name: "image", DType: weights.U8, Shape: []int{r.Height, r.Width, 3}, U8: img},
-	}, nil
+	}
+	return append(ts, r.controlTensors()...), nil
 }

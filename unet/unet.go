@@ -181,8 +181,8 @@ const textLen = 77
 
 // build describes the graph for key: its output "out" and, when tracing, every module's output.
 func (m *Model) build(b *nn.Builder, key progKey) (map[string]*nn.Node, error) {
-	g := &graph{cfg: m.cfg, trace: key.trace, taps: make(map[string]*nn.Node)}
-	g.taps["out"] = g.build(b, key.h, key.w, key.control)
+	g := &graph{cfg: &m.cfg.UNetBlocks, trace: key.trace, taps: make(map[string]*nn.Node)}
+	g.taps["out"] = g.build(b, m.cfg, key.h, key.w, key.control)
 	return g.taps, nil
 }
 
@@ -247,9 +247,10 @@ func downSize(n int, cfg *weights.UNetConfig) int {
 	return (n+2*cfg.DownsamplePadding-3)/2 + 1
 }
 
-// graph holds the state of one graph description.
+// graph holds the state of one graph description. Its helpers (time embedding, down path, mid
+// block, ResNet, transformer) build the blocks UNet2DConditionModel and ControlNetModel share.
 type graph struct {
-	cfg   *weights.UNetConfig
+	cfg   *weights.UNetBlocks
 	text  *nn.Node
 	temb  *nn.Node
 	trace bool
@@ -263,39 +264,36 @@ func (g *graph) tap(b *nn.Builder, name string, n *nn.Node) *nn.Node {
 	return n
 }
 
-func (g *graph) build(b *nn.Builder, h, w int, control bool) *nn.Node {
+// inputs declares the text input and the sinusoidal time features, and builds the time
+// embedding (time_embedding.linear_1, SiLU, linear_2); every ResNet then uses g.temb.
+func (g *graph) inputs(b *nn.Builder) {
+	cfg := g.cfg
+	g.text = b.Input("text", textLen, cfg.CrossAttentionDim)
+	tp := b.Input("time_proj", 1, cfg.BlockOutChannels[0])
+	te := b.Sub("time_embedding")
+	t := te.LinearLayer("linear_1", tp, cfg.TimeEmbedDim(), true)
+	t = b.Act(nn.ActSiLU, t)
+	t = te.LinearLayer("linear_2", t, cfg.TimeEmbedDim(), true)
+	g.tap(b, "time_embedding", t)
+	// Every ResNet applies SiLU to the embedding before its projection: do it once.
+	g.temb = b.Act(nn.ActSiLU, t)
+}
+
+// down is the down path (down_blocks.*) from the output x of conv_in: it returns the last
+// activation and the skip connections, conv_in's output first.
+func (g *graph) down(b *nn.Builder, x *nn.Node) (*nn.Node, []*nn.Node) {
 	cfg := g.cfg
 	boc := cfg.BlockOutChannels
 	heads := cfg.Heads()
 	onlyCross := cfg.OnlyCross()
 	layers := cfg.LayersPerBlock()
 	tlayers := cfg.TransformerLayers()
-	temb := 4 * boc[0]
-
-	sample := b.Input("sample", cfg.InChannels, h, w)
-	g.text = b.Input("text", textLen, cfg.CrossAttentionDim)
-
-	// 1. time
-	tp := b.Input("time_proj", 1, boc[0])
-	te := b.Sub("time_embedding")
-	t := te.LinearLayer("linear_1", tp, temb, true)
-	t = b.Act(nn.ActSiLU, t)
-	t = te.LinearLayer("linear_2", t, temb, true)
-	g.tap(b, "time_embedding", t)
-	// Every ResNet applies SiLU to the embedding before its projection: do it once.
-	g.temb = b.Act(nn.ActSiLU, t)
-
-	// 2. pre-process
-	x := b.ConvLayer("conv_in", sample, boc[0], cfg.ConvInKernel, 1, (cfg.ConvInKernel-1)/2, true)
-	g.tap(b, "conv_in", x)
-
-	// 3. down
 	skips := []*nn.Node{x}
 	for i, typ := range cfg.DownBlockTypes {
 		db := b.Subf("down_blocks.%d", i)
 		for j := 0; j < layers[i]; j++ {
 			x = g.resnet(db.Subf("resnets.%d", j), x, boc[i])
-			if typ == "CrossAttnDownBlock2D" {
+			if typ == weights.CrossAttnDownBlock2D {
 				x = g.transformer(db.Subf("attentions.%d", j), x, heads[i], tlayers[i], onlyCross[i])
 			}
 			skips = append(skips, x)
@@ -306,6 +304,53 @@ func (g *graph) build(b *nn.Builder, h, w int, control bool) *nn.Node {
 		}
 		g.tap(b, fmt.Sprintf("down_blocks.%d", i), x)
 	}
+	return x, skips
+}
+
+// mid is the mid block (mid_block.*) when the config has one, else x unchanged.
+func (g *graph) mid(b *nn.Builder, x *nn.Node) *nn.Node {
+	cfg := g.cfg
+	last := len(cfg.BlockOutChannels) - 1
+	c := cfg.BlockOutChannels[last]
+	mb := b.Sub("mid_block")
+	sf := cfg.MidBlockScaleFactor
+	switch cfg.MidBlockType {
+	case weights.UNetMidBlock2DCrossAttn:
+	case weights.UNetMidBlock2D:
+		// A ControlNet's UNetMidBlock2D without attention: one ResNet.
+		x = g.scaled(b, g.resnet(mb.Sub("resnets.0"), x, c), sf)
+		g.tap(b, "mid_block", x)
+		return x
+	default:
+		return x
+	}
+	// ResNet, then (Transformer2D, ResNet); its ResNets divide by mid_block_scale_factor.
+	x = g.scaled(b, g.resnet(mb.Sub("resnets.0"), x, c), sf)
+	x = g.transformer(mb.Sub("attentions.0"), x, cfg.Heads()[last], cfg.TransformerLayers()[last], false)
+	x = g.scaled(b, g.resnet(mb.Sub("resnets.1"), x, c), sf)
+	g.tap(b, "mid_block", x)
+	return x
+}
+
+// build describes the UNet: 1. time, 2. pre-process, 3. down, 4. mid, 5. up, 6. post-process.
+func (g *graph) build(b *nn.Builder, cfg *weights.UNetConfig, h, w int, control bool) *nn.Node {
+	boc := cfg.BlockOutChannels
+	heads := cfg.Heads()
+	onlyCross := cfg.OnlyCross()
+	layers := cfg.LayersPerBlock()
+	tlayers := cfg.TransformerLayers()
+
+	sample := b.Input("sample", cfg.InChannels, h, w)
+
+	// 1. time
+	g.inputs(b)
+
+	// 2. pre-process
+	x := b.ConvLayer("conv_in", sample, boc[0], cfg.ConvInKernel, 1, (cfg.ConvInKernel-1)/2, true)
+	g.tap(b, "conv_in", x)
+
+	// 3. down, with the ControlNet's residuals added to the skip connections
+	x, skips := g.down(b, x)
 	if control {
 		for j, s := range skips {
 			sh := s.Shape()
@@ -313,17 +358,8 @@ func (g *graph) build(b *nn.Builder, h, w int, control bool) *nn.Node {
 		}
 	}
 
-	// 4. mid
-	last := len(boc) - 1
-	if cfg.MidBlockType == "UNetMidBlock2DCrossAttn" {
-		mb := b.Sub("mid_block")
-		// ResNet, then (Transformer2D, ResNet); its ResNets divide by mid_block_scale_factor.
-		sf := cfg.MidBlockScaleFactor
-		x = g.scaled(b, g.resnet(mb.Sub("resnets.0"), x, boc[last]), sf)
-		x = g.transformer(mb.Sub("attentions.0"), x, heads[last], tlayers[last], false)
-		x = g.scaled(b, g.resnet(mb.Sub("resnets.1"), x, boc[last]), sf)
-		g.tap(b, "mid_block", x)
-	}
+	// 4. mid, and the ControlNet's mid residual after it (also when there is no mid block)
+	x = g.mid(b, x)
 	if control {
 		x = b.Add(x, b.Input("control_mid", x.Shape()...))
 	}
@@ -339,7 +375,7 @@ func (g *graph) build(b *nn.Builder, h, w int, control bool) *nn.Node {
 			skips = skips[:len(skips)-1]
 			x = b.Concat(x, skip)
 			x = g.resnet(ub.Subf("resnets.%d", j), x, outCh)
-			if typ == "CrossAttnUpBlock2D" {
+			if typ == weights.CrossAttnUpBlock2D {
 				x = g.transformer(ub.Subf("attentions.%d", j), x, heads[rb], tlayers[rb], onlyCross[rb])
 			}
 		}

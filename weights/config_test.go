@@ -190,6 +190,12 @@ func TestControlNetConfig(t *testing.T) {
 	assert.Equal(t, []int{8, 8, 8}, cn.Heads())
 	assert.Equal(t, 3, cn.ConvInKernel)
 	require.NoError(t, cn.Validate())
+	// A ControlNet's mid block may be a single ResNet (UNetMidBlock2D); a UNet's may not.
+	cn, err = ParseControlNetConfig(with(t, controlBase, "mid_block_type", "UNetMidBlock2D"))
+	require.NoError(t, err)
+	assert.Equal(t, UNetMidBlock2D, cn.MidBlockType)
+	_, err = ParseUNetConfig(with(t, unetBase, "mid_block_type", "UNetMidBlock2D"))
+	assert.ErrorContains(t, err, `field "mid_block_type": unsupported value "UNetMidBlock2D"`)
 	cn, err = ParseControlNetConfig(with(t, controlBase, "conditioning_embedding_out_channels", remove))
 	require.NoError(t, err)
 	assert.Equal(t, []int{16, 32, 96, 256}, cn.ConditioningEmbeddingOutChannels)
@@ -206,7 +212,7 @@ func TestControlNetConfig(t *testing.T) {
 		{"heads length", with(t, controlBase, "attention_head_dim", []int{8}), `field "attention_head_dim": has 1 entries`},
 		{"cond empty", with(t, controlBase, "conditioning_embedding_out_channels", []int{}), `field "conditioning_embedding_out_channels": must not be empty`},
 		{"class embed", with(t, controlBase, "class_embed_type", "projection"), `field "class_embed_type"`},
-		{"mid", with(t, controlBase, "mid_block_type", "UNetMidBlock2D"), `field "mid_block_type"`},
+		{"mid", with(t, controlBase, "mid_block_type", "UNetMidBlock2DSimpleCrossAttn"), `field "mid_block_type": unsupported value "UNetMidBlock2DSimpleCrossAttn" (supported: null, "UNetMidBlock2DCrossAttn", "UNetMidBlock2D")`},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

@@ -9,6 +9,9 @@ const (
 	UpBlock2D               = "UpBlock2D"
 	CrossAttnUpBlock2D      = "CrossAttnUpBlock2D"
 	UNetMidBlock2DCrossAttn = "UNetMidBlock2DCrossAttn"
+	// UNetMidBlock2D is a ControlNet's mid block of one ResNet and no attention (diffusers
+	// builds it with num_layers=0).
+	UNetMidBlock2D = "UNetMidBlock2D"
 )
 
 // UNetBlocks holds the fields UNet2DConditionModel and ControlNetModel share: the down path,
@@ -19,7 +22,8 @@ type UNetBlocks struct {
 	InChannels       int      // in_channels
 	BlockOutChannels []int    // block_out_channels
 	DownBlockTypes   []string // down_block_types: DownBlock2D or CrossAttnDownBlock2D
-	// MidBlockType is "UNetMidBlock2DCrossAttn", or "" when the config has null (no mid block).
+	// MidBlockType is "UNetMidBlock2DCrossAttn", "UNetMidBlock2D" (ControlNet only: one ResNet),
+	// or "" when the config has null (no mid block).
 	MidBlockType              string
 	LayersPerBlockSpec        IntOrList  // layers_per_block
 	AttentionHeadDim          IntOrList  // attention_head_dim (the head count when num_attention_heads is null)
@@ -145,7 +149,11 @@ func (b *UNetBlocks) validate(c *jsonConfig, up []string) {
 	for _, t := range b.DownBlockTypes {
 		c.check("down_block_types", t, DownBlock2D, CrossAttnDownBlock2D)
 	}
-	c.check("mid_block_type", b.MidBlockType, "", UNetMidBlock2DCrossAttn)
+	if up != nil {
+		c.check("mid_block_type", b.MidBlockType, "", UNetMidBlock2DCrossAttn)
+	} else {
+		c.check("mid_block_type", b.MidBlockType, "", UNetMidBlock2DCrossAttn, UNetMidBlock2D)
+	}
 	if up != nil {
 		if len(up) != len(b.DownBlockTypes) {
 			c.fail("up_block_types", "has %d entries, down_block_types has %d", len(up), len(b.DownBlockTypes))
@@ -201,7 +209,7 @@ func (b *UNetBlocks) validate(c *jsonConfig, up []string) {
 		if j := n - 1 - i; up != nil && j < len(up) && up[j] == CrossAttnUpBlock2D {
 			attn = true
 		}
-		if i == n-1 && b.MidBlockType != "" {
+		if i == n-1 && b.MidBlockType == UNetMidBlock2DCrossAttn {
 			attn = true
 		}
 		if attn && heads != nil && ch%heads[i] != 0 {

@@ -1,8 +1,9 @@
 // Command bench times the whole text-to-image pipeline on full-size SDXS-512 models.
 //
-// With -preset it builds the released architectures (sdxs-512-dreamshaper, sdxs-512-0.9) from
-// built-in configurations and deterministic random weights, so no download is needed: run time
-// does not depend on the weights' values. With -model it loads a real model folder instead.
+// With -preset it builds the released architectures (sdxs-512-dreamshaper, sdxs-512-0.9, and
+// sdxs-512-dreamshaper-sketch: DreamShaper with its sketch ControlNet, driven by a synthetic
+// sketch) from built-in configurations and deterministic random weights, so no download is
+// needed: run time does not depend on the weights' values. With -model it loads a real model folder instead.
 // After one warm-up run it generates -runs pictures and prints, per stage, the median time, the
 // arithmetic rate (counting the multiply-adds of convolutions and linear layers as two flops)
 // and its share of this machine class's floor of 230 GFLOP/s. With -json the last line is one
@@ -19,6 +20,8 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"image"
+	"image/color"
 	"os"
 	"path"
 	"path/filepath"
@@ -60,6 +63,7 @@ type report struct {
 	TextEncoderS float64 `json:"text_encoder_s"`
 	UNetS        float64 `json:"unet_s"`
 	VAEDecoderS  float64 `json:"vae_decoder_s"`
+	ControlNetS  float64 `json:"controlnet_s,omitempty"`
 	TotalS       float64 `json:"total_s"`
 	UNetGFLOPS   float64 `json:"unet_gflops"`
 	PeakRSSBytes int64   `json:"peak_rss_bytes"`
@@ -67,8 +71,9 @@ type report struct {
 
 func run() error {
 	var (
-		preset  = flag.String("preset", "sdxs-512-dreamshaper", "built-in architecture with random weights: sdxs-512-dreamshaper or sdxs-512-0.9")
+		preset  = flag.String("preset", "sdxs-512-dreamshaper", "built-in architecture with random weights: sdxs-512-dreamshaper, sdxs-512-0.9 or sdxs-512-dreamshaper-sketch (with its ControlNet)")
 		model   = flag.String("model", "", "real model folder (overrides -preset)")
+		cnDir   = flag.String("controlnet", "", "real ControlNet folder, with -model")
 		runs    = flag.Int("runs", 5, "timed runs after one warm-up")
 		width   = flag.Int("width", 512, "width in pixels")
 		height  = flag.Int("height", 512, "height in pixels")
@@ -89,7 +94,11 @@ func run() error {
 	name := *preset
 	if *model != "" {
 		name = path.Base(*model)
-		p, err = sdxs.Load(*model)
+		var opts []sdxs.Option
+		if *cnDir != "" {
+			opts = append(opts, sdxs.WithControlNet(*cnDir))
+		}
+		p, err = sdxs.Load(*model, opts...)
 	} else {
 		var srcs map[string]*nn.RandomSource
 		p, srcs, err = fromPreset(*preset)
@@ -111,6 +120,9 @@ func run() error {
 
 	ctx := context.Background()
 	req := sdxs.Request{Prompt: *prompt, Seed: 42, Width: *width, Height: *height}
+	if p.HasControlNet() {
+		req.Control = sketch(*width, *height)
+	}
 	if _, err := p.Generate(ctx, req); err != nil { // warm-up
 		return err
 	}
@@ -134,7 +146,10 @@ func run() error {
 		return err
 	}
 	fmt.Printf("\n%-14s %10s %12s %10s %8s\n", "stage", "median s", "GMAC", "GFLOP/s", "floor")
-	for _, s := range []sdxs.Stage{sdxs.StageTokenize, sdxs.StageTextEncoder, sdxs.StageNoise, sdxs.StageUNet, sdxs.StageVAEDecoder} {
+	for _, s := range []sdxs.Stage{sdxs.StageTokenize, sdxs.StageTextEncoder, sdxs.StageNoise, sdxs.StageControlNet, sdxs.StageUNet, sdxs.StageVAEDecoder} {
+		if _, ok := times[s]; !ok {
+			continue
+		}
 		med := median(times[s])
 		m := macs[s]
 		if m == 0 {
@@ -153,6 +168,7 @@ func run() error {
 			TextEncoderS: median(times[sdxs.StageTextEncoder]),
 			UNetS:        median(times[sdxs.StageUNet]),
 			VAEDecoderS:  median(times[sdxs.StageVAEDecoder]),
+			ControlNetS:  median(times[sdxs.StageControlNet]),
 			TotalS:       median(totals),
 			PeakRSSBytes: rss,
 		}
@@ -199,7 +215,7 @@ func peakRSS() int64 {
 
 // fromPreset builds a full-size pipeline of a released architecture with random weights.
 func fromPreset(name string) (*sdxs.Pipeline, map[string]*nn.RandomSource, error) {
-	srcs := map[string]*nn.RandomSource{"text_encoder": {Seed: 1}, "unet": {Seed: 2}, "vae": {Seed: 3}}
+	srcs := map[string]*nn.RandomSource{"text_encoder": {Seed: 1}, "unet": {Seed: 2}, "vae": {Seed: 3}, "controlnet": {Seed: 4}}
 	p, err := buildPreset(name, srcs)
 	return p, srcs, err
 }
@@ -208,7 +224,7 @@ func buildPreset(name string, srcs map[string]*nn.RandomSource) (*sdxs.Pipeline,
 	read := func(file string) ([]byte, error) {
 		b, err := presets.ReadFile("presets/" + name + "/" + file)
 		if err != nil {
-			return nil, fmt.Errorf("unknown preset %q (have sdxs-512-dreamshaper, sdxs-512-0.9)", name)
+			return nil, fmt.Errorf("unknown preset %q (have sdxs-512-dreamshaper, sdxs-512-0.9, sdxs-512-dreamshaper-sketch)", name)
 		}
 		return b, nil
 	}
@@ -257,8 +273,48 @@ func buildPreset(name string, srcs map[string]*nn.RandomSource) (*sdxs.Pipeline,
 	if err != nil {
 		return nil, err
 	}
-	return sdxs.New(sdxs.Parts{Tokenizer: tok, TextEncoder: te, UNet: u, VAE: v, Scheduler: scfg})
+	p, err := sdxs.New(sdxs.Parts{Tokenizer: tok, TextEncoder: te, UNet: u, VAE: v, Scheduler: scfg})
+	if err != nil {
+		return nil, err
+	}
+	if data, err := presets.ReadFile("presets/" + name + "/controlnet.json"); err == nil {
+		ccfg, err := weights.ParseControlNetConfig(data)
+		if err != nil {
+			return nil, err
+		}
+		cn, err := unet.NewControlNet(ccfg, srcs["controlnet"])
+		if err != nil {
+			return nil, err
+		}
+		if err := p.SetControlNet(cn); err != nil {
+			return nil, err
+		}
+	}
+	return p, nil
 }
+
+// sketch draws a synthetic sketch of w×h: black lines on white (a frame, a roof, a horizon),
+// what the sketch ControlNet expects; its content does not change the run time.
+func sketch(w, h int) image.Image {
+	img := image.NewGray(image.Rect(0, 0, w, h))
+	for i := range img.Pix {
+		img.Pix[i] = 255
+	}
+	for x := 0; x < w; x++ {
+		img.SetGray(x, 2*h/3, color.Gray{})
+		if x > w/4 && x < 3*w/4 {
+			img.SetGray(x, h/3+abs(x-w/2)/2, color.Gray{})
+			img.SetGray(x, 5*h/6, color.Gray{})
+		}
+	}
+	for y := h / 2; y < 5*h/6; y++ {
+		img.SetGray(w/4+w/16, y, color.Gray{})
+		img.SetGray(3*w/4-w/16, y, color.Gray{})
+	}
+	return img
+}
+
+func abs(x int) int { return max(x, -x) }
 
 // byteTokenizer is a CLIP tokenizer with the byte alphabet: the real vocabulary is not needed
 // to time the models, only 77 token ids.
@@ -299,7 +355,16 @@ func saveFolder(dir, preset string, srcs map[string]*nn.RandomSource) error {
 	if err := writeFile(filepath.Join(dir, "tokenizer", "merges.txt"), []byte(testmodel.Merges)); err != nil {
 		return err
 	}
-	for comp, file := range map[string]string{"unet": "diffusion_pytorch_model.safetensors", "vae": "diffusion_pytorch_model.safetensors", "text_encoder": "model.safetensors"} {
+	comps := map[string]string{"unet": "diffusion_pytorch_model.safetensors", "vae": "diffusion_pytorch_model.safetensors", "text_encoder": "model.safetensors"}
+	if b, err := presets.ReadFile("presets/" + preset + "/controlnet.json"); err == nil {
+		// The ControlNet is a folder of its own, beside the pipeline's components (load it
+		// with -controlnet DIR/controlnet).
+		if err := writeFile(filepath.Join(dir, "controlnet", "config.json"), b); err != nil {
+			return err
+		}
+		comps["controlnet"] = "diffusion_pytorch_model.safetensors"
+	}
+	for comp, file := range comps {
 		path := filepath.Join(dir, comp, file)
 		if err := testmodel.WriteSource(path, srcs[comp], weights.F32); err != nil {
 			return err

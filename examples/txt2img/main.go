@@ -5,6 +5,12 @@
 // Without -seed a random seed is drawn and printed, so the picture can be made again. -dump
 // writes every intermediate tensor under the names of the diffusers reference (input_ids,
 // text_embeddings, noise, unet_input, unet_output, latents, decoded, image) as safetensors.
+//
+// With a ControlNet, a control image (PNG or JPEG, any size) guides the picture; the
+// DreamShaper-Sketch ControlNet takes a sketch, black lines on white (-control-invert for white
+// on black); -canny turns a photograph into its edges first, for a canny ControlNet:
+//
+//	go run ./examples/txt2img -model sdxs-512-dreamshaper -controlnet sdxs-512-dreamshaper-sketch -control sketch.png -prompt "a house by the lake"
 package main
 
 import (
@@ -20,6 +26,7 @@ import (
 	"time"
 
 	"github.com/sdxs-go/sdxs"
+	"github.com/sdxs-go/sdxs/imageproc"
 	"github.com/sdxs-go/sdxs/weights"
 )
 
@@ -39,6 +46,12 @@ func run() error {
 		height = flag.Int("height", 0, "height in pixels, a multiple of 8 (default: the model's)")
 		out    = flag.String("out", "out.png", "PNG file to write")
 		dump   = flag.String("dump", "", "also write the intermediate tensors to this safetensors file")
+
+		controlNet    = flag.String("controlnet", "", "diffusers ControlNetModel folder")
+		control       = flag.String("control", "", "control image (PNG or JPEG) for -controlnet")
+		controlScale  = flag.Float64("control-scale", sdxs.DefaultControlScale, "ControlNet conditioning scale")
+		controlInvert = flag.Bool("control-invert", false, "invert the control image (for white lines on black)")
+		canny         = flag.Bool("canny", false, "use the Canny edges of the control image (thresholds 100, 200), for a canny ControlNet and a photograph")
 	)
 	flag.Parse()
 	if *model == "" {
@@ -63,8 +76,32 @@ func run() error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
 
+	var req sdxs.Request
+	var opts []sdxs.Option
+	if *control != "" {
+		if *controlNet == "" {
+			return errors.New("-control needs -controlnet")
+		}
+		img, err := imageproc.DecodeFile(*control)
+		if err != nil {
+			return fmt.Errorf("control image: %w", err)
+		}
+		req.Control, req.ControlScale, req.ControlInvert = img, *controlScale, *controlInvert
+		if *canny {
+			req.ControlCanny = &imageproc.CannyOptions{}
+		}
+	} else if *canny || *controlInvert {
+		return errors.New("-canny and -control-invert need a -control image")
+	}
+	if *controlNet != "" {
+		if *control == "" {
+			return errors.New("-controlnet needs a -control image")
+		}
+		opts = append(opts, sdxs.WithControlNet(*controlNet))
+	}
+
 	start := time.Now()
-	p, err := sdxs.Load(*model)
+	p, err := sdxs.Load(*model, opts...)
 	if err != nil {
 		return err
 	}
@@ -72,12 +109,11 @@ func run() error {
 	fmt.Printf("%-13s %8.3f s\n", "load", time.Since(start).Seconds())
 
 	genStart := time.Now()
-	res, err := p.Generate(ctx, sdxs.Request{
-		Prompt: *prompt, Seed: *seed, Width: *width, Height: *height,
-		Progress: func(s sdxs.Stage, d time.Duration) {
-			fmt.Printf("%-13s %8.3f s\n", s, d.Seconds())
-		},
-	})
+	req.Prompt, req.Seed, req.Width, req.Height = *prompt, *seed, *width, *height
+	req.Progress = func(s sdxs.Stage, d time.Duration) {
+		fmt.Printf("%-13s %8.3f s\n", s, d.Seconds())
+	}
+	res, err := p.Generate(ctx, req)
 	if err != nil {
 		return err
 	}

@@ -1,0 +1,141 @@
+package main
+
+import (
+	"encoding/json"
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/sdxs-go/sdxs/imageproc"
+	"github.com/sdxs-go/sdxs/internal/oracle"
+	"github.com/sdxs-go/sdxs/weights"
+)
+
+// runArgs runs the command with the given arguments, as from a shell.
+func runArgs(t *testing.T, args ...string) error {
+	t.Helper()
+	oldArgs, oldFlags := os.Args, flag.CommandLine
+	t.Cleanup(func() { os.Args, flag.CommandLine = oldArgs, oldFlags })
+	os.Args = append([]string{"txt2img"}, args...)
+	flag.CommandLine = flag.NewFlagSet("txt2img", flag.ContinueOnError)
+	return run()
+}
+
+// readDump reads every tensor of a -dump file.
+func readDump(t *testing.T, path string) []weights.Tensor {
+	t.Helper()
+	f, err := weights.Open(path)
+	require.NoError(t, err)
+	defer f.Close()
+	var ts []weights.Tensor
+	for _, name := range f.Names() {
+		info, _ := f.Info(name)
+		tn := weights.Tensor{Name: name, DType: info.DType, Shape: info.Shape}
+		switch info.DType {
+		case weights.I64:
+			tn.I64, _, err = f.Int64(name)
+		case weights.U8:
+			tn.U8, _, err = f.Uint8(name)
+		default:
+			tn.F32, _, err = f.Float32(name)
+		}
+		require.NoError(t, err, name)
+		ts = append(ts, tn)
+	}
+	return ts
+}
+
+// TestControlNetDump runs the oracle's ControlNet case through the command and holds every
+// tensor of its -dump to the oracle README's bounds.
+func TestControlNetDump(t *testing.T) {
+	const model = "sdxs-dreamshaper-tiny"
+	data, err := os.ReadFile(oracle.Path(t, model, "cases.json"))
+	require.NoError(t, err)
+	var cases []struct {
+		Prompt       string  `json:"prompt"`
+		Seed         uint64  `json:"seed"`
+		Height       int     `json:"height"`
+		Width        int     `json:"width"`
+		ControlScale float64 `json:"control_scale"`
+		ControlPNG   string  `json:"control_png"`
+	}
+	require.NoError(t, json.Unmarshal(data, &cases))
+	ran := 0
+	for i, c := range cases {
+		if c.ControlPNG == "" {
+			continue
+		}
+		ran++
+		dir := t.TempDir()
+		dump := filepath.Join(dir, "dump.safetensors")
+		require.NoError(t, runArgs(t, "-model", oracle.Path(t, model, "model"),
+			"-controlnet", oracle.Path(t, model, "controlnet"),
+			"-control", oracle.Path(t, model, c.ControlPNG), "-control-scale", fmt.Sprint(c.ControlScale),
+			"-prompt", c.Prompt, "-seed", fmt.Sprint(c.Seed), "-width", fmt.Sprint(c.Width), "-height", fmt.Sprint(c.Height),
+			"-out", filepath.Join(dir, "out.png"), "-dump", dump))
+		ref := oracle.Tensors(t, model, "reference.safetensors")
+		ts := readDump(t, dump)
+		assert.True(t, oracle.AssertCase(t, ref, i, ts))
+		names := map[string]bool{}
+		for _, tn := range ts {
+			names[tn.Name] = true
+		}
+		assert.True(t, names["control_cond"] && names["control_mid"] && names["control_down.0"], "control tensors in the dump")
+	}
+	require.Positive(t, ran)
+}
+
+func TestControlErrors(t *testing.T) {
+	const model = "sdxs-dreamshaper-tiny"
+	dir := t.TempDir()
+	notImage := filepath.Join(dir, "sketch.png")
+	require.NoError(t, os.WriteFile(notImage, []byte("this is not a picture\n"), 0o644))
+	out := filepath.Join(dir, "out.png")
+	err := runArgs(t, "-model", oracle.Path(t, model, "model"), "-controlnet", oracle.Path(t, model, "controlnet"),
+		"-control", notImage, "-seed", "1", "-out", out)
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "control image: imageproc: "+notImage+": not a PNG or JPEG image")
+	assert.NoFileExists(t, out)
+
+	err = runArgs(t, "-model", oracle.Path(t, model, "model"), "-control", notImage, "-seed", "1", "-out", out)
+	assert.EqualError(t, err, "-control needs -controlnet")
+	err = runArgs(t, "-model", oracle.Path(t, model, "model"), "-controlnet", oracle.Path(t, model, "controlnet"), "-seed", "1", "-out", out)
+	assert.EqualError(t, err, "-controlnet needs a -control image")
+	err = runArgs(t, "-model", oracle.Path(t, model, "model"), "-controlnet", filepath.Join(dir, "missing"),
+		"-control", oracle.Path(t, model, "case5_control.png"), "-seed", "1", "-out", out)
+	assert.ErrorContains(t, err, filepath.Join(dir, "missing"))
+	err = runArgs(t, "-model", oracle.Path(t, model, "model"), "-canny", "-seed", "1", "-out", out)
+	assert.EqualError(t, err, "-canny and -control-invert need a -control image")
+}
+
+// TestCanny runs -canny on a photo-like picture of the oracle: the dump's control_cond is the
+// picture's OpenCV Canny edges (white on black), resized to the picture's size.
+func TestCanny(t *testing.T) {
+	const model = "sdxs-dreamshaper-tiny"
+	dir := t.TempDir()
+	dump := filepath.Join(dir, "dump.safetensors")
+	require.NoError(t, runArgs(t, "-model", oracle.Path(t, model, "model"), "-controlnet", oracle.Path(t, model, "controlnet"),
+		"-control", oracle.Path(t, "canny", "input0.png"), "-canny", "-width", "512", "-height", "512", "-seed", "3",
+		"-out", filepath.Join(dir, "out.png"), "-dump", dump))
+	edges, err := imageproc.DecodeFile(oracle.Path(t, "canny", "edges0_rgb.png"))
+	require.NoError(t, err)
+	want := imageproc.ControlTensor(edges, 512, 512, false)
+	f, err := weights.Open(dump)
+	require.NoError(t, err)
+	defer f.Close()
+	got, shape, err := f.Float32("control_cond")
+	require.NoError(t, err)
+	require.Equal(t, []int{1, 3, 512, 512}, shape)
+	differ := 0
+	for i := range got {
+		if got[i] != want[i] {
+			differ++
+		}
+	}
+	assert.LessOrEqual(t, float64(differ)/float64(len(got)), 0.005, "control_cond values that differ from OpenCV's edges")
+}
