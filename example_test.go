@@ -127,3 +127,27 @@ func ExampleWithControlNet() {
 	fmt.Println(res.Image.Bounds().Dx(), res.Image.Bounds().Dy(), len(res.ControlCond), len(res.ControlDown), stages)
 	// Output: 64 64 12288 4 [tokenize text_encoder noise controlnet unet vae_decoder]
 }
+// Load a LoRA adapter once (a PEFT folder, or a kohya or diffusers .safetensors file), then
+// apply it, with a strength, to the requests that ask for it; other requests on the same
+// pipeline are unchanged. (It needs a downloaded model and adapter, so it is compiled but not
+// run by go test.)
+func ExamplePipeline_LoadLoRA() {
+	p, err := sdxs.Load("sdxs-512-dreamshaper")
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer p.Close()
+	style, err := p.LoadLoRA("my-style-lora") // checks every layer it updates against the model
+	if err != nil {
+		log.Fatal(err)
+	}
+	res, err := p.Generate(context.Background(), sdxs.Request{
+		Prompt: "a lighthouse at dusk",
+		Seed:   42,
+		LoRAs:  []sdxs.LoRA{{Adapter: style, Scale: 0.8}},
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(style, res.Width, res.Height)
+}

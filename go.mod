@@ -4,6 +4,7 @@ go 1.26.0
 
 require (
 	github.com/chewxy/hm v1.0.0
+	github.com/nlpodyssey/gopickle v0.2.0
 	github.com/nlpodyssey/gotokenizers v0.2.0
 	github.com/stretchr/testify v1.12.1
 	github.com/x448/float16 v0.8.4

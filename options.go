@@ -8,6 +8,10 @@ type Option func(*loadOptions)
 type loadOptions struct {
 	cacheBudget *int64 // WithCacheBudget; nil: DefaultCacheBudget
 	controlNet  string // WithControlNet
+	// loraSets is how many adapter sets keep their merged weights (WithLoRACache).
+	loraSets int
+	// loraUnfused applies adapters as unfused branches (WithLoRAUnfused).
+	loraUnfused bool
 }
 
 func applyOptions(opts []Option) *loadOptions {

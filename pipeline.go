@@ -79,6 +79,8 @@ type Request struct {
 	// ControlCanny, if set, replaces the control image by its Canny edges (white on black)
 	// before it is resized, so that a photograph can drive a canny ControlNet.
 	ControlCanny *imageproc.CannyOptions
+	// LoRAs are adapters applied to this request only, each with its own scale (see LoRA).
+	LoRAs []LoRA
 }
 
 // Result is a generated picture and the tensors that made it.
@@ -129,11 +131,14 @@ type Pipeline struct {
 	cache    *nn.ProgramCache
 	life     lifecycle
 	control  controlSlot
+	loras    loraCache
+	// loraUnfused applies adapters as unfused low-rank branches rather than merged weights.
+	loraUnfused bool
 }
 
 // newPipeline returns an empty pipeline with its graph cache.
 func newPipeline(o *loadOptions) *Pipeline {
-	p := &Pipeline{cache: newCache(o)}
+	p := &Pipeline{cache: newCache(o), loras: loraCache{max: o.loraSets}, loraUnfused: o.loraUnfused}
 	p.life.init()
 	return p
 }
@@ -429,6 +434,11 @@ func (p *Pipeline) generate(ctx context.Context, req Request) (*Result, error) {
 	}
 	f := p.vae.UpscaleFactor()
 	lh, lw := h/f, w/f
+	text, un, set, err := p.models(req.LoRAs)
+	if err != nil {
+		return nil, err
+	}
+	defer p.releaseLoRA(set)
 	res := &Result{Seed: req.Seed, Width: w, Height: h, Timings: make(map[Stage]time.Duration)}
 	stage := func(s Stage, fn func() error) error {
 		if err := ctx.Err(); err != nil {
@@ -452,7 +462,7 @@ func (p *Pipeline) generate(ctx context.Context, req Request) (*Result, error) {
 	})
 	if err == nil {
 		err = stage(StageTextEncoder, func() (err error) {
-			res.TextEmbeddings, err = p.text.Encode(ctx, res.InputIDs)
+			res.TextEmbeddings, err = text.Encode(ctx, res.InputIDs)
 			return err
 		})
 	}
@@ -463,7 +473,7 @@ func (p *Pipeline) generate(ctx context.Context, req Request) (*Result, error) {
 	var latents []float32
 	if err == nil {
 		err = stage(StageNoise, func() error {
-			c := p.unet.Config().InChannels
+			c := un.Config().InChannels
 			res.Noise = sampler.NewGenerator(req.Seed).Randn(1, c, lh, lw)
 			latents = sched.InitLatents(slices.Clone(res.Noise))
 			var err error
@@ -480,7 +490,7 @@ func (p *Pipeline) generate(ctx context.Context, req Request) (*Result, error) {
 	}
 	if err == nil {
 		err = stage(StageUNet, func() (err error) {
-			res.UNetOutput, err = p.unet.Forward(ctx, res.UNetInput, lh, lw, p.timestep, res.TextEmbeddings, resid)
+			res.UNetOutput, err = un.Forward(ctx, res.UNetInput, lh, lw, p.timestep, res.TextEmbeddings, resid)
 			if err != nil {
 				return err
 			}

@@ -92,6 +92,8 @@ func run() error {
 	var p *sdxs.Pipeline
 	var err error
 	name := *preset
+	var srcs map[string]*nn.RandomSource
+	var parts sdxs.Parts
 	if *model != "" {
 		name = path.Base(*model)
 		var opts []sdxs.Option
@@ -100,8 +102,7 @@ func run() error {
 		}
 		p, err = sdxs.Load(*model, opts...)
 	} else {
-		var srcs map[string]*nn.RandomSource
-		p, srcs, err = fromPreset(*preset)
+		p, parts, srcs, err = fromPreset(*preset)
 		if err == nil && *save != "" {
 			if err := p.Warm(context.Background(), *width, *height); err != nil {
 				return err
@@ -160,6 +161,11 @@ func run() error {
 		fmt.Printf("%-14s %10.4f %12.1f %10.1f %7.0f%%\n", s, med, float64(m)/1e9, g, 100*g/floorGFLOPS)
 	}
 	fmt.Printf("%-14s %10.4f\n", "total", median(totals))
+	if *loraRank > 0 && *model == "" {
+		if err := benchLoRA(ctx, parts, srcs["unet"], req, *runs); err != nil {
+			return err
+		}
+	}
 	rss := peakRSS()
 	fmt.Printf("peak RSS %.2f GiB\n", float64(rss)/(1<<30))
 	if *asJSON {
@@ -214,13 +220,18 @@ func peakRSS() int64 {
 }
 
 // fromPreset builds a full-size pipeline of a released architecture with random weights.
-func fromPreset(name string) (*sdxs.Pipeline, map[string]*nn.RandomSource, error) {
+func fromPreset(name string) (*sdxs.Pipeline, sdxs.Parts, map[string]*nn.RandomSource, error) {
 	srcs := map[string]*nn.RandomSource{"text_encoder": {Seed: 1}, "unet": {Seed: 2}, "vae": {Seed: 3}, "controlnet": {Seed: 4}}
-	p, err := buildPreset(name, srcs)
-	return p, srcs, err
+	parts, err := presetParts(name, srcs)
+	if err != nil {
+		return nil, parts, nil, err
+	}
+	p, err := buildPreset(name, parts, srcs)
+	return p, parts, srcs, err
 }
 
-func buildPreset(name string, srcs map[string]*nn.RandomSource) (*sdxs.Pipeline, error) {
+// presetParts makes the models of a preset over the given random sources.
+func presetParts(name string, srcs map[string]*nn.RandomSource) (sdxs.Parts, error) {
 	read := func(file string) ([]byte, error) {
 		b, err := presets.ReadFile("presets/" + name + "/" + file)
 		if err != nil {
@@ -230,50 +241,55 @@ func buildPreset(name string, srcs map[string]*nn.RandomSource) (*sdxs.Pipeline,
 	}
 	data, err := read("unet.json")
 	if err != nil {
-		return nil, err
+		return sdxs.Parts{}, err
 	}
 	ucfg, err := weights.ParseUNetConfig(data)
 	if err != nil {
-		return nil, err
+		return sdxs.Parts{}, err
 	}
 	if data, err = read("text_encoder.json"); err != nil {
-		return nil, err
+		return sdxs.Parts{}, err
 	}
 	tcfg, err := weights.ParseCLIPTextConfig(data)
 	if err != nil {
-		return nil, err
+		return sdxs.Parts{}, err
 	}
 	if data, err = read("vae.json"); err != nil {
-		return nil, err
+		return sdxs.Parts{}, err
 	}
 	vcfg, err := weights.ParseTinyVAEConfig(data)
 	if err != nil {
-		return nil, err
+		return sdxs.Parts{}, err
 	}
 	if data, err = read("scheduler.json"); err != nil {
-		return nil, err
+		return sdxs.Parts{}, err
 	}
 	scfg, err := sampler.ParseConfig(data)
 	if err != nil {
-		return nil, err
+		return sdxs.Parts{}, err
 	}
 	tok, err := byteTokenizer()
 	if err != nil {
-		return nil, err
+		return sdxs.Parts{}, err
 	}
 	te, err := textenc.New(tcfg, srcs["text_encoder"])
 	if err != nil {
-		return nil, err
+		return sdxs.Parts{}, err
 	}
 	u, err := unet.New(ucfg, srcs["unet"])
 	if err != nil {
-		return nil, err
+		return sdxs.Parts{}, err
 	}
 	v, err := vae.NewTiny(vcfg, srcs["vae"])
 	if err != nil {
-		return nil, err
+		return sdxs.Parts{}, err
 	}
-	p, err := sdxs.New(sdxs.Parts{Tokenizer: tok, TextEncoder: te, UNet: u, VAE: v, Scheduler: scfg})
+	return sdxs.Parts{Tokenizer: tok, TextEncoder: te, UNet: u, VAE: v, Scheduler: scfg}, nil
+}
+
+// buildPreset assembles a preset's pipeline from its parts, with its ControlNet if it has one.
+func buildPreset(name string, parts sdxs.Parts, srcs map[string]*nn.RandomSource) (*sdxs.Pipeline, error) {
+	p, err := sdxs.New(parts)
 	if err != nil {
 		return nil, err
 	}

@@ -11,6 +11,12 @@
 // on black); -canny turns a photograph into its edges first, for a canny ControlNet:
 //
 //	go run ./examples/txt2img -model sdxs-512-dreamshaper -controlnet sdxs-512-dreamshaper-sketch -control sketch.png -prompt "a house by the lake"
+//
+// -lora PATH applies a LoRA adapter (a PEFT folder or a kohya / diffusers .safetensors file)
+// with strength -lora-scale S (default 1); both repeat, the i-th -lora-scale going with the
+// i-th -lora:
+//
+//	go run ./examples/txt2img -model sdxs-512-dreamshaper -lora anime-lora -lora-scale 0.8 -prompt "a fox"
 package main
 
 import (
@@ -23,6 +29,8 @@ import (
 	"image/png"
 	"os"
 	"os/signal"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/sdxs-go/sdxs"
@@ -37,7 +45,30 @@ func main() {
 	}
 }
 
+// stringList is a repeatable string flag.
+type stringList []string
+
+func (l *stringList) String() string     { return strings.Join(*l, ",") }
+func (l *stringList) Set(v string) error { *l = append(*l, v); return nil }
+
+// floatList is a repeatable float flag.
+type floatList []float64
+
+func (l *floatList) String() string { return fmt.Sprint([]float64(*l)) }
+func (l *floatList) Set(v string) error {
+	f, err := strconv.ParseFloat(v, 64)
+	if err != nil {
+		return err
+	}
+	*l = append(*l, f)
+	return nil
+}
+
 func run() error {
+	var loras stringList
+	var loraScales floatList
+	flag.Var(&loras, "lora", "LoRA adapter: a PEFT folder or a kohya / diffusers .safetensors file (repeatable)")
+	flag.Var(&loraScales, "lora-scale", "strength of the LoRA of the same position (repeatable, default 1)")
 	var (
 		model  = flag.String("model", "", "diffusers model folder (required)")
 		prompt = flag.String("prompt", "", "the text to draw")
@@ -52,11 +83,16 @@ func run() error {
 		controlScale  = flag.Float64("control-scale", sdxs.DefaultControlScale, "ControlNet conditioning scale")
 		controlInvert = flag.Bool("control-invert", false, "invert the control image (for white lines on black)")
 		canny         = flag.Bool("canny", false, "use the Canny edges of the control image (thresholds 100, 200), for a canny ControlNet and a photograph")
+
+		loraLenient = flag.Bool("lora-lenient", false, "skip (with a warning) the layers of a LoRA the model does not have, instead of failing")
 	)
 	flag.Parse()
 	if *model == "" {
 		flag.Usage()
 		return errors.New("-model is required")
+	}
+	if len(loraScales) > len(loras) {
+		return fmt.Errorf("%d -lora-scale values for %d -lora adapters", len(loraScales), len(loras))
 	}
 	seedSet := false
 	flag.Visit(func(f *flag.Flag) {
@@ -107,6 +143,26 @@ func run() error {
 	}
 	defer p.Close()
 	fmt.Printf("%-13s %8.3f s\n", "load", time.Since(start).Seconds())
+
+	var loraOpts []sdxs.LoRAOption
+	if *loraLenient {
+		loraOpts = append(loraOpts, sdxs.LenientLoRA())
+	}
+	for i, path := range loras {
+		a, err := p.LoadLoRA(path, loraOpts...)
+		if err != nil {
+			return err
+		}
+		scale := 1.0
+		if i < len(loraScales) {
+			scale = loraScales[i]
+		}
+		fmt.Printf("lora          %s, scale %g\n", a, scale)
+		if scale == 0 { // sdxs.LoRA reads a zero scale as 1; zero is no update at all
+			continue
+		}
+		req.LoRAs = append(req.LoRAs, sdxs.LoRA{Adapter: a, Scale: scale})
+	}
 
 	genStart := time.Now()
 	req.Prompt, req.Seed, req.Width, req.Height = *prompt, *seed, *width, *height

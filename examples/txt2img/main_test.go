@@ -139,3 +139,53 @@ func TestCanny(t *testing.T) {
 	}
 	assert.LessOrEqual(t, float64(differ)/float64(len(got)), 0.005, "control_cond values that differ from OpenCV's edges")
 }
+
+// TestLoRADump runs the command on the oracle's LoRA cases with the adapter in each of its
+// three layouts and holds its -dump file to every bound of the oracle README.
+func TestLoRADump(t *testing.T) {
+	const model = "sdxs-dreamshaper-tiny"
+	data, err := os.ReadFile(oracle.Path(t, model, "cases.json"))
+	require.NoError(t, err)
+	var cases []struct {
+		Prompt    string   `json:"prompt"`
+		Seed      uint64   `json:"seed"`
+		Height    int      `json:"height"`
+		Width     int      `json:"width"`
+		LoraScale *float64 `json:"lora_scale"`
+	}
+	require.NoError(t, json.Unmarshal(data, &cases))
+	ref := oracle.Tensors(t, model, "reference.safetensors")
+	ran := 0
+	for _, layout := range []string{"peft", "peft-bin", "kohya_lora.safetensors"} {
+		for i, c := range cases {
+			if c.LoraScale == nil {
+				continue
+			}
+			ran++
+			t.Run(fmt.Sprintf("%s/case%d", layout, i), func(t *testing.T) {
+				dir := t.TempDir()
+				dump := filepath.Join(dir, "dump.safetensors")
+				require.NoError(t, runArgs(t,
+					"-model", oracle.Path(t, model, "model"), "-prompt", c.Prompt, "-seed", fmt.Sprint(c.Seed),
+					"-width", fmt.Sprint(c.Width), "-height", fmt.Sprint(c.Height),
+					"-lora", oracle.Path(t, model, "lora", layout), "-lora-scale", fmt.Sprint(*c.LoraScale),
+					"-out", filepath.Join(dir, "out.png"), "-dump", dump))
+				assert.True(t, oracle.AssertCase(t, ref, i, readDump(t, dump)))
+			})
+		}
+	}
+	require.Equal(t, 6, ran)
+}
+
+// TestLoRAFlags: more scales than adapters, and an adapter that does not exist, are errors.
+func TestLoRAFlags(t *testing.T) {
+	const model = "sdxs-dreamshaper-tiny"
+	m := oracle.Path(t, model, "model")
+	out := filepath.Join(t.TempDir(), "o.png")
+	err := runArgs(t, "-model", m, "-lora-scale", "0.5", "-seed", "1", "-out", out)
+	assert.EqualError(t, err, "1 -lora-scale values for 0 -lora adapters")
+	missing := filepath.Join(t.TempDir(), "nope")
+	err = runArgs(t, "-model", m, "-lora", missing, "-seed", "1", "-out", out)
+	assert.ErrorContains(t, err, missing)
+	assert.NoFileExists(t, out)
+}

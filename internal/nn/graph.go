@@ -37,6 +37,11 @@ type Params struct {
 	derivedVals map[string][]float32
 	// used records every parameter loaded, kept or not.
 	used map[string]bool
+	// over, when set, makes these parameters an overlay of others (see Overlay); the fields
+	// above are then unused.
+	over *overlay
+	// lowRank holds unfused low-rank branches by layer (see WithLowRank).
+	lowRank map[string][]LowRank
 }
 
 // NewParams returns a parameter cache over src.
@@ -46,6 +51,9 @@ func NewParams(src Source) *Params {
 
 // Get loads (once) the parameter name and checks that it has the wanted shape.
 func (p *Params) Get(name string, shape []int) (*tensor.Dense, error) {
+	if p.over != nil {
+		return p.over.get(name, shape)
+	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if v, ok := p.vals[name]; ok {
@@ -94,6 +102,10 @@ func (p *Params) Source() Source { return p.src }
 // MarkUsed records that a model read the tensor name directly from the source (not through
 // Get), so that Unused does not list it.
 func (p *Params) MarkUsed(name string) {
+	if p.over != nil {
+		p.over.parent.MarkUsed(name)
+		return
+	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.used == nil {
@@ -105,6 +117,9 @@ func (p *Params) MarkUsed(name string) {
 // derivedParam returns fn of the parameter name (of the given shape), computed once and cached
 // under tag. The parameter itself is not kept, unless a graph asked for it directly before.
 func (p *Params) derivedParam(name, tag string, shape []int, fn func([]float32) []float32) ([]float32, error) {
+	if p.over != nil {
+		return p.over.derivedParam(name, tag, shape, fn)
+	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	key := name + "#" + tag
@@ -134,6 +149,18 @@ func (p *Params) derivedParam(name, tag string, shape []int, fn func([]float32) 
 // derived returns (computing it once) a value derived from parameters, such as transformed
 // weights, cached under key so that every graph of the model shares it.
 func (p *Params) derived(key string, compute func() []float32) []float32 {
+	if p.over != nil {
+		// compute may read replaced parameters: an overlay keeps its own.
+		o := p.over
+		o.mu.Lock()
+		defer o.mu.Unlock()
+		if v, ok := o.derived["derived:"+key]; ok {
+			return v
+		}
+		v := compute()
+		o.derived["derived:"+key] = v
+		return v
+	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if v, ok := p.derivedVals[key]; ok {
@@ -150,6 +177,9 @@ func (p *Params) derived(key string, compute func() []float32) []float32 {
 // Unused lists the tensors of the source whose names start with prefix and that no graph has
 // asked for. Names for which ignore returns true are left out.
 func (p *Params) Unused(prefix string, ignore func(string) bool) []string {
+	if p.over != nil {
+		return p.over.parent.Unused(prefix, ignore)
+	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	var out []string

@@ -100,6 +100,23 @@ func (b *Builder) ConvLayer(name string, x *Node, cout, k, stride, pad int, bias
 // ConvLayerOpts is ConvLayer with fused extras. A 3×3 convolution that useWinograd selects
 // binds the Winograd transform of its weight instead of the weight itself.
 func (b *Builder) ConvLayerOpts(name string, x *Node, cout, k, stride, pad int, bias bool, opts ConvOpts) *Node {
+	cin := shapeOf(x)[0]
+	if br := b.st.params.branch(b.Path(name), cin*k*k, cout); br != nil {
+		// An unfused low-rank update: y = conv(x) + B·conv_A(x), the sum fused into B's
+		// 1×1 convolution as its residual, the activation (if any) applied last.
+		act := opts.Act
+		opts.Act = ""
+		y := b.convLayerOpts(name, x, cout, k, stride, pad, bias, opts)
+		an := b.constant(b.Path(name)+".lora_A", br.a, br.rank, cin, k, k)
+		t := b.conv2d(x, an, []int{br.rank, cin, k, k}, nil, nil, stride, pad, ConvOpts{})
+		bn := b.constant(b.Path(name)+".lora_B", br.b, cout, br.rank, 1, 1)
+		return b.conv2d(t, bn, []int{cout, br.rank, 1, 1}, nil, nil, 1, 0, ConvOpts{Residual: y, Act: act})
+	}
+	return b.convLayerOpts(name, x, cout, k, stride, pad, bias, opts)
+}
+
+// convLayerOpts is ConvLayerOpts without low-rank branches.
+func (b *Builder) convLayerOpts(name string, x *Node, cout, k, stride, pad int, bias bool, opts ConvOpts) *Node {
 	xs := shapeOf(x)
 	cin := xs[0]
 	ws := []int{cout, cin, k, k}
@@ -154,6 +171,13 @@ func (b *Builder) LinearResidual(name string, x *Node, out int, bias bool, resid
 	var bn *Node
 	if bias {
 		bn = b.Param(name+".bias", out)
+	}
+	if br := b.st.params.branch(b.Path(name), in, out); br != nil {
+		// An unfused low-rank update: y = x·Wᵀ + (x·Aᵀ)·Bᵀ, the sum fused into the second
+		// product as its residual.
+		y := b.Linear(x, w, bn, residual)
+		t := b.Linear(x, b.constant(b.Path(name)+".lora_A", br.a, br.rank, in), nil, nil)
+		return b.Linear(t, b.constant(b.Path(name)+".lora_B", br.b, out, br.rank), nil, y)
 	}
 	return b.Linear(x, w, bn, residual)
 }
