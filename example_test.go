@@ -127,6 +127,7 @@ func ExampleWithControlNet() {
 	fmt.Println(res.Image.Bounds().Dx(), res.Image.Bounds().Dy(), len(res.ControlCond), len(res.ControlDown), stages)
 	// Output: 64 64 12288 4 [tokenize text_encoder noise controlnet unet vae_decoder]
 }
+
 // Load a LoRA adapter once (a PEFT folder, or a kohya or diffusers .safetensors file), then
 // apply it, with a strength, to the requests that ask for it; other requests on the same
 // pipeline are unchanged. (It needs a downloaded model and adapter, so it is compiled but not
