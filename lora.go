@@ -1,6 +1,7 @@
 package sdxs
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
 	"os"
@@ -62,6 +63,11 @@ const defaultLoRASets = 2
 // All the missing layers are listed in one error (a *lora.MissingError), unless LenientLoRA
 // is given. Loading changes nothing in the pipeline: pass the adapter in Request.LoRAs.
 func (p *Pipeline) LoadLoRA(path string, opts ...LoRAOption) (*lora.Adapter, error) {
+	_, exit, err := p.enter(context.Background())
+	if err != nil {
+		return nil, err
+	}
+	defer exit()
 	var o loraOptions
 	for _, fn := range opts {
 		if fn != nil {
@@ -183,6 +189,16 @@ func (p *Pipeline) models(loras []LoRA) (*textenc.Model, *unet.Model, *loraSet, 
 		e.drop(p)
 	}
 	return s.text, s.unet, s, nil
+}
+
+// clearLoRA forgets every adapter set and its merged weights (Close).
+func (p *Pipeline) clearLoRA() {
+	p.loras.mu.Lock()
+	defer p.loras.mu.Unlock()
+	for _, s := range p.loras.sets {
+		s.evicted = true
+	}
+	p.loras.sets = nil
 }
 
 // releaseLoRA ends a request's use of a set: if the set left the cache meanwhile, graphs the

@@ -408,3 +408,27 @@ func TestLoRACacheEviction(t *testing.T) {
 		})
 	}
 }
+
+// TestLoRALifecycle: LoadLoRA on a pipeline not made by Load or New, or closed, is an error;
+// Close forgets the adapter sets.
+func TestLoRALifecycle(t *testing.T) {
+	path := oracle.Path(t, loraModel, "lora", "peft")
+	for _, p := range []*Pipeline{nil, {}} {
+		_, err := p.LoadLoRA(path)
+		require.ErrorContains(t, err, "not made by Load or New")
+	}
+	p, err := Load(oracle.Path(t, loraModel, "model"))
+	require.NoError(t, err)
+	a, err := p.LoadLoRA(path)
+	require.NoError(t, err)
+	_, cases := loraCases(t)
+	_, err = p.Generate(context.Background(), request(cases[0], LoRA{Adapter: a}))
+	require.NoError(t, err)
+	require.Len(t, p.loras.sets, 1)
+	require.NoError(t, p.Close())
+	require.Empty(t, p.loras.sets)
+	_, err = p.LoadLoRA(path)
+	require.ErrorIs(t, err, ErrClosed)
+	_, err = p.Generate(context.Background(), request(cases[0], LoRA{Adapter: a}))
+	require.ErrorIs(t, err, ErrClosed)
+}

@@ -117,6 +117,7 @@ func (p *Pipeline) Close() error {
 	// Graphs whose requests gave up may still be building in the background, reading weights.
 	p.cache.Wait()
 	p.cache.Clear()
+	p.clearLoRA()
 	errs := []error{p.closeControl()}
 	for _, c := range p.closers {
 		errs = append(errs, c.Close())
