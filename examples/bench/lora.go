@@ -63,11 +63,14 @@ func randomAdapter(src *nn.RandomSource, r int, seed uint64) *lora.Adapter {
 // benchLoRA times UNet requests without an adapter, with the adapter merged and with it
 // unfused, in rotation so that load from other processes falls on all three alike.
 func benchLoRA(ctx context.Context, parts sdxs.Parts, src *nn.RandomSource, req sdxs.Request, runs int) error {
-	merged, err := sdxs.New(parts)
+	// The pipelines share the models (and so one graph cache, the last one given to them):
+	// unbounded, so that no variant's graphs are dropped and rebuilt between the timed runs.
+	unbounded := sdxs.WithCacheBudget(0)
+	merged, err := sdxs.New(parts, unbounded)
 	if err != nil {
 		return err
 	}
-	unfused, err := sdxs.New(parts, sdxs.WithLoRAUnfused())
+	unfused, err := sdxs.New(parts, unbounded, sdxs.WithLoRAUnfused())
 	if err != nil {
 		return err
 	}
@@ -137,11 +140,11 @@ func benchLoRA(ctx context.Context, parts sdxs.Parts, src *nn.RandomSource, req 
 
 	// Switching sets on every request (a cache of one set, two adapters alternating).
 	sw := map[string][]float64{}
-	mergedOne, err := sdxs.New(parts, sdxs.WithLoRACache(1))
+	mergedOne, err := sdxs.New(parts, unbounded, sdxs.WithLoRACache(1))
 	if err != nil {
 		return err
 	}
-	unfusedOne, err := sdxs.New(parts, sdxs.WithLoRACache(1), sdxs.WithLoRAUnfused())
+	unfusedOne, err := sdxs.New(parts, unbounded, sdxs.WithLoRACache(1), sdxs.WithLoRAUnfused())
 	if err != nil {
 		return err
 	}
