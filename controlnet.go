@@ -54,6 +54,11 @@ type controlSlot struct {
 // its weights have every tensor with the right shape. It is safe while generations run: those
 // that started with the previous ControlNet finish with it.
 func (p *Pipeline) LoadControlNet(dir string) error {
+	_, exit, err := p.enter(context.Background())
+	if err != nil {
+		return err
+	}
+	defer exit()
 	if _, err := os.Stat(filepath.Join(dir, "config.json")); err != nil {
 		if _, err2 := os.Stat(filepath.Join(dir, "controlnet", "config.json")); err2 == nil {
 			dir = filepath.Join(dir, "controlnet")
@@ -85,13 +90,20 @@ func (p *Pipeline) SetControlNet(m *unet.ControlNet) error {
 		p.UnloadControlNet()
 		return nil
 	}
+	_, exit, err := p.enter(context.Background())
+	if err != nil {
+		return err
+	}
+	defer exit()
 	if err := p.install(m, nil, "a ControlNet built in code"); err != nil {
 		return fmt.Errorf("sdxs: %w", err)
 	}
 	return nil
 }
 
-// install checks that m fits the pipeline and makes it the current ControlNet.
+// install checks that m fits the pipeline and makes it the current ControlNet, keeping its
+// graphs in the pipeline's cache. The caller has entered the pipeline (p.enter), so that Close
+// cannot run meanwhile.
 func (p *Pipeline) install(m *unet.ControlNet, closer io.Closer, name string) error {
 	if err := m.Fits(p.unet.Config()); err != nil {
 		return err
@@ -105,10 +117,12 @@ func (p *Pipeline) install(m *unet.ControlNet, closer io.Closer, name string) er
 			cfg.ConditioningEmbeddingOutChannels, m.DownFactor(), f)
 	}
 	// Building the graph for the smallest latent checks every weight's name and shape now
-	// rather than at the first generation.
-	if err := m.Prepare(1, 1); err != nil {
+	// rather than at the first generation (in a cache of its own, dropped just after).
+	m.SetCache(nil)
+	if err := m.Prepare(context.Background(), 1, 1); err != nil {
 		return err
 	}
+	m.SetCache(p.cache)
 	c := &controlNet{model: m, closer: closer, name: name, refs: 1}
 	s := &p.control
 	s.mu.Lock()
@@ -120,7 +134,8 @@ func (p *Pipeline) install(m *unet.ControlNet, closer io.Closer, name string) er
 }
 
 // UnloadControlNet stops using the ControlNet and releases its weights once the generations
-// running with it have finished. It does nothing when none is loaded.
+// running with it have finished. It does nothing when none is loaded (or after Close, which
+// unloads it).
 func (p *Pipeline) UnloadControlNet() {
 	s := &p.control
 	s.mu.Lock()
@@ -232,6 +247,9 @@ func (r *controlRun) residuals(ctx context.Context, res *Result, u *weights.UNet
 			img = edges
 		}
 		r.cond = imageproc.ControlTensor(img, res.Width, res.Height, r.invert)
+		if r.cond == nil {
+			return nil, fmt.Errorf("sdxs: the control image %v cannot be resized to %d×%d", img.Bounds(), res.Width, res.Height)
+		}
 		res.ControlCond = r.cond
 	}
 	out, err := r.cn.model.Forward(ctx, sample, lh, lw, t, res.TextEmbeddings, r.cond, r.scale)
@@ -246,25 +264,28 @@ func (r *controlRun) residuals(ctx context.Context, res *Result, u *weights.UNet
 }
 
 // warmControl builds the ControlNet's graph for an lh×lw latent when one is loaded.
-func (p *Pipeline) warmControl(lh, lw int) error {
+func (p *Pipeline) warmControl(ctx context.Context, lh, lw int) error {
 	c := p.acquire()
 	defer p.release(c)
 	if c == nil {
 		return nil
 	}
-	return c.model.Prepare(lh, lw)
+	return c.model.Prepare(ctx, lh, lw)
 }
 
 // controlMACs adds the ControlNet's multiply-adds to a MACs table when one is loaded.
-func (p *Pipeline) controlMACs(out map[Stage]int64, lh, lw int) {
+func (p *Pipeline) controlMACs(ctx context.Context, out map[Stage]int64, lh, lw int) error {
 	c := p.acquire()
 	defer p.release(c)
 	if c == nil {
-		return
+		return nil
 	}
-	if m, _, err := c.model.MACs(lh, lw); err == nil {
-		out[StageControlNet] = m
+	m, _, err := c.model.MACs(ctx, lh, lw)
+	if err != nil {
+		return err
 	}
+	out[StageControlNet] = m
+	return nil
 }
 
 // controlTensors returns the ControlNet's tensors of a result (none when it had no control

@@ -367,3 +367,30 @@ func mustTensors(t *testing.T, r *Result) []weights.Tensor {
 	require.NoError(t, err)
 	return ts
 }
+
+// TestControlNetCacheAndClose checks that the ControlNet keeps its graphs in the pipeline's
+// bounded cache (counted by CacheBytes, dropped when it is unloaded) and that a closed pipeline
+// refuses to load one.
+func TestControlNetCacheAndClose(t *testing.T) {
+	cnDir := oracle.Path(t, controlModel, "controlnet")
+	p, err := Load(oracle.Path(t, controlModel, "model"), WithControlNet(cnDir))
+	require.NoError(t, err)
+	ctx := context.Background()
+	require.NoError(t, p.Warm(ctx, 64, 64))
+	with, _ := p.CacheBytes()
+	macs, err := p.MACs(ctx, 64, 64)
+	require.NoError(t, err)
+	assert.Positive(t, macs[StageControlNet])
+	p.UnloadControlNet()
+	without, _ := p.CacheBytes()
+	assert.Less(t, without, with, "unloading drops the ControlNet's graphs from the pipeline's cache")
+	macs, err = p.MACs(ctx, 64, 64)
+	require.NoError(t, err)
+	assert.NotContains(t, macs, StageControlNet)
+
+	require.NoError(t, p.LoadControlNet(cnDir))
+	require.NoError(t, p.Close())
+	assert.False(t, p.HasControlNet())
+	assert.ErrorIs(t, p.LoadControlNet(cnDir), ErrClosed)
+	p.UnloadControlNet() // does nothing
+}

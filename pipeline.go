@@ -354,8 +354,8 @@ func (p *Pipeline) Warm(ctx context.Context, width, height int) error {
 	if err := p.vae.Prepare(cctx, height/f, width/f); err != nil {
 		return p.closedErr(ctx, fmt.Errorf("sdxs: %w", err))
 	}
-	if err := p.warmControl(height/f, width/f); err != nil {
-		return fmt.Errorf("sdxs: %w", err)
+	if err := p.warmControl(cctx, height/f, width/f); err != nil {
+		return p.closedErr(ctx, fmt.Errorf("sdxs: %w", err))
 	}
 	return nil
 }
@@ -383,7 +383,9 @@ func (p *Pipeline) MACs(ctx context.Context, width, height int) (map[Stage]int64
 	if out[StageVAEDecoder], err = p.vae.MACs(cctx, height/f, width/f); err != nil {
 		return nil, p.closedErr(ctx, fmt.Errorf("sdxs: %w", err))
 	}
-	p.controlMACs(out, height/f, width/f)
+	if err := p.controlMACs(cctx, out, height/f, width/f); err != nil {
+		return nil, p.closedErr(ctx, fmt.Errorf("sdxs: %w", err))
+	}
 	return out, nil
 }
 

@@ -46,8 +46,13 @@ func NewControlNet(cfg *weights.ControlNetConfig, src weights.TensorSource) (*Co
 // pipeline under one byte budget.
 func (c *ControlNet) SetCache(pc *nn.ProgramCache) { c.runner.SetCache(pc) }
 
-// Drop removes the model's compiled graphs from its cache (runs in progress finish normally).
-func (c *ControlNet) Drop() { c.runner.Drop() }
+// Drop waits for the graph builds in progress in the model's cache (a build whose request gave
+// up goes on in the background, reading weights), then removes the model's compiled graphs
+// from the cache (runs in progress finish normally). Call it before closing the weights.
+func (c *ControlNet) Drop() {
+	c.runner.Cache().Wait()
+	c.runner.Drop()
+}
 
 // Config returns the model's configuration.
 func (c *ControlNet) Config() *weights.ControlNetConfig { return c.cfg }
@@ -59,22 +64,23 @@ func (c *ControlNet) DownFactor() int {
 }
 
 // Prepare builds (once) the graph for a latent of h×w, so that the first Forward of that size
-// does not pay for it. It also checks every weight the graph needs.
-func (c *ControlNet) Prepare(h, w int) error {
+// does not pay for it. It also checks every weight the graph needs. If ctx ends first, Prepare
+// returns its error (the build completes in the background).
+func (c *ControlNet) Prepare(ctx context.Context, h, w int) error {
 	if h <= 0 || w <= 0 {
 		return fmt.Errorf("controlnet: latent size %d×%d is not positive", h, w)
 	}
-	_, err := c.runner.Program(context.Background(), latentSize{h, w})
+	_, err := c.runner.Program(ctx, latentSize{h, w})
 	return err
 }
 
 // MACs returns the multiply-adds of one forward pass on an h×w latent: in convolutions and
 // linear layers, and in attention products. It builds the graph for that size if needed.
-func (c *ControlNet) MACs(h, w int) (convLinear, attention int64, err error) {
+func (c *ControlNet) MACs(ctx context.Context, h, w int) (convLinear, attention int64, err error) {
 	if h <= 0 || w <= 0 {
 		return 0, 0, fmt.Errorf("controlnet: latent size %d×%d is not positive", h, w)
 	}
-	return c.runner.MACs(context.Background(), latentSize{h, w})
+	return c.runner.MACs(ctx, latentSize{h, w})
 }
 
 // Unused lists the tensors of the weights that no graph built so far has used.

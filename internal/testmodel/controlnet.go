@@ -1,6 +1,7 @@
 package testmodel
 
 import (
+	"context"
 	"fmt"
 	"path/filepath"
 
@@ -31,7 +32,7 @@ func WriteTinyControlNet(dir string, dtype weights.DType) error {
 	if err != nil {
 		return fmt.Errorf("testmodel: controlnet: %w", err)
 	}
-	if err := m.Prepare(8, 8); err != nil {
+	if err := m.Prepare(context.Background(), 8, 8); err != nil {
 		return fmt.Errorf("testmodel: controlnet: %w", err)
 	}
 	return WriteSource(filepath.Join(dir, "diffusion_pytorch_model.safetensors"), src, dtype)
