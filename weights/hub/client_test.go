@@ -34,9 +34,9 @@ func randomBytes(seed uint64, n int) []byte {
 // smallRepo has an LFS file in a folder, a big LFS file and a regular (git) file.
 func smallRepo() map[string][]byte {
 	return map[string][]byte{
-		"config.json":                              []byte(`{"a": 1}`),
+		"config.json": []byte(`{"a": 1}`),
 		"unet/diffusion_pytorch_model.safetensors": randomBytes(1, 300_000),
-		"notes/big.txt":                            randomBytes(2, 50_000),
+		"notes/big.txt": randomBytes(2, 50_000),
 	}
 }
 
