@@ -227,8 +227,8 @@ func parseWeight(name string) (w weightFile, ok bool) {
 }
 
 // selectFolder picks from the files directly in one component folder its small configuration
-// files (.json, .txt) and, when weights is set, one set of weights: the asked variant if the
-// folder has it, else the plain files; safetensors over .bin.
+// files (.json, .txt) and, when weights is set, one set of weights: safetensors over .bin, and
+// of those the asked variant if the folder has it, else the plain files.
 func selectFolder(names []string, weights bool, variant string) ([]string, error) {
 	var out []string
 	byVariant := make(map[string][]string)
@@ -244,11 +244,12 @@ func selectFolder(names []string, weights bool, variant string) ([]string, error
 	if !weights {
 		return out, nil
 	}
-	group := byVariant[variant]
-	if len(group) == 0 {
-		group = byVariant[""]
+	var candidates []string
+	if variant != "" {
+		candidates = append(candidates, byVariant[variant]...)
 	}
-	if len(group) == 0 {
+	candidates = append(candidates, byVariant[""]...)
+	if len(candidates) == 0 {
 		var have []string
 		for v := range byVariant {
 			have = append(have, v)
@@ -259,18 +260,28 @@ func selectFolder(names []string, weights bool, variant string) ([]string, error
 		}
 		return nil, fmt.Errorf("no weights (.safetensors or .bin)")
 	}
-	var st, bin []string
-	for _, n := range group {
+	// safetensors over .bin, then the asked variant over the plain files.
+	format := "bin"
+	for _, n := range candidates {
 		if w, _ := parseWeight(n); w.format == "safetensors" {
-			st = append(st, n)
-		} else {
-			bin = append(bin, n)
+			format = "safetensors"
 		}
 	}
-	if len(st) > 0 {
-		out = append(out, st...)
+	var plain, variants []string
+	for _, n := range candidates {
+		w, _ := parseWeight(n)
+		switch {
+		case w.format != format:
+		case w.variant == "":
+			plain = append(plain, n)
+		default:
+			variants = append(variants, n)
+		}
+	}
+	if len(variants) > 0 {
+		out = append(out, variants...)
 	} else {
-		out = append(out, bin...)
+		out = append(out, plain...)
 	}
 	sort.Strings(out)
 	return out, nil
