@@ -1,6 +1,10 @@
-// Command txt2img turns a prompt into a picture with an SDXS model folder, in one UNet pass.
+// Command txt2img turns a prompt into a picture with an SDXS model, in one UNet pass.
 //
-//	go run ./examples/txt2img -model sdxs-512-dreamshaper -prompt "a lighthouse at dusk" -out out.png
+//	go run ./examples/txt2img -model IDKiro/sdxs-512-dreamshaper -prompt "a lighthouse at dusk" -out out.png
+//
+// -model is a diffusers model folder or a Hugging Face repository id (org/name, optionally
+// @revision), fetched into huggingface_hub's cache on first use (HF_ENDPOINT, HF_TOKEN,
+// HF_HUB_CACHE, HF_HOME and HF_HUB_OFFLINE apply); a progress bar shows on a terminal.
 //
 // Without -seed a random seed is drawn and printed, so the picture can be made again. -dump
 // writes every intermediate tensor under the names of the diffusers reference (input_ids,
@@ -35,6 +39,7 @@ import (
 
 	"github.com/sdxs-go/sdxs"
 	"github.com/sdxs-go/sdxs/imageproc"
+	"github.com/sdxs-go/sdxs/internal/cliprogress"
 	"github.com/sdxs-go/sdxs/weights"
 )
 
@@ -70,15 +75,16 @@ func run() error {
 	flag.Var(&loras, "lora", "LoRA adapter: a PEFT folder or a kohya / diffusers .safetensors file (repeatable)")
 	flag.Var(&loraScales, "lora-scale", "strength of the LoRA of the same position (repeatable, default 1)")
 	var (
-		model  = flag.String("model", "", "diffusers model folder (required)")
-		prompt = flag.String("prompt", "", "the text to draw")
-		seed   = flag.Uint64("seed", 0, "seed of the initial noise (default: random, printed)")
-		width  = flag.Int("width", 0, "width in pixels, a multiple of 8 (default: the model's, 512 for SDXS-512)")
-		height = flag.Int("height", 0, "height in pixels, a multiple of 8 (default: the model's)")
-		out    = flag.String("out", "out.png", "PNG file to write")
-		dump   = flag.String("dump", "", "also write the intermediate tensors to this safetensors file")
+		model   = flag.String("model", "", "diffusers model folder, or Hugging Face repository id such as IDKiro/sdxs-512-dreamshaper[@revision] (required)")
+		variant = flag.String("variant", "", "fetch this weights variant from the hub where there is one (fp16)")
+		prompt  = flag.String("prompt", "", "the text to draw")
+		seed    = flag.Uint64("seed", 0, "seed of the initial noise (default: random, printed)")
+		width   = flag.Int("width", 0, "width in pixels, a multiple of 8 (default: the model's, 512 for SDXS-512)")
+		height  = flag.Int("height", 0, "height in pixels, a multiple of 8 (default: the model's)")
+		out     = flag.String("out", "out.png", "PNG file to write")
+		dump    = flag.String("dump", "", "also write the intermediate tensors to this safetensors file")
 
-		controlNet    = flag.String("controlnet", "", "diffusers ControlNetModel folder")
+		controlNet    = flag.String("controlnet", "", "diffusers ControlNetModel folder, or Hugging Face repository id")
 		control       = flag.String("control", "", "control image (PNG or JPEG) for -controlnet")
 		controlScale  = flag.Float64("control-scale", sdxs.DefaultControlScale, "ControlNet conditioning scale")
 		controlInvert = flag.Bool("control-invert", false, "invert the control image (for white lines on black)")
@@ -133,11 +139,24 @@ func run() error {
 		if *control == "" {
 			return errors.New("-controlnet needs a -control image")
 		}
-		opts = append(opts, sdxs.WithControlNet(*controlNet))
+	}
+
+	// Models named by a hub id are fetched first, so that the load time below is the load's.
+	hubOpts := []sdxs.Option{sdxs.WithProgress(cliprogress.Stderr()), sdxs.WithVariant(*variant)}
+	dir, err := sdxs.Resolve(ctx, *model, sdxs.KindPipeline, hubOpts...)
+	if err != nil {
+		return err
+	}
+	if *controlNet != "" {
+		cn, err := sdxs.Resolve(ctx, *controlNet, sdxs.KindControlNet, hubOpts...)
+		if err != nil {
+			return err
+		}
+		opts = append(opts, sdxs.WithControlNet(cn))
 	}
 
 	start := time.Now()
-	p, err := sdxs.Load(*model, opts...)
+	p, err := sdxs.Load(dir, opts...)
 	if err != nil {
 		return err
 	}
