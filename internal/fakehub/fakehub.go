@@ -69,10 +69,11 @@ type Hub struct {
 	// Hub is the endpoint (HF_ENDPOINT); Storage the host LFS files redirect to.
 	Hub, Storage *httptest.Server
 
-	mu     sync.Mutex
-	repos  map[string]*Repo
-	faults Faults
-	log    []string
+	mu      sync.Mutex
+	repos   map[string]*Repo
+	renamed map[string]string
+	faults  Faults
+	log     []string
 	// AuthToStorage counts requests that reached the storage with an Authorization header
 	// (the real storage refuses them).
 	authToStorage int
@@ -80,7 +81,7 @@ type Hub struct {
 
 // New starts a fake hub; Close stops it.
 func New() *Hub {
-	h := &Hub{repos: make(map[string]*Repo)}
+	h := &Hub{repos: make(map[string]*Repo), renamed: make(map[string]string)}
 	h.Storage = httptest.NewServer(http.HandlerFunc(h.serveStorage))
 	api := http.NewServeMux()
 	api.HandleFunc("GET /api/models/{org}/{name}/revision/{rev}", h.serveRevision)
@@ -110,6 +111,28 @@ func (h *Hub) Add(id string, r *Repo) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.repos[id] = r
+}
+
+// Rename makes requests for repository old answer with a relative redirect (307) to the same
+// path under repository new, as the hub does for a renamed repository.
+func (h *Hub) Rename(old, new string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.renamed[old] = new
+}
+
+// redirectRenamed answers a request for a renamed repository; it reports whether it did.
+func (h *Hub) redirectRenamed(w http.ResponseWriter, r *http.Request) bool {
+	id := r.PathValue("org") + "/" + r.PathValue("name")
+	h.mu.Lock()
+	to, ok := h.renamed[id]
+	h.mu.Unlock()
+	if !ok {
+		return false
+	}
+	w.Header().Set("Location", strings.Replace(r.URL.EscapedPath(), "/"+id+"/", "/"+to+"/", 1))
+	w.WriteHeader(http.StatusTemporaryRedirect)
+	return true
 }
 
 // AddFiles adds a repository with one commit holding files, on branch main; it returns the
@@ -243,6 +266,9 @@ func (h *Hub) access(w http.ResponseWriter, r *http.Request, repo *Repo, file bo
 }
 
 func (h *Hub) lookup(w http.ResponseWriter, r *http.Request, file bool) (*Repo, string, map[string][]byte, bool) {
+	if h.redirectRenamed(w, r) {
+		return nil, "", nil, false
+	}
 	id := r.PathValue("org") + "/" + r.PathValue("name")
 	rev := r.PathValue("rev")
 	h.mu.Lock()

@@ -541,3 +541,20 @@ func TestLoadsCacheWrittenByHand(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, data, got)
 }
+
+func TestRenamedRepository(t *testing.T) {
+	// The hub answers requests for a renamed repository with relative redirects: the listing and
+	// the HEAD requests follow them; the files land under the name asked for.
+	h := startHub(t)
+	files := smallRepo()
+	commit := h.AddFiles("org/new", files)
+	h.Rename("org/old", "org/new")
+	c := newClient(t, h)
+	dir, err := c.Snapshot(context.Background(), "org/old", "", nil)
+	require.NoError(t, err)
+	require.Equal(t, filepath.Join(c.CacheDir, "models--org--old", "snapshots", commit), dir)
+	checkLayout(t, c.CacheDir, "org/old", commit, files)
+	log := h.Log()
+	require.Contains(t, log, "HEAD /org/old/resolve/"+commit+"/config.json")
+	require.Contains(t, log, "HEAD /org/new/resolve/"+commit+"/config.json")
+}
