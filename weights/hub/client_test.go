@@ -225,7 +225,8 @@ func TestResumeAcrossRuns(t *testing.T) {
 	// The first run is stopped (as by Ctrl-C) in the middle of the file.
 	h.SetFaults(fakehub.Faults{StallAfter: map[string]int64{lfsPath(): 123_456}, StallFor: 10 * time.Second})
 	c := newClient(t, h)
-	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+	c.Timeout = 10 * time.Second // the caller's cancellation, not the stall timeout, ends the run
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	_, err := c.Snapshot(ctx, "org/name", "", nil)
 	require.ErrorIs(t, err, context.DeadlineExceeded)
@@ -338,13 +339,13 @@ func TestStallAgainstTimeout(t *testing.T) {
 	h := startHub(t)
 	files := smallRepo()
 	commit := h.AddFiles("org/name", files)
-	h.SetFaults(fakehub.Faults{StallAfter: map[string]int64{lfsPath(): 50_000}, StallFor: 3 * time.Second})
+	h.SetFaults(fakehub.Faults{StallAfter: map[string]int64{lfsPath(): 50_000}, StallFor: 6 * time.Second})
 	c := newClient(t, h)
-	c.Timeout = 200 * time.Millisecond
+	c.Timeout = 300 * time.Millisecond
 	start := time.Now()
 	_, err := c.Snapshot(context.Background(), "org/name", "", nil)
 	require.NoError(t, err)
-	require.Less(t, time.Since(start), 2500*time.Millisecond, "the stall is cut short by the timeout")
+	require.Less(t, time.Since(start), 5*time.Second, "the stall is cut short by the timeout")
 	checkLayout(t, c.CacheDir, "org/name", commit, files)
 	require.True(t, slices.ContainsFunc(h.Log(), func(s string) bool { return strings.HasSuffix(s, " bytes=50000-") }))
 }
@@ -354,8 +355,8 @@ func TestSlowListing(t *testing.T) {
 	files := smallRepo()
 	h.AddFiles("org/name", files)
 	c := newClient(t, h)
-	c.Timeout = 100 * time.Millisecond
-	h.SetFaults(fakehub.Faults{ListDelay: time.Second})
+	c.Timeout = 500 * time.Millisecond
+	h.SetFaults(fakehub.Faults{ListDelay: 5 * time.Second})
 	_, err := c.Snapshot(context.Background(), "org/name", "", nil)
 	require.ErrorIs(t, err, hub.ErrUnreachable)
 	require.ErrorContains(t, err, "org/name")
@@ -365,7 +366,7 @@ func TestSlowListing(t *testing.T) {
 	h.SetFaults(fakehub.Faults{})
 	dir, err := c.Snapshot(context.Background(), "org/name", "", nil)
 	require.NoError(t, err)
-	h.SetFaults(fakehub.Faults{ListDelay: time.Second})
+	h.SetFaults(fakehub.Faults{ListDelay: 5 * time.Second})
 	dir2, err := c.Snapshot(context.Background(), "org/name", "", nil)
 	require.NoError(t, err)
 	require.Equal(t, dir, dir2)
