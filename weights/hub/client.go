@@ -79,6 +79,19 @@ type Selector func(files []string) ([]string, error)
 // All selects every file of a repository.
 func All(files []string) ([]string, error) { return files, nil }
 
+// Filter selects the files for which want returns true.
+func Filter(want func(path string) bool) Selector {
+	return func(files []string) ([]string, error) {
+		var out []string
+		for _, f := range files {
+			if want(f) {
+				out = append(out, f)
+			}
+		}
+		return out, nil
+	}
+}
+
 // DefaultCacheDir returns huggingface_hub's cache folder: $HF_HUB_CACHE, else
 // $HUGGINGFACE_HUB_CACHE, else $HF_HOME/hub, else $XDG_CACHE_HOME/huggingface/hub, else
 // ~/.cache/huggingface/hub.

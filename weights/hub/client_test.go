@@ -169,6 +169,15 @@ func TestSnapshotSelector(t *testing.T) {
 	_, err = os.Lstat(filepath.Join(c.CacheDir, "models--org--name", "snapshots", commit, "unet"))
 	require.True(t, os.IsNotExist(err))
 
+	h.Log()
+	dir, err := c.Snapshot(context.Background(), "org/name", "", hub.Filter(func(p string) bool { return strings.HasPrefix(p, "notes/") }))
+	require.NoError(t, err)
+	_, err = os.Stat(filepath.Join(dir, "notes", "big.txt"))
+	require.NoError(t, err)
+	for _, e := range h.Log() {
+		require.NotContains(t, e, "unet/")
+	}
+
 	_, err = c.Snapshot(context.Background(), "org/name", "", func([]string) ([]string, error) {
 		return nil, errors.New("no unet")
 	})
