@@ -29,6 +29,7 @@ const (
 	KindLoRA
 )
 
+// String names the kind, for messages.
 func (k Kind) String() string {
 	switch k {
 	case KindPipeline:

@@ -41,6 +41,7 @@ type Error struct {
 	hint     string
 }
 
+// Error says what failed: "hub: org/name[@revision][: file]: kind (HTTP status): cause; hint".
 func (e *Error) Error() string {
 	var b strings.Builder
 	b.WriteString("hub: ")
