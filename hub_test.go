@@ -1,6 +1,7 @@
 package sdxs
 
 import (
+	"bytes"
 	"context"
 	"os"
 	"path/filepath"
@@ -47,6 +48,12 @@ func TestLoadFromHub(t *testing.T) {
 	for k, v := range extras {
 		files[k] = v
 	}
+	// As in repositories saved with their safety checker: listed, present, never fetched.
+	files["model_index.json"] = bytes.Replace(files["model_index.json"], []byte(`"safety_checker": [
+    null,
+    null
+  ]`), []byte(`"safety_checker": ["stable_diffusion", "StableDiffusionSafetyChecker"]`), 1)
+	require.Contains(t, string(files["model_index.json"]), "StableDiffusionSafetyChecker")
 	h := fakehub.New()
 	defer h.Close()
 	commit := h.AddFiles("org/tiny", files)
