@@ -56,6 +56,8 @@ type Faults struct {
 	StallFor   time.Duration
 	// IgnoreRange answers every download with the whole file (200), ignoring Range.
 	IgnoreRange bool
+	// WrongRangeStart answers a range request with the bytes from 0 (206, "bytes 0-…"), once.
+	WrongRangeStart bool
 	// Corrupt serves the file with one byte changed (its ETag stays the true one).
 	Corrupt map[string]bool
 	// ListStatus, if set, answers the revision listing with this status.
@@ -435,12 +437,18 @@ func (h *Hub) serveBytes(w http.ResponseWriter, r *http.Request, path string, da
 			return
 		}
 		start = n
-		w.Header().Set("Content-Range", fmt.Sprintf("bytes %d-%d/%d", n, len(data)-1, len(data)))
+		h.mu.Lock()
+		if h.faults.WrongRangeStart {
+			h.faults.WrongRangeStart = false
+			start = 0
+		}
+		h.mu.Unlock()
+		w.Header().Set("Content-Range", fmt.Sprintf("bytes %d-%d/%d", start, len(data)-1, len(data)))
 	}
 	w.Header().Set("Accept-Ranges", "bytes")
 	w.Header().Set("Content-Length", strconv.FormatInt(int64(len(data))-start, 10))
 	w.Header().Set("Content-Type", "application/octet-stream")
-	if start > 0 {
+	if w.Header().Get("Content-Range") != "" {
 		w.WriteHeader(http.StatusPartialContent)
 	} else {
 		w.WriteHeader(http.StatusOK)

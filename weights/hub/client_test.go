@@ -568,3 +568,41 @@ func TestRenamedRepository(t *testing.T) {
 	require.Contains(t, log, "HEAD /org/old/resolve/"+commit+"/config.json")
 	require.Contains(t, log, "HEAD /org/new/resolve/"+commit+"/config.json")
 }
+
+func TestStaleIncompleteOfGitFileIsDiscarded(t *testing.T) {
+	// A regular (non-LFS) file's ETag is no checksum of its bytes, so a partial file an earlier
+	// run left is not trusted: the download starts again from byte 0.
+	h := startHub(t)
+	files := smallRepo()
+	commit := h.AddFiles("org/name", files)
+	c := newClient(t, h)
+	etag := fakehub.ETag("config.json", files["config.json"])
+	require.Len(t, etag, 40)
+	blobs := filepath.Join(c.CacheDir, "models--org--name", "blobs")
+	require.NoError(t, os.MkdirAll(blobs, 0o755))
+	require.NoError(t, os.WriteFile(filepath.Join(blobs, etag+".incomplete"), []byte("{\"b"), 0o644))
+	_, err := c.Snapshot(context.Background(), "org/name", "", nil)
+	require.NoError(t, err)
+	checkLayout(t, c.CacheDir, "org/name", commit, files)
+	require.Contains(t, h.Log(), "GET /org/name/resolve/"+commit+"/config.json")
+}
+
+func TestWrongRangeRestarts(t *testing.T) {
+	// A 206 for another range than asked: the download starts again from byte 0.
+	h := startHub(t)
+	files := smallRepo()
+	commit := h.AddFiles("org/name", files)
+	h.SetFaults(fakehub.Faults{CutAfter: map[string]int64{lfsPath(): 100_000}, WrongRangeStart: true})
+	c := newClient(t, h)
+	_, err := c.Snapshot(context.Background(), "org/name", "", nil)
+	require.NoError(t, err)
+	checkLayout(t, c.CacheDir, "org/name", commit, files)
+	etag := fakehub.ETag(lfsPath(), files[lfsPath()])
+	var gets []string
+	for _, e := range h.Log() {
+		if strings.HasPrefix(e, "GET /blobs/"+etag) {
+			gets = append(gets, strings.TrimPrefix(e, "GET /blobs/"+etag))
+		}
+	}
+	require.Equal(t, []string{"", " bytes=100000-", ""}, gets, "cut, resume answered wrongly, restart")
+}

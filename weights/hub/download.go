@@ -195,8 +195,8 @@ func (e errRetry) Unwrap() error { return e.err }
 var errStalled = errors.New("no data within the timeout")
 
 // download fetches meta.Location into blob+".incomplete", resuming what an earlier attempt left
-// there, verifies the size and (for an LFS file, whose ETag is its SHA-256) the checksum, and
-// renames it to blob. A failed check removes the partial file; an interrupted download keeps it
+// there (for LFS files; others restart), verifies the size and (for an LFS file, whose ETag is
+// its SHA-256) the checksum, and renames it to blob. A failed check removes the partial file; an interrupted download keeps it
 // for the next attempt.
 func (c *Client) download(ctx context.Context, meta *fileMeta, blob string, progress func(done, size int64, finished bool)) error {
 	incomplete := blob + ".incomplete"
@@ -215,13 +215,15 @@ func (c *Client) download(ctx context.Context, meta *fileMeta, blob string, prog
 		return err
 	}
 	have := st.Size()
-	if have > meta.Size {
+	lfs := sha256Pattern.MatchString(meta.ETag)
+	// Only an LFS file's checksum can vouch for bytes an earlier run left: anything else
+	// starts again.
+	if have > meta.Size || (have > 0 && !lfs) {
 		if err := f.Truncate(0); err != nil {
 			return err
 		}
 		have = 0
 	}
-	lfs := sha256Pattern.MatchString(meta.ETag)
 	h := sha256.New()
 	if lfs && have > 0 {
 		// Resume the checksum over what an earlier attempt wrote.
