@@ -162,6 +162,14 @@ func TestResolveKinds(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, pipe["vae_large/diffusion_pytorch_model.safetensors"], got)
 
+	// Load with WithControlNet takes a repository id too.
+	p, err := Load("org/tiny", WithControlNet("org/cn"))
+	require.NoError(t, err)
+	cn := p.acquire()
+	require.NotNil(t, cn, "the ControlNet fetched from the hub is loaded")
+	require.NoError(t, p.release(cn))
+	require.NoError(t, p.Close())
+
 	// A pipeline id given as a ControlNet is an error naming both.
 	_, err = Resolve(ctx, "org/peft", KindControlNet)
 	require.ErrorContains(t, err, "org/peft")

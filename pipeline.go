@@ -223,7 +223,11 @@ func Load(nameOrDir string, opts ...Option) (*Pipeline, error) {
 		return nil, err
 	}
 	if o.controlNet != "" {
-		if err := p.LoadControlNet(o.controlNet); err != nil {
+		cn, err := resolve(o, o.controlNet, KindControlNet)
+		if err != nil {
+			return nil, err
+		}
+		if err := p.LoadControlNet(cn); err != nil {
 			return nil, err
 		}
 	}
