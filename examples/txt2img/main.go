@@ -14,13 +14,13 @@
 // DreamShaper-Sketch ControlNet takes a sketch, black lines on white (-control-invert for white
 // on black); -canny turns a photograph into its edges first, for a canny ControlNet:
 //
-//	go run ./examples/txt2img -model sdxs-512-dreamshaper -controlnet sdxs-512-dreamshaper-sketch -control sketch.png -prompt "a house by the lake"
+//	go run ./examples/txt2img -model IDKiro/sdxs-512-dreamshaper -controlnet IDKiro/sdxs-512-dreamshaper-sketch -control sketch.png -prompt "a house by the lake"
 //
-// -lora PATH applies a LoRA adapter (a PEFT folder or a kohya / diffusers .safetensors file)
-// with strength -lora-scale S (default 1); both repeat, the i-th -lora-scale going with the
-// i-th -lora:
+// -lora PATH applies a LoRA adapter (a PEFT folder, a kohya / diffusers .safetensors file, or a
+// Hugging Face repository id holding either) with strength -lora-scale S (default 1); both
+// repeat, the i-th -lora-scale going with the i-th -lora:
 //
-//	go run ./examples/txt2img -model sdxs-512-dreamshaper -lora anime-lora -lora-scale 0.8 -prompt "a fox"
+//	go run ./examples/txt2img -model IDKiro/sdxs-512-dreamshaper -lora anime-lora -lora-scale 0.8 -prompt "a fox"
 package main
 
 import (
@@ -72,7 +72,7 @@ func (l *floatList) Set(v string) error {
 func run() error {
 	var loras stringList
 	var loraScales floatList
-	flag.Var(&loras, "lora", "LoRA adapter: a PEFT folder or a kohya / diffusers .safetensors file (repeatable)")
+	flag.Var(&loras, "lora", "LoRA adapter: a PEFT folder, a kohya / diffusers .safetensors file, or a Hugging Face repository id (repeatable)")
 	flag.Var(&loraScales, "lora-scale", "strength of the LoRA of the same position (repeatable, default 1)")
 	var (
 		model   = flag.String("model", "", "diffusers model folder, or Hugging Face repository id such as IDKiro/sdxs-512-dreamshaper[@revision] (required)")
@@ -154,6 +154,12 @@ func run() error {
 		}
 		opts = append(opts, sdxs.WithControlNet(cn))
 	}
+	loraPaths := make([]string, len(loras))
+	for i, l := range loras {
+		if loraPaths[i], err = sdxs.Resolve(ctx, l, sdxs.KindLoRA, hubOpts...); err != nil {
+			return err
+		}
+	}
 
 	start := time.Now()
 	p, err := sdxs.Load(dir, opts...)
@@ -167,7 +173,7 @@ func run() error {
 	if *loraLenient {
 		loraOpts = append(loraOpts, sdxs.LenientLoRA())
 	}
-	for i, path := range loras {
+	for i, path := range loraPaths {
 		a, err := p.LoadLoRA(path, loraOpts...)
 		if err != nil {
 			return err
