@@ -23,8 +23,9 @@ const StageControlNet Stage = "controlnet"
 // DefaultControlScale is the conditioning scale of a Request whose ControlScale is 0.
 const DefaultControlScale = 0.8
 
-// WithControlNet loads a diffusers ControlNetModel folder (config.json and its weights) with the
-// pipeline, as LoadControlNet does.
+// WithControlNet loads a diffusers ControlNetModel folder (config.json and its weights), or a
+// Hugging Face repository id fetched as Resolve does with KindControlNet, with the pipeline, as
+// LoadControlNet does.
 func WithControlNet(dirOrRepo string) Option {
 	return func(o *loadOptions) { o.controlNet = dirOrRepo }
 }

@@ -1,5 +1,11 @@
 package sdxs
 
+import (
+	"context"
+
+	"github.com/sdxs-go/sdxs/weights/hub"
+)
+
 // Option configures Load. Options are applied in order; later ones win.
 type Option func(*loadOptions)
 
@@ -12,6 +18,12 @@ type loadOptions struct {
 	loraSets int
 	// loraUnfused applies adapters as unfused branches (WithLoRAUnfused).
 	loraUnfused bool
+	// Models named by a hub repository id (hub.go).
+	ctx      context.Context
+	hub      *hub.Client
+	progress func(hub.Progress)
+	variant  string
+	vae      string // "tiny" or "large" (WithVAE)
 }
 
 func applyOptions(opts []Option) *loadOptions {

@@ -156,10 +156,16 @@ func (p *Pipeline) shareCache() error {
 }
 
 // Load opens a diffusers model folder (model_index.json with tokenizer/, text_encoder/, unet/,
-// vae/ and scheduler/). Weights are memory-mapped; the graphs are built on first use of each
-// image size. Options adjust what is loaded and how.
-func Load(dir string, opts ...Option) (*Pipeline, error) {
+// vae/ and scheduler/), or a Hugging Face repository id ("IDKiro/sdxs-512-dreamshaper",
+// optionally "@revision") whose files it fetches into huggingface_hub's cache first (see
+// Resolve); a path that exists is always a path. Weights are memory-mapped; the graphs are built
+// on first use of each image size. Options adjust what is loaded and how.
+func Load(nameOrDir string, opts ...Option) (*Pipeline, error) {
 	o := applyOptions(opts)
+	dir, err := resolve(o, nameOrDir, KindPipeline)
+	if err != nil {
+		return nil, err
+	}
 	folder, err := weights.OpenFolder(dir)
 	if err != nil {
 		return nil, fmt.Errorf("sdxs: %w", err)
@@ -217,7 +223,11 @@ func Load(dir string, opts ...Option) (*Pipeline, error) {
 		return nil, err
 	}
 	if o.controlNet != "" {
-		if err := p.LoadControlNet(o.controlNet); err != nil {
+		cn, err := resolve(o, o.controlNet, KindControlNet)
+		if err != nil {
+			return nil, err
+		}
+		if err := p.LoadControlNet(cn); err != nil {
 			return nil, err
 		}
 	}

@@ -89,8 +89,13 @@ type Folder struct {
 	comps map[string]Component
 }
 
+// unreadComponents are pipeline components sdxs never reads, and that a download from the hub
+// leaves out: model_index.json may list them without their folder being there.
+var unreadComponents = map[string]bool{"safety_checker": true, "feature_extractor": true, "image_encoder": true}
+
 // OpenFolder inspects a diffusers pipeline folder. With a model_index.json every component it
-// lists must have its subfolder; subfolders it does not list (such as an extra vae_large/) are
+// lists must have its subfolder, except those sdxs never reads (safety_checker,
+// feature_extractor, image_encoder); subfolders it does not list (such as an extra vae_large/) are
 // discovered too. Without one, every subfolder holding a config.json, a
 // scheduler_config.json or tokenizer files is a component, its class read from _class_name
 // (or architectures) when present.
@@ -112,6 +117,9 @@ func OpenFolder(dir string) (*Folder, error) {
 		var missing []string
 		for _, name := range idx.Names() {
 			if fi, err := os.Stat(filepath.Join(dir, name)); err != nil || !fi.IsDir() {
+				if unreadComponents[name] {
+					continue // not read: a download may well have left it out
+				}
 				missing = append(missing, name)
 				continue
 			}

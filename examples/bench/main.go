@@ -3,7 +3,8 @@
 // With -preset it builds the released architectures (sdxs-512-dreamshaper, sdxs-512-0.9, and
 // sdxs-512-dreamshaper-sketch: DreamShaper with its sketch ControlNet, driven by a synthetic
 // sketch) from built-in configurations and deterministic random weights, so no download is
-// needed: run time does not depend on the weights' values. With -model it loads a real model folder instead.
+// needed: run time does not depend on the weights' values. With -model it loads a real model
+// instead: a folder, or a Hugging Face repository id fetched into huggingface_hub's cache first.
 // After one warm-up run it generates -runs pictures and prints, per stage, the median time, the
 // arithmetic rate (counting the multiply-adds of convolutions and linear layers as two flops)
 // and its share of this machine class's floor of 230 GFLOP/s. With -json the last line is one
@@ -32,6 +33,7 @@ import (
 	"time"
 
 	"github.com/sdxs-go/sdxs"
+	"github.com/sdxs-go/sdxs/internal/cliprogress"
 	"github.com/sdxs-go/sdxs/internal/nn"
 	"github.com/sdxs-go/sdxs/internal/testmodel"
 	"github.com/sdxs-go/sdxs/sampler"
@@ -72,8 +74,9 @@ type report struct {
 func run() error {
 	var (
 		preset  = flag.String("preset", "sdxs-512-dreamshaper", "built-in architecture with random weights: sdxs-512-dreamshaper, sdxs-512-0.9 or sdxs-512-dreamshaper-sketch (with its ControlNet)")
-		model   = flag.String("model", "", "real model folder (overrides -preset)")
-		cnDir   = flag.String("controlnet", "", "real ControlNet folder, with -model")
+		model   = flag.String("model", "", "real model: a folder or a Hugging Face repository id such as IDKiro/sdxs-512-dreamshaper (overrides -preset)")
+		cnDir   = flag.String("controlnet", "", "real ControlNet (folder or hub repository id), with -model")
+		variant = flag.String("variant", "", "with a hub -model or -controlnet, fetch this weights variant where there is one (fp16)")
 		runs    = flag.Int("runs", 5, "timed runs after one warm-up")
 		width   = flag.Int("width", 512, "width in pixels")
 		height  = flag.Int("height", 512, "height in pixels")
@@ -96,11 +99,22 @@ func run() error {
 	var parts sdxs.Parts
 	if *model != "" {
 		name = path.Base(*model)
+		hubOpts := []sdxs.Option{sdxs.WithProgress(cliprogress.Stderr()), sdxs.WithVariant(*variant)}
+		var dir string
+		dir, err = sdxs.Resolve(context.Background(), *model, sdxs.KindPipeline, hubOpts...)
+		if err != nil {
+			return err
+		}
 		var opts []sdxs.Option
 		if *cnDir != "" {
-			opts = append(opts, sdxs.WithControlNet(*cnDir))
+			cn, err := sdxs.Resolve(context.Background(), *cnDir, sdxs.KindControlNet, hubOpts...)
+			if err != nil {
+				return err
+			}
+			opts = append(opts, sdxs.WithControlNet(cn))
 		}
-		p, err = sdxs.Load(*model, opts...)
+		loadStart = time.Now() // the download is not part of the load time
+		p, err = sdxs.Load(dir, opts...)
 	} else {
 		p, parts, srcs, err = fromPreset(*preset)
 		if err == nil && *save != "" {

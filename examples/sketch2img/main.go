@@ -1,9 +1,11 @@
 // Command sketch2img turns a sketch and a prompt into a picture with SDXS-512-DreamShaper and
 // its sketch ControlNet, in one UNet pass: the whole flow in a few lines.
 //
-//	huggingface-cli download IDKiro/sdxs-512-dreamshaper --local-dir sdxs-512-dreamshaper
-//	huggingface-cli download IDKiro/sdxs-512-dreamshaper-sketch --local-dir sdxs-512-dreamshaper-sketch
-//	go run ./examples/sketch2img -model sdxs-512-dreamshaper -controlnet sdxs-512-dreamshaper-sketch -sketch house.png -prompt "a house by the lake"
+//	go run ./examples/sketch2img -sketch house.png -prompt "a house by the lake"
+//
+// -model and -controlnet are folders or Hugging Face repository ids (by default the released
+// IDKiro/sdxs-512-dreamshaper and IDKiro/sdxs-512-dreamshaper-sketch, fetched into
+// huggingface_hub's cache on first use).
 //
 // The sketch is black lines on white, as drawn on paper (-invert for white on black); PNG or
 // JPEG of any size: it is resized to the picture's size.
@@ -18,11 +20,12 @@ import (
 
 	"github.com/sdxs-go/sdxs"
 	"github.com/sdxs-go/sdxs/imageproc"
+	"github.com/sdxs-go/sdxs/internal/cliprogress"
 )
 
 func main() {
-	model := flag.String("model", "sdxs-512-dreamshaper", "SDXS model folder")
-	controlNet := flag.String("controlnet", "sdxs-512-dreamshaper-sketch", "sketch ControlNet folder")
+	model := flag.String("model", "IDKiro/sdxs-512-dreamshaper", "SDXS model folder or hub repository id")
+	controlNet := flag.String("controlnet", "IDKiro/sdxs-512-dreamshaper-sketch", "sketch ControlNet folder or hub repository id")
 	sketch := flag.String("sketch", "sketch.png", "the sketch (PNG or JPEG)")
 	prompt := flag.String("prompt", "a house by the lake", "what to draw")
 	seed := flag.Uint64("seed", 42, "seed")
@@ -36,7 +39,7 @@ func main() {
 }
 
 func run(model, controlNet, sketch, prompt string, seed uint64, invert bool, out string) error {
-	p, err := sdxs.Load(model, sdxs.WithControlNet(controlNet))
+	p, err := sdxs.Load(model, sdxs.WithControlNet(controlNet), sdxs.WithProgress(cliprogress.Stderr()))
 	if err != nil {
 		return err
 	}

@@ -1,6 +1,10 @@
-// Command txt2img turns a prompt into a picture with an SDXS model folder, in one UNet pass.
+// Command txt2img turns a prompt into a picture with an SDXS model, in one UNet pass.
 //
-//	go run ./examples/txt2img -model sdxs-512-dreamshaper -prompt "a lighthouse at dusk" -out out.png
+//	go run ./examples/txt2img -model IDKiro/sdxs-512-dreamshaper -prompt "a lighthouse at dusk" -out out.png
+//
+// -model is a diffusers model folder or a Hugging Face repository id (org/name, optionally
+// @revision), fetched into huggingface_hub's cache on first use (HF_ENDPOINT, HF_TOKEN,
+// HF_HUB_CACHE, HF_HOME and HF_HUB_OFFLINE apply); a progress bar shows on a terminal.
 //
 // Without -seed a random seed is drawn and printed, so the picture can be made again. -dump
 // writes every intermediate tensor under the names of the diffusers reference (input_ids,
@@ -10,13 +14,13 @@
 // DreamShaper-Sketch ControlNet takes a sketch, black lines on white (-control-invert for white
 // on black); -canny turns a photograph into its edges first, for a canny ControlNet:
 //
-//	go run ./examples/txt2img -model sdxs-512-dreamshaper -controlnet sdxs-512-dreamshaper-sketch -control sketch.png -prompt "a house by the lake"
+//	go run ./examples/txt2img -model IDKiro/sdxs-512-dreamshaper -controlnet IDKiro/sdxs-512-dreamshaper-sketch -control sketch.png -prompt "a house by the lake"
 //
-// -lora PATH applies a LoRA adapter (a PEFT folder or a kohya / diffusers .safetensors file)
-// with strength -lora-scale S (default 1); both repeat, the i-th -lora-scale going with the
-// i-th -lora:
+// -lora PATH applies a LoRA adapter (a PEFT folder, a kohya / diffusers .safetensors file, or a
+// Hugging Face repository id holding either) with strength -lora-scale S (default 1); both
+// repeat, the i-th -lora-scale going with the i-th -lora:
 //
-//	go run ./examples/txt2img -model sdxs-512-dreamshaper -lora anime-lora -lora-scale 0.8 -prompt "a fox"
+//	go run ./examples/txt2img -model IDKiro/sdxs-512-dreamshaper -lora anime-lora -lora-scale 0.8 -prompt "a fox"
 package main
 
 import (
@@ -35,6 +39,7 @@ import (
 
 	"github.com/sdxs-go/sdxs"
 	"github.com/sdxs-go/sdxs/imageproc"
+	"github.com/sdxs-go/sdxs/internal/cliprogress"
 	"github.com/sdxs-go/sdxs/weights"
 )
 
@@ -67,18 +72,19 @@ func (l *floatList) Set(v string) error {
 func run() error {
 	var loras stringList
 	var loraScales floatList
-	flag.Var(&loras, "lora", "LoRA adapter: a PEFT folder or a kohya / diffusers .safetensors file (repeatable)")
+	flag.Var(&loras, "lora", "LoRA adapter: a PEFT folder, a kohya / diffusers .safetensors file, or a Hugging Face repository id (repeatable)")
 	flag.Var(&loraScales, "lora-scale", "strength of the LoRA of the same position (repeatable, default 1)")
 	var (
-		model  = flag.String("model", "", "diffusers model folder (required)")
-		prompt = flag.String("prompt", "", "the text to draw")
-		seed   = flag.Uint64("seed", 0, "seed of the initial noise (default: random, printed)")
-		width  = flag.Int("width", 0, "width in pixels, a multiple of 8 (default: the model's, 512 for SDXS-512)")
-		height = flag.Int("height", 0, "height in pixels, a multiple of 8 (default: the model's)")
-		out    = flag.String("out", "out.png", "PNG file to write")
-		dump   = flag.String("dump", "", "also write the intermediate tensors to this safetensors file")
+		model   = flag.String("model", "", "diffusers model folder, or Hugging Face repository id such as IDKiro/sdxs-512-dreamshaper[@revision] (required)")
+		variant = flag.String("variant", "", "fetch this weights variant from the hub where there is one (fp16)")
+		prompt  = flag.String("prompt", "", "the text to draw")
+		seed    = flag.Uint64("seed", 0, "seed of the initial noise (default: random, printed)")
+		width   = flag.Int("width", 0, "width in pixels, a multiple of 8 (default: the model's, 512 for SDXS-512)")
+		height  = flag.Int("height", 0, "height in pixels, a multiple of 8 (default: the model's)")
+		out     = flag.String("out", "out.png", "PNG file to write")
+		dump    = flag.String("dump", "", "also write the intermediate tensors to this safetensors file")
 
-		controlNet    = flag.String("controlnet", "", "diffusers ControlNetModel folder")
+		controlNet    = flag.String("controlnet", "", "diffusers ControlNetModel folder, or Hugging Face repository id")
 		control       = flag.String("control", "", "control image (PNG or JPEG) for -controlnet")
 		controlScale  = flag.Float64("control-scale", sdxs.DefaultControlScale, "ControlNet conditioning scale")
 		controlInvert = flag.Bool("control-invert", false, "invert the control image (for white lines on black)")
@@ -133,11 +139,30 @@ func run() error {
 		if *control == "" {
 			return errors.New("-controlnet needs a -control image")
 		}
-		opts = append(opts, sdxs.WithControlNet(*controlNet))
+	}
+
+	// Models named by a hub id are fetched first, so that the load time below is the load's.
+	hubOpts := []sdxs.Option{sdxs.WithProgress(cliprogress.Stderr()), sdxs.WithVariant(*variant)}
+	dir, err := sdxs.Resolve(ctx, *model, sdxs.KindPipeline, hubOpts...)
+	if err != nil {
+		return err
+	}
+	if *controlNet != "" {
+		cn, err := sdxs.Resolve(ctx, *controlNet, sdxs.KindControlNet, hubOpts...)
+		if err != nil {
+			return err
+		}
+		opts = append(opts, sdxs.WithControlNet(cn))
+	}
+	loraPaths := make([]string, len(loras))
+	for i, l := range loras {
+		if loraPaths[i], err = sdxs.Resolve(ctx, l, sdxs.KindLoRA, hubOpts...); err != nil {
+			return err
+		}
 	}
 
 	start := time.Now()
-	p, err := sdxs.Load(*model, opts...)
+	p, err := sdxs.Load(dir, opts...)
 	if err != nil {
 		return err
 	}
@@ -148,7 +173,7 @@ func run() error {
 	if *loraLenient {
 		loraOpts = append(loraOpts, sdxs.LenientLoRA())
 	}
-	for i, path := range loras {
+	for i, path := range loraPaths {
 		a, err := p.LoadLoRA(path, loraOpts...)
 		if err != nil {
 			return err
