@@ -33,16 +33,19 @@ func StrengthStart(numInferenceSteps int, strength float64) (int, error) {
 // AddNoise returns original + noise·σ, newly allocated, with σ = Sigmas()[step] in float32 as
 // diffusers' EulerDiscreteScheduler.add_noise computes it in an image-to-image pipeline, where
 // set_begin_index(t_start) makes it use the sigma at the first step run (pass
-// StrengthStart's result). It panics when the slices differ in length or step is outside
-// [0, NumSteps()).
-func (e *Euler) AddNoise(original, noise []float32, step int) []float32 {
+// StrengthStart's result). It returns an error when the slices differ in length or step is
+// outside [0, NumSteps()).
+func (e *Euler) AddNoise(original, noise []float32, step int) ([]float32, error) {
 	if len(original) != len(noise) {
-		panic(fmt.Sprintf("sampler: original samples have %d values, noise %d", len(original), len(noise)))
+		return nil, fmt.Errorf("sampler: original samples have %d values, noise %d", len(original), len(noise))
 	}
-	sigma := e.sigmaAt(step)
+	sigma, err := e.sigmaAt(step)
+	if err != nil {
+		return nil, err
+	}
 	out := make([]float32, len(original))
 	for i, x := range original {
 		out[i] = x + mul32(noise[i], sigma)
 	}
-	return out
+	return out, nil
 }

@@ -96,16 +96,19 @@ func TestImg2ImgOracle(t *testing.T) {
 			noise := NewGenerator(c.Seed).Randn(1, 4, c.Height/8, c.Width/8)
 			oracle.AssertMaxAbs(t, "noise", noise, want("noise"), 1e-5)
 
-			noisy := s.AddNoise(want("init_latents"), want("noise"), start)
+			noisy, err := s.AddNoise(want("init_latents"), want("noise"), start)
+			require.NoError(t, err)
 			oracle.AssertMaxAbs(t, "noisy_latents", noisy, want("noisy_latents"), 2e-3)
 			assert.LessOrEqual(t, countBitDiffs(noisy, want("noisy_latents")), len(noisy)/100, "noisy_latents: too many last-bit differences")
 
-			in := s.ScaleModelInput(slices.Clone(noisy), start)
+			in, err := s.ScaleModelInput(slices.Clone(noisy), start)
+			require.NoError(t, err)
 			r := maxRelDiff(in, want("unet_input"), 1e-3)
 			assert.LessOrEqual(t, r, 1e-5, "unet_input max rel err")
 
 			if len(run) == 1 {
-				prev, _ := s.Step(want("unet_output"), noisy, start)
+				prev, _, err := s.Step(want("unet_output"), noisy, start)
+				require.NoError(t, err)
 				oracle.AssertMaxAbs(t, "latents", prev, want("latents"), 2e-3)
 			}
 		})
@@ -120,7 +123,8 @@ func TestAddNoise(t *testing.T) {
 	orig := []float32{1, -2, 0.5}
 	noise := []float32{0.25, 1, -3}
 	for step := 0; step < 4; step++ {
-		got := s.AddNoise(orig, noise, step)
+		got, err := s.AddNoise(orig, noise, step)
+		require.NoError(t, err)
 		for i := range orig {
 			want := float32(float64(orig[i]) + float64(noise[i])*sig[step])
 			assert.InDelta(t, want, got[i], 1e-6*math.Abs(float64(want))+1e-7, "step %d value %d", step, i)
@@ -128,7 +132,17 @@ func TestAddNoise(t *testing.T) {
 	}
 	// The inputs are not modified.
 	assert.Equal(t, []float32{1, -2, 0.5}, orig)
-	assert.Panics(t, func() { s.AddNoise(orig, noise[:2], 0) })
-	assert.Panics(t, func() { s.AddNoise(orig, noise, 4) })
-	assert.Panics(t, func() { s.AddNoise(orig, noise, -1) })
+	for _, c := range []struct {
+		noise []float32
+		step  int
+		want  string
+	}{
+		{noise[:2], 0, "original samples have 3 values, noise 2"},
+		{noise, 4, "step 4 is outside the schedule of 4 steps"},
+		{noise, -1, "step -1 is outside"},
+	} {
+		out, err := s.AddNoise(orig, c.noise, c.step)
+		require.ErrorContains(t, err, c.want)
+		assert.Nil(t, out)
+	}
 }

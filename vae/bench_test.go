@@ -60,7 +60,7 @@ func BenchmarkTinyEncode512(b *testing.B) {
 	if _, err := d.Encode(context.Background(), img, 512, 512); err != nil {
 		b.Fatal(err)
 	}
-	macs, _ := d.EncoderMACs(512, 512)
+	macs, _ := d.EncoderMACs(context.Background(), 512, 512)
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		if _, err := d.Encode(context.Background(), img, 512, 512); err != nil {

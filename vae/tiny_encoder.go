@@ -59,20 +59,20 @@ func (t *Tiny) checkPictureSize(h, w int) error {
 
 // PrepareEncoder builds (once) the encoder's graph for an h×w picture and checks every weight
 // it needs.
-func (t *Tiny) PrepareEncoder(h, w int) error {
+func (t *Tiny) PrepareEncoder(ctx context.Context, h, w int) error {
 	if err := t.checkPictureSize(h, w); err != nil {
 		return err
 	}
-	_, err := t.enc.Program(context.Background(), encKey{h: h, w: w})
+	_, err := t.enc.Program(ctx, encKey{h: h, w: w})
 	return err
 }
 
 // EncoderMACs returns the multiply-adds of encoding an h×w picture (all in convolutions).
-func (t *Tiny) EncoderMACs(h, w int) (int64, error) {
+func (t *Tiny) EncoderMACs(ctx context.Context, h, w int) (int64, error) {
 	if err := t.checkPictureSize(h, w); err != nil {
 		return 0, err
 	}
-	c, _, err := t.enc.MACs(context.Background(), encKey{h: h, w: w})
+	c, _, err := t.enc.MACs(ctx, encKey{h: h, w: w})
 	return c, err
 }
 

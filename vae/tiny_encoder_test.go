@@ -199,8 +199,8 @@ func TestEncoderSizes(t *testing.T) {
 		lh, lw := d.EncodedSize(c[0], c[1])
 		assert.Equal(t, [2]int{c[2], c[3]}, [2]int{lh, lw}, "%d×%d", c[0], c[1])
 	}
-	require.NoError(t, d.PrepareEncoder(16, 24))
-	macs, err := d.EncoderMACs(16, 24)
+	require.NoError(t, d.PrepareEncoder(context.Background(), 16, 24))
+	macs, err := d.EncoderMACs(context.Background(), 16, 24)
 	require.NoError(t, err)
 	// Convolutions at 16×24, 8×12, 4×6, 2×3: the first 3→16, three 16→16 per block, the
 	// stride-2 ones, and the last 16→4; every one 3×3.
@@ -246,13 +246,13 @@ func TestEncodeInputErrors(t *testing.T) {
 		for _, name := range []string{"encoder.layers.0.weight", "encoder.layers.4.weight", "encoder.layers.5.conv.2.bias", "encoder.layers.8.bias"} {
 			dd, err := NewTiny(full.Config(), hideSource{Source: src, hide: name})
 			require.NoError(t, err)
-			err = dd.PrepareEncoder(16, 16)
+			err = dd.PrepareEncoder(context.Background(), 16, 16)
 			require.Error(t, err)
 			assert.Contains(t, err.Error(), name)
 			var me *nn.MissingError
 			require.ErrorAs(t, err, &me)
 			// The decoder does not need it.
-			require.NoError(t, dd.Prepare(2, 2))
+			require.NoError(t, dd.Prepare(context.Background(), 2, 2))
 		}
 	})
 	t.Run("channels change between levels", func(t *testing.T) {
@@ -261,7 +261,7 @@ func TestEncodeInputErrors(t *testing.T) {
 		require.NoError(t, err)
 		dd, err := NewTiny(cfg, &nn.RandomSource{Seed: 1})
 		require.NoError(t, err)
-		err = dd.PrepareEncoder(16, 16)
+		err = dd.PrepareEncoder(context.Background(), 16, 16)
 		require.Error(t, err)
 		assert.Contains(t, err.Error(), "takes 16 channels, the previous level gives 8")
 	})
