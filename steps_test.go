@@ -48,7 +48,7 @@ func TestTxt2ImgSteps(t *testing.T) {
 		timesteps []float64 // trailing: round(arange(1000, 0, −1000/n)) − 1
 	}{
 		{2, []float64{999, 499}},
-		{3, []float64{999, 666, 332}},  // 1000, 666.67, 333.33 rounded, − 1
+		{3, []float64{999, 666, 332}}, // 1000, 666.67, 333.33 rounded, − 1
 		{4, []float64{999, 749, 499, 249}},
 	} {
 		req := Request{Prompt: "a lighthouse at dusk", Seed: 11, Width: 64, Height: 96, Steps: c.steps}
