@@ -15,10 +15,10 @@ import (
 // noise from the seed, add_noise at the first timestep run; then Generate's denoising loop and
 // decoder from there.
 
-// initLatents runs the image-to-image stages before the denoising loop: the init picture to a
-// tensor and through the VAE encoder (StageVAEEncoder), then the noise and add_noise at step
-// index start (StageNoise). It fills res.InitImage, InitLatents, Noise and NoisyLatents and
-// returns the latents the loop starts from.
+// initLatents runs the image-to-image stages before the denoising loop: the init picture
+// (res.InitImage, already a tensor) through the VAE encoder (StageVAEEncoder), then the noise
+// and add_noise at step index start (StageNoise). It fills res.InitLatents, Noise and
+// NoisyLatents and returns the latents the loop starts from.
 func (p *Pipeline) initLatents(ctx context.Context, req Request, res *Result, sched *sampler.Euler, start int,
 	stage func(Stage, func() error) error) ([]float32, error) {
 	w, h := res.Width, res.Height
@@ -26,10 +26,6 @@ func (p *Pipeline) initLatents(ctx context.Context, req Request, res *Result, sc
 	lh, lw := h/f, w/f
 	gen := sampler.NewGenerator(req.Seed)
 	err := stage(StageVAEEncoder, func() (err error) {
-		res.InitImage, err = initTensor(req.Init, w, h)
-		if err != nil {
-			return err
-		}
 		res.InitLatents, err = p.encode(ctx, res.InitImage, w, h, gen)
 		return err
 	})
