@@ -2,6 +2,7 @@ package sdxs
 
 import (
 	"context"
+	"fmt"
 	"image"
 	"image/color"
 	"math"
@@ -183,4 +184,39 @@ func TestGenerateErrorsImg2Img(t *testing.T) {
 	require.NoError(t, err)
 	g := color.Gray16Model.Convert(gray.At(3, 0)).(color.Gray16).Y >> 8
 	assert.Equal(t, 2*float32(g)/255-1, res.InitImage[3])
+}
+
+// TestImg2ImgCancel cancels an image-to-image run of several steps after each stage: the run
+// stops there, and between the UNet steps.
+func TestImg2ImgCancel(t *testing.T) {
+	p, err := Load(oracle.Path(t, errorsModel, "model"))
+	require.NoError(t, err)
+	defer p.Close()
+	req := Request{Prompt: "x", Seed: 1, Init: solid(64, 64), Steps: 4, Strength: 1}
+	for _, c := range []struct {
+		at    Stage
+		count int // cancel at the count-th report of the stage
+	}{{StageTextEncoder, 1}, {StageVAEEncoder, 1}, {StageNoise, 1}, {StageUNet, 1}, {StageUNet, 3}} {
+		t.Run(fmt.Sprintf("%s %d", c.at, c.count), func(t *testing.T) {
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			var stages []Stage
+			seen := 0
+			r := req
+			r.Progress = func(s Stage, _ time.Duration) {
+				stages = append(stages, s)
+				if s == c.at {
+					if seen++; seen == c.count {
+						cancel()
+					}
+				}
+			}
+			res, err := p.Generate(ctx, r)
+			assert.ErrorIs(t, err, context.Canceled)
+			assert.Nil(t, res)
+			require.NotEmpty(t, stages)
+			assert.Equal(t, c.at, stages[len(stages)-1], "stages run after the cancellation")
+			assert.Equal(t, c.count, seen)
+		})
+	}
 }
