@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"image"
-	"image/color"
 	"math"
 	"strings"
 	"testing"
@@ -13,6 +12,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/sdxs-go/sdxs/imageproc"
 	"github.com/sdxs-go/sdxs/internal/oracle"
 	"github.com/sdxs-go/sdxs/sampler"
 )
@@ -175,15 +175,21 @@ func TestGenerateErrorsImg2Img(t *testing.T) {
 	for i := range res.NoisyLatents {
 		require.InDelta(t, float64(res.InitLatents[i])+float64(res.Noise[i])*sig, res.NoisyLatents[i], 1e-4)
 	}
-	// A picture of another colour model (gray, 16-bit) works as well.
-	gray := image.NewGray16(image.Rect(0, 0, 64, 64))
-	for i := range gray.Pix {
-		gray.Pix[i] = uint8(i)
+	// A picture whose size is not a multiple of 8 is resized (Lanczos) to its size rounded
+	// down, as diffusers' image processor does; Width and Height resize it to another size.
+	odd := image.NewNRGBA(image.Rect(0, 0, 101, 75))
+	for i := range odd.Pix {
+		odd.Pix[i] = uint8(i * 7)
 	}
-	res, err = p.Generate(ctx, Request{Prompt: "x", Init: gray, Steps: 1, Strength: 1})
+	res, err = p.Generate(ctx, Request{Prompt: "x", Init: odd, Steps: 1, Strength: 1})
 	require.NoError(t, err)
-	g := color.Gray16Model.Convert(gray.At(3, 0)).(color.Gray16).Y >> 8
-	assert.Equal(t, 2*float32(g)/255-1, res.InitImage[3])
+	assert.Equal(t, image.Pt(96, 72), res.Image.Rect.Size())
+	assert.Equal(t, imageproc.InitTensor(odd, 96, 72), res.InitImage)
+	res, err = p.Generate(ctx, Request{Prompt: "x", Init: odd, Width: 64, Height: 128, Steps: 1, Strength: 1})
+	require.NoError(t, err)
+	assert.Equal(t, image.Pt(64, 128), res.Image.Rect.Size())
+	assert.Equal(t, imageproc.InitTensor(odd, 64, 128), res.InitImage)
+	assert.Len(t, res.InitLatents, 4*16*8)
 }
 
 // TestImg2ImgCancel cancels an image-to-image run of several steps after each stage: the run

@@ -21,7 +21,6 @@ import (
 	"flag"
 	"fmt"
 	"image"
-	_ "image/jpeg" // the init picture may be a JPEG
 	"image/png"
 	"io"
 	"os"
@@ -29,6 +28,7 @@ import (
 	"time"
 
 	"github.com/sdxs-go/sdxs"
+	"github.com/sdxs-go/sdxs/imageproc"
 	"github.com/sdxs-go/sdxs/weights"
 )
 
@@ -120,22 +120,12 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	return nil
 }
 
-// readPicture decodes a PNG or JPEG file.
+// readPicture decodes a PNG or JPEG file (EXIF orientation applied, as diffusers' load_image
+// does).
 func readPicture(path string) (image.Image, error) {
-	f, err := os.Open(path)
+	img, err := imageproc.DecodeFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("init picture: %w", err)
-	}
-	defer f.Close()
-	img, format, err := image.Decode(f)
-	if err != nil {
-		if errors.Is(err, image.ErrFormat) {
-			return nil, fmt.Errorf("init picture %s: not a PNG or JPEG picture", path)
-		}
-		return nil, fmt.Errorf("init picture %s: %w", path, err)
-	}
-	if format != "png" && format != "jpeg" {
-		return nil, fmt.Errorf("init picture %s: %s pictures are not supported (PNG or JPEG)", path, format)
 	}
 	return img, nil
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"image"
 	"image/color"
+	"image/jpeg"
 	"image/png"
 	"os"
 	"path/filepath"
@@ -146,8 +147,8 @@ func TestBadInput(t *testing.T) {
 		args   []string
 		substr string
 	}{
-		{"not an image", []string{"-model", m, "-init", notImage}, "init picture " + notImage + ": not a PNG or JPEG picture"},
-		{"truncated", []string{"-model", m, "-init", truncated}, "init picture " + truncated},
+		{"not an image", []string{"-model", m, "-init", notImage}, notImage + ": not a PNG or JPEG image"},
+		{"truncated", []string{"-model", m, "-init", truncated}, "init picture: imageproc: " + truncated},
 		{"missing", []string{"-model", m, "-init", filepath.Join(dir, "nope.png")}, "init picture"},
 		{"strength 0", []string{"-model", m, "-init", good, "-strength", "0"}, "strength 0: must be in (0, 1]"},
 		{"strength 1.2", []string{"-model", m, "-init", good, "-strength", "1.2"}, "strength 1.2: must be in (0, 1]"},
@@ -166,4 +167,37 @@ func TestBadInput(t *testing.T) {
 			assert.NoFileExists(t, out)
 		})
 	}
+}
+
+// TestJPEGInit runs the command on a JPEG init picture whose size is not a multiple of 8: the
+// output has the size rounded down.
+func TestJPEGInit(t *testing.T) {
+	dir := t.TempDir()
+	src, err := os.Open(oracle.Path(t, model, "img2img", "init0.png"))
+	require.NoError(t, err)
+	pic, err := png.Decode(src)
+	src.Close()
+	require.NoError(t, err)
+	crop := image.NewRGBA(image.Rect(0, 0, 203, 150))
+	for y := 0; y < 150; y++ {
+		for x := 0; x < 203; x++ {
+			crop.Set(x, y, pic.At(x, y))
+		}
+	}
+	jpg := filepath.Join(dir, "init.jpg")
+	f, err := os.Create(jpg)
+	require.NoError(t, err)
+	require.NoError(t, jpeg.Encode(f, crop, &jpeg.Options{Quality: 90}))
+	require.NoError(t, f.Close())
+	out := filepath.Join(dir, "out.png")
+	var stdout bytes.Buffer
+	require.NoError(t, run(context.Background(), []string{"-model", oracle.Path(t, model, "model"), "-init", jpg,
+		"-prompt", "a lighthouse", "-seed", "3", "-strength", "0.75", "-steps", "4", "-out", out}, &stdout))
+	assert.Contains(t, stdout.String(), "(200×144, timesteps [749 499 249])")
+	g, err := os.Open(out)
+	require.NoError(t, err)
+	defer g.Close()
+	cfg, err := png.DecodeConfig(g)
+	require.NoError(t, err)
+	assert.Equal(t, [2]int{200, 144}, [2]int{cfg.Width, cfg.Height})
 }
