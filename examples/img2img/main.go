@@ -112,7 +112,11 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	if *dump != "" {
 		meta := map[string]string{"prompt": *prompt, "seed": fmt.Sprint(*seed), "init": *initPath,
 			"strength": fmt.Sprint(*strength), "steps": fmt.Sprint(*steps)}
-		if err := weights.WriteFile(*dump, res.Tensors(), meta); err != nil {
+		tensors, err := res.Tensors()
+		if err != nil {
+			return err
+		}
+		if err := weights.WriteFile(*dump, tensors, meta); err != nil {
 			return err
 		}
 		fmt.Fprintln(stdout, "wrote", *dump)
