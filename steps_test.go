@@ -6,6 +6,7 @@ import (
 	"image"
 	"math"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -225,4 +226,52 @@ func TestImg2ImgCancel(t *testing.T) {
 			assert.Equal(t, c.count, seen)
 		})
 	}
+}
+
+// TestImg2ImgConcurrent runs image-to-image and multi-step requests of several sizes at once:
+// each gives what it gives alone.
+func TestImg2ImgConcurrent(t *testing.T) {
+	p, err := Load(oracle.Path(t, errorsModel, "model"))
+	require.NoError(t, err)
+	defer p.Close()
+	ctx := context.Background()
+	reqs := []Request{
+		{Prompt: "a", Seed: 1, Init: solid(64, 64), Steps: 2, Strength: 0.5},
+		{Prompt: "b", Seed: 2, Init: solid(72, 64), Steps: 3, Strength: 1},
+		{Prompt: "c", Seed: 3, Width: 64, Height: 64, Steps: 2},
+		{Prompt: "a", Seed: 1, Init: solid(64, 64), Steps: 2, Strength: 0.5},
+	}
+	want := make([]*Result, len(reqs))
+	for i, r := range reqs {
+		want[i], err = p.Generate(ctx, r)
+		require.NoError(t, err)
+	}
+	got := make([]*Result, len(reqs))
+	errs := make([]error, len(reqs))
+	var wg sync.WaitGroup
+	for i, r := range reqs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			got[i], errs[i] = p.Generate(ctx, r)
+		}()
+	}
+	wg.Wait()
+	for i := range reqs {
+		require.NoError(t, errs[i], "request %d", i)
+		assert.Equal(t, want[i].Image.Pix, got[i].Image.Pix, "request %d", i)
+		assert.Equal(t, want[i].Timesteps, got[i].Timesteps, "request %d", i)
+	}
+	// A batch of image-to-image pictures: seeds Seed, Seed+1, each as it is alone.
+	batch, err := p.GenerateBatch(ctx, reqs[0], 2)
+	require.NoError(t, err)
+	require.Len(t, batch, 2)
+	assert.Equal(t, want[0].Image.Pix, batch[0].Image.Pix)
+	r := reqs[0]
+	r.Seed++
+	alone, err := p.Generate(ctx, r)
+	require.NoError(t, err)
+	assert.Equal(t, alone.Image.Pix, batch[1].Image.Pix)
+	assert.Equal(t, want[0].InitLatents, batch[1].InitLatents, "the same init picture")
+	assert.NotEqual(t, want[0].Noise, batch[1].Noise)
 }
