@@ -7,6 +7,7 @@ import (
 
 	"github.com/sdxs-go/sdxs/imageproc"
 	"github.com/sdxs-go/sdxs/sampler"
+	"github.com/sdxs-go/sdxs/vae"
 )
 
 // Image to image, as diffusers 0.31's StableDiffusionImg2ImgPipeline computes it with guidance
@@ -59,7 +60,14 @@ func (p *Pipeline) initLatents(ctx context.Context, req Request, res *Result, sc
 // retrieve_latents with the pipeline's generator draws a sample (mean + std·randn(gen)) before
 // the noise is drawn from the same generator: that path belongs here, using gen.
 func (p *Pipeline) encode(ctx context.Context, img []float32, w, h int, gen *sampler.Generator) ([]float32, error) {
-	z, err := p.vae.Encode(ctx, img, h, w)
+	var z []float32
+	var err error
+	switch v := any(p.vae).(type) {
+	case *vae.Tiny:
+		z, err = v.Encode(ctx, img, h, w)
+	default:
+		return nil, fmt.Errorf("sdxs: the VAE (%T) has no encoder for image to image", p.vae)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("sdxs: %w", err)
 	}
@@ -81,6 +89,23 @@ func initTensor(img image.Image, w, h int) ([]float32, error) {
 	return t, nil
 }
 
+// vaeEncoder is what WarmEncoder and EncoderMACs need of a VAE's encoder.
+type vaeEncoder interface {
+	PrepareEncoder(ctx context.Context, h, w int) error
+	EncoderMACs(ctx context.Context, h, w int) (int64, error)
+}
+
+var _ vaeEncoder = (*vae.Tiny)(nil)
+
+// encoder returns the pipeline's VAE as a vaeEncoder.
+func (p *Pipeline) encoder() (vaeEncoder, error) {
+	e, ok := any(p.vae).(vaeEncoder)
+	if !ok {
+		return nil, fmt.Errorf("sdxs: the VAE (%T) has no encoder for image to image", p.vae)
+	}
+	return e, nil
+}
+
 // WarmEncoder builds the VAE encoder's graph for image to image at width×height and checks every
 // weight it needs, so that the first such Generate does not pay for it. If ctx ends first,
 // WarmEncoder returns its error (the build completes in the background).
@@ -93,7 +118,11 @@ func (p *Pipeline) WarmEncoder(ctx context.Context, width, height int) error {
 		return err
 	}
 	defer exit()
-	if err := p.vae.PrepareEncoder(cctx, height, width); err != nil {
+	enc, err := p.encoder()
+	if err != nil {
+		return err
+	}
+	if err := enc.PrepareEncoder(cctx, height, width); err != nil {
 		return p.closedErr(ctx, fmt.Errorf("sdxs: %w", err))
 	}
 	return nil
@@ -110,7 +139,11 @@ func (p *Pipeline) EncoderMACs(ctx context.Context, width, height int) (int64, e
 		return 0, err
 	}
 	defer exit()
-	m, err := p.vae.EncoderMACs(cctx, height, width)
+	enc, err := p.encoder()
+	if err != nil {
+		return 0, err
+	}
+	m, err := enc.EncoderMACs(cctx, height, width)
 	if err != nil {
 		return 0, p.closedErr(ctx, fmt.Errorf("sdxs: %w", err))
 	}

@@ -275,3 +275,26 @@ func TestImg2ImgConcurrent(t *testing.T) {
 	assert.Equal(t, want[0].InitLatents, batch[1].InitLatents, "the same init picture")
 	assert.NotEqual(t, want[0].Noise, batch[1].Noise)
 }
+
+func TestWarmEncoder(t *testing.T) {
+	ctx := context.Background()
+	p, err := Load(oracle.Path(t, errorsModel, "model"))
+	require.NoError(t, err)
+	defer p.Close()
+	require.NoError(t, p.WarmEncoder(ctx, 64, 96))
+	m, err := p.EncoderMACs(ctx, 64, 96)
+	require.NoError(t, err)
+	want, err := p.vae.EncoderMACs(ctx, 96, 64)
+	require.NoError(t, err)
+	assert.Equal(t, want, m)
+	assert.Positive(t, m)
+	require.ErrorContains(t, p.WarmEncoder(ctx, 60, 64), "width 60")
+	_, err = p.EncoderMACs(ctx, 64, 4096)
+	require.ErrorContains(t, err, "height 4096")
+	var zero *Pipeline
+	require.ErrorContains(t, zero.WarmEncoder(ctx, 64, 64), "not made by Load or New")
+	_, err = zero.EncoderMACs(ctx, 64, 64)
+	require.ErrorContains(t, err, "not made by Load or New")
+	require.NoError(t, p.Close())
+	require.ErrorIs(t, p.WarmEncoder(ctx, 64, 64), ErrClosed)
+}
