@@ -327,7 +327,6 @@ func TestLoRAWinograd(t *testing.T) {
 	const scale = 0.8
 	var outs [][]float32
 	var res *Result
-	var p *Pipeline
 	for _, mode := range loraModes {
 		q, err := Load(oracle.Path(t, loraModel, "model"), mode.opts...)
 		require.NoError(t, err)
@@ -337,7 +336,6 @@ func TestLoRAWinograd(t *testing.T) {
 		res, err = q.Generate(context.Background(), request(c, LoRA{Adapter: a, Scale: scale}))
 		require.NoError(t, err)
 		outs = append(outs, res.UNetOutput)
-		p = q
 	}
 
 	dir := oracle.Path(t, loraModel, "model", "unet")
@@ -373,7 +371,7 @@ func TestLoRAWinograd(t *testing.T) {
 	require.Empty(t, byWeight, "every target merged")
 	u, err := unet.New(cfg, mem)
 	require.NoError(t, err)
-	want, err := u.Forward(context.Background(), res.UNetInput, 64, 64, p.timestep, res.TextEmbeddings, nil)
+	want, err := u.Forward(context.Background(), res.UNetInput, 64, 64, res.Timesteps[0], res.TextEmbeddings, nil)
 	require.NoError(t, err)
 	oracle.AssertRelL2(t, "merged unet_output", outs[0], want, 1e-5)
 	oracle.AssertRelL2(t, "unfused unet_output", outs[1], want, 1e-5)

@@ -14,6 +14,9 @@
 // PyTorch-compatible noise from the seed is scaled for the Euler scheduler's single step at
 // t = 999; the UNet predicts the noise; the step gives the clean latents x₀; the TAESD decoder
 // turns them into pixels. The same seed gives the same picture as diffusers with a CPU generator.
+// Request.Steps runs more Euler steps (SD-Turbo-class models take 1–4), and Request.Init starts
+// from a picture instead of pure noise (image to image, as diffusers'
+// StableDiffusionImg2ImgPipeline).
 package sdxs
 
 import (
@@ -51,6 +54,7 @@ type Stage string
 const (
 	StageTokenize    Stage = "tokenize"
 	StageTextEncoder Stage = "text_encoder"
+	StageVAEEncoder  Stage = "vae_encoder" // image to image only: the init picture to latents
 	StageNoise       Stage = "noise"
 	StageUNet        Stage = "unet"
 	StageVAEDecoder  Stage = "vae_decoder"
@@ -63,9 +67,23 @@ type Request struct {
 	// Seed seeds PyTorch's CPU generator for the initial noise.
 	Seed uint64
 	// Width and Height of the picture in pixels: multiples of 8 between MinSize and MaxSize.
-	// Zero means the model's default (its UNet sample_size × 8, 512 for SDXS-512).
+	// Zero means the init picture's size rounded down to multiples of 8 when Init is set (as
+	// diffusers does), else the model's default (its UNet sample_size × 8, 512 for SDXS-512).
 	Width, Height int
-	// Progress, if set, is called after each stage with the time it took.
+	// Steps is the number of inference steps the Euler schedule is built for (diffusers'
+	// num_inference_steps). Zero means 1, the SDXS setting; SD-Turbo-class models take 1–4.
+	Steps int
+	// Init, if set, makes this image to image: the picture (resized to Width×Height if they
+	// differ from its size, as diffusers' image processor does) is encoded by the VAE, noised to
+	// the first timestep Strength keeps, and denoised from there.
+	Init image.Image
+	// Strength is how much of the schedule image to image runs, in (0, 1]: the last
+	// int(Steps·Strength) steps (diffusers' get_timesteps). 1 starts from pure noise plus the
+	// picture at t = 999; 0.5 with 2 steps runs t = 499 once. Required with Init; must be zero
+	// without it.
+	Strength float64
+	// Progress, if set, is called after each stage with the time it took, and after each
+	// denoising step for StageUNet (and StageControlNet).
 	Progress func(stage Stage, took time.Duration)
 
 	// Control, if set, is the control image of the loaded ControlNet (a sketch for the
@@ -96,13 +114,24 @@ type Result struct {
 	InputIDs []int64
 	// TextEmbeddings are the text encoder's last hidden state [77, D].
 	TextEmbeddings []float32
+	// InitImage is the init picture as the VAE encoder sees it [3, H, W] in [−1, 1] (image to
+	// image only).
+	InitImage []float32
+	// InitLatents are the encoded init picture × the VAE's scaling factor [4, H/8, W/8] (image
+	// to image only).
+	InitLatents []float32
 	// Noise is the initial noise [4, H/8, W/8].
 	Noise []float32
-	// UNetInput is the scaled latent the UNet sees.
+	// NoisyLatents are InitLatents noised to the first timestep run (image to image only).
+	NoisyLatents []float32
+	// Timesteps are the timesteps the UNet ran at, in order.
+	Timesteps []float64
+	// UNetInput is the scaled latent the UNet sees at the first step.
 	UNetInput []float32
-	// UNetOutput is the predicted noise.
+	// UNetOutput is the predicted noise at the first step.
 	UNetOutput []float32
-	// Latents is x₀, the denoised latent, before division by the VAE's scaling factor.
+	// Latents is x₀, the denoised latent after the last step, before division by the VAE's
+	// scaling factor.
 	Latents []float32
 	// Decoded is the decoder's output [3, H, W], nominally in [-1, 1].
 	Decoded []float32
@@ -126,7 +155,6 @@ type Pipeline struct {
 	unet     *unet.Model
 	vae      *vae.Tiny
 	schedCfg sampler.Config
-	timestep float64
 	closers  []io.Closer
 	cache    *nn.ProgramCache
 	life     lifecycle
@@ -216,7 +244,7 @@ func Load(nameOrDir string, opts ...Option) (*Pipeline, error) {
 	if err := p.check(); err != nil {
 		return nil, err
 	}
-	if err := p.initScheduler(); err != nil {
+	if err := p.checkScheduler(); err != nil {
 		return nil, err
 	}
 	if err := p.shareCache(); err != nil {
@@ -257,7 +285,7 @@ func New(parts Parts, opts ...Option) (*Pipeline, error) {
 	if err := p.check(); err != nil {
 		return nil, err
 	}
-	if err := p.initScheduler(); err != nil {
+	if err := p.checkScheduler(); err != nil {
 		return nil, err
 	}
 	if err := p.shareCache(); err != nil {
@@ -287,16 +315,15 @@ func (p *Pipeline) check() error {
 	return nil
 }
 
-// initScheduler fixes the one-step schedule: the timestep and the σ of its single step.
-func (p *Pipeline) initScheduler() error {
-	s, err := p.scheduler()
+// checkScheduler checks that the scheduler config makes a one-step schedule.
+func (p *Pipeline) checkScheduler() error {
+	s, err := p.scheduler(1)
 	if err != nil {
 		return err
 	}
 	if s.NumSteps() != 1 {
 		return fmt.Errorf("sdxs: scheduler: one step gives %d timesteps", s.NumSteps())
 	}
-	p.timestep = s.Timesteps()[0]
 	return nil
 }
 
@@ -427,15 +454,23 @@ func (p *Pipeline) Generate(ctx context.Context, req Request) (*Result, error) {
 }
 
 func (p *Pipeline) generate(ctx context.Context, req Request) (*Result, error) {
-	w, h := req.Width, req.Height
-	if w == 0 {
-		w = p.DefaultSize()
-	}
-	if h == 0 {
-		h = p.DefaultSize()
-	}
-	if err := checkSize(w, h); err != nil {
+	w, h, err := p.requestSize(req)
+	if err != nil {
 		return nil, err
+	}
+	steps, start, err := requestSteps(req)
+	if err != nil {
+		return nil, err
+	}
+	sched, err := p.scheduler(steps)
+	if err != nil {
+		return nil, err
+	}
+	var initImage []float32
+	if req.Init != nil {
+		if initImage, err = initTensor(req.Init, w, h); err != nil {
+			return nil, err
+		}
 	}
 	ctl, err := p.startControl(&req)
 	if err != nil {
@@ -451,7 +486,7 @@ func (p *Pipeline) generate(ctx context.Context, req Request) (*Result, error) {
 		return nil, err
 	}
 	defer p.releaseLoRA(set)
-	res := &Result{Seed: req.Seed, Width: w, Height: h, Timings: make(map[Stage]time.Duration)}
+	res := &Result{Seed: req.Seed, Width: w, Height: h, InitImage: initImage, Timings: make(map[Stage]time.Duration)}
 	stage := func(s Stage, fn func() error) error {
 		if err := ctx.Err(); err != nil {
 			return err
@@ -461,7 +496,7 @@ func (p *Pipeline) generate(ctx context.Context, req Request) (*Result, error) {
 			return err
 		}
 		d := time.Since(start)
-		res.Timings[s] = d
+		res.Timings[s] += d
 		if req.Progress != nil {
 			req.Progress(s, d)
 		}
@@ -478,39 +513,50 @@ func (p *Pipeline) generate(ctx context.Context, req Request) (*Result, error) {
 			return err
 		})
 	}
-	sched, err2 := p.scheduler()
-	if err == nil {
-		err = err2
-	}
 	var latents []float32
-	if err == nil {
+	if err == nil && req.Init != nil {
+		latents, err = p.initLatents(ctx, req, res, sched, start, stage)
+	} else if err == nil {
 		err = stage(StageNoise, func() error {
 			c := un.Config().InChannels
 			res.Noise = sampler.NewGenerator(req.Seed).Randn(1, c, lh, lw)
 			latents = sched.InitLatents(slices.Clone(res.Noise))
-			var err error
-			res.UNetInput, err = sched.ScaleModelInput(slices.Clone(latents), 0)
-			return err
+			return nil
 		})
 	}
-	var resid *unet.Residuals
-	if err == nil && ctl != nil {
-		err = stage(StageControlNet, func() (err error) {
-			resid, err = ctl.residuals(ctx, res, p.unet.Config(), res.UNetInput, lh, lw, p.timestep)
-			return err
-		})
-	}
-	if err == nil {
-		err = stage(StageUNet, func() (err error) {
-			res.UNetOutput, err = un.Forward(ctx, res.UNetInput, lh, lw, p.timestep, res.TextEmbeddings, resid)
+	// The denoising loop: each step scales the latents for the UNet (and the ControlNet),
+	// predicts the noise and takes an Euler step to the next σ (0 after the last, which lands
+	// on x₀).
+	timesteps := sched.Timesteps()
+	for i := start; err == nil && i < len(timesteps); i++ {
+		var in []float32
+		if in, err = sched.ScaleModelInput(slices.Clone(latents), i); err != nil {
+			break
+		}
+		var resid *unet.Residuals
+		if ctl != nil {
+			err = stage(StageControlNet, func() (err error) {
+				resid, err = ctl.residuals(ctx, res, un.Config(), in, lh, lw, timesteps[i])
+				return err
+			})
+			if err != nil {
+				break
+			}
+		}
+		err = stage(StageUNet, func() error {
+			out, err := un.Forward(ctx, in, lh, lw, timesteps[i], res.TextEmbeddings, resid)
 			if err != nil {
 				return err
 			}
-			// One Euler step to σ = 0 lands on x₀.
-			res.Latents, _, err = sched.Step(res.UNetOutput, latents, 0)
+			if i == start {
+				res.UNetInput, res.UNetOutput = in, out
+			}
+			res.Timesteps = append(res.Timesteps, timesteps[i])
+			latents, _, err = sched.Step(out, latents, i)
 			return err
 		})
 	}
+	res.Latents = latents
 	if err == nil {
 		err = stage(StageVAEDecoder, func() (err error) {
 			sf := float32(p.vae.ScalingFactor())
@@ -532,13 +578,76 @@ func (p *Pipeline) generate(ctx context.Context, req Request) (*Result, error) {
 	return res, nil
 }
 
-// scheduler returns a one-step Euler scheduler (cheap: a table of 1000 values).
-func (p *Pipeline) scheduler() (*sampler.Euler, error) {
+// requestSize returns the picture size of a request: Width and Height if given, else the init
+// picture's size rounded down to multiples of 8 (imageproc.DefaultSize, as diffusers does),
+// else the model's default; checked.
+func (p *Pipeline) requestSize(req Request) (w, h int, err error) {
+	w, h = req.Width, req.Height
+	if req.Init != nil {
+		b := req.Init.Bounds()
+		if b.Empty() {
+			return 0, 0, fmt.Errorf("sdxs: init picture is empty (%d×%d)", b.Dx(), b.Dy())
+		}
+		dw, dh := imageproc.DefaultSize(req.Init, p.vae.UpscaleFactor())
+		if w == 0 {
+			w = dw
+		}
+		if h == 0 {
+			h = dh
+		}
+		if w < MinSize || h < MinSize {
+			return 0, 0, fmt.Errorf("sdxs: init picture %d×%d gives a %d×%d picture: the minimum is %d×%d", b.Dx(), b.Dy(), w, h, MinSize, MinSize)
+		}
+	}
+	if w == 0 {
+		w = p.DefaultSize()
+	}
+	if h == 0 {
+		h = p.DefaultSize()
+	}
+	if err := checkSize(w, h); err != nil {
+		return 0, 0, err
+	}
+	return w, h, nil
+}
+
+// maxSteps bounds Request.Steps (the training schedule's length bounds it too).
+const maxSteps = 1000
+
+// requestSteps returns the number of steps the schedule is built for and the index of the first
+// step run (0 for text to image; get_timesteps' t_start for image to image).
+func requestSteps(req Request) (steps, start int, err error) {
+	steps = req.Steps
+	if steps == 0 {
+		steps = 1
+	}
+	if steps < 1 || steps > maxSteps {
+		return 0, 0, fmt.Errorf("sdxs: steps %d: must be between 1 and %d", req.Steps, maxSteps)
+	}
+	if req.Init == nil {
+		if req.Strength != 0 {
+			return 0, 0, fmt.Errorf("sdxs: strength %v without an init picture: strength is for image to image", req.Strength)
+		}
+		return steps, 0, nil
+	}
+	if !(req.Strength > 0 && req.Strength <= 1) {
+		return 0, 0, fmt.Errorf("sdxs: strength %v: must be in (0, 1] for image to image", req.Strength)
+	}
+	start, err = sampler.StrengthStart(steps, req.Strength)
+	if err != nil {
+		return 0, 0, fmt.Errorf("sdxs: %w", err)
+	}
+	return steps, start, nil
+}
+
+// scheduler returns an Euler scheduler with the schedule for steps inference steps (cheap: a
+// table of 1000 values).
+func (p *Pipeline) scheduler(steps int) (*sampler.Euler, error) {
 	s, err := sampler.New(p.schedCfg)
 	if err != nil {
 		return nil, fmt.Errorf("sdxs: scheduler: %w", err)
 	}
-	if err := s.SetTimesteps(1); err != nil {
+	if err := s.SetTimesteps(steps); err != nil {
 		return nil, fmt.Errorf("sdxs: scheduler: %w", err)
 	}
 	return s, nil
@@ -582,9 +691,12 @@ func toByte(v float32) uint8 {
 // Tensors returns the result's tensors under the names the diffusers reference uses, with a
 // batch dimension of 1: input_ids (int64 [1,77]), text_embeddings [1,77,D], noise, unet_input,
 // unet_output and latents (x₀) [1,4,H/8,W/8], decoded [1,3,H,W] and image (uint8 [H,W,3]);
-// with a control image also control_cond [1,3,H,W], control_down.{j} and control_mid.
-// weights.WriteFile writes them as a safetensors file. It returns an error, naming the field, if
-// the result is not whole (a field missing or of the wrong length for Width×Height).
+// for image to image also init_image [1,3,H,W], init_latents and noisy_latents [1,4,H/8,W/8]
+// and timesteps (float32 [n]), as the image-to-image reference names them; with a control image
+// also control_cond [1,3,H,W], control_down.{j} and control_mid. unet_input and unet_output (and
+// the control residuals) are those of the first step. weights.WriteFile writes them as a
+// safetensors file. It returns an error, naming the field, if the result is not whole (a field
+// missing or of the wrong length for Width×Height).
 func (r *Result) Tensors() ([]weights.Tensor, error) {
 	if r == nil {
 		return nil, errors.New("sdxs: Result.Tensors: nil result")
@@ -611,6 +723,9 @@ func (r *Result) Tensors() ([]weights.Tensor, error) {
 		{"unet_output", r.UNetOutput, len(r.Noise)},
 		{"latents", r.Latents, len(r.Noise)},
 		{"decoded", r.Decoded, 3 * r.Width * r.Height},
+		// image to image: all or none.
+		{"init_latents", r.InitLatents, ifInit(r, len(r.Noise))},
+		{"noisy_latents", r.NoisyLatents, ifInit(r, len(r.Noise))},
 	} {
 		if len(f.v) != f.n {
 			return nil, fmt.Errorf("sdxs: Result.Tensors: %s has %d values, want %d", f.name, len(f.v), f.n)
@@ -626,15 +741,42 @@ func (r *Result) Tensors() ([]weights.Tensor, error) {
 			img = append(img, r.Image.Pix[o:o+3]...)
 		}
 	}
+	if r.InitImage != nil && len(r.InitImage) != 3*r.Width*r.Height {
+		return nil, fmt.Errorf("sdxs: Result.Tensors: init_image has %d values, want %d", len(r.InitImage), 3*r.Width*r.Height)
+	}
+	if r.InitImage != nil && len(r.Timesteps) == 0 {
+		return nil, errors.New("sdxs: Result.Tensors: an image-to-image result without timesteps")
+	}
 	ts := []weights.Tensor{
 		{Name: "input_ids", DType: weights.I64, Shape: []int{1, len(r.InputIDs)}, I64: r.InputIDs},
 		{Name: "text_embeddings", DType: weights.F32, Shape: []int{1, len(r.InputIDs), d}, F32: r.TextEmbeddings},
+	}
+	if r.InitImage != nil {
+		steps := make([]float32, len(r.Timesteps))
+		for i, t := range r.Timesteps {
+			steps[i] = float32(t)
+		}
+		ts = append(ts,
+			weights.Tensor{Name: "init_image", DType: weights.F32, Shape: []int{1, 3, r.Height, r.Width}, F32: r.InitImage},
+			weights.Tensor{Name: "init_latents", DType: weights.F32, Shape: lat, F32: r.InitLatents},
+			weights.Tensor{Name: "noisy_latents", DType: weights.F32, Shape: lat, F32: r.NoisyLatents},
+			weights.Tensor{Name: "timesteps", DType: weights.F32, Shape: []int{len(steps)}, F32: steps})
+	}
+	ts = append(ts, []weights.Tensor{
 		{Name: "noise", DType: weights.F32, Shape: lat, F32: r.Noise},
 		{Name: "unet_input", DType: weights.F32, Shape: lat, F32: r.UNetInput},
 		{Name: "unet_output", DType: weights.F32, Shape: lat, F32: r.UNetOutput},
 		{Name: "latents", DType: weights.F32, Shape: lat, F32: r.Latents},
 		{Name: "decoded", DType: weights.F32, Shape: []int{1, 3, r.Height, r.Width}, F32: r.Decoded},
 		{Name: "image", DType: weights.U8, Shape: []int{r.Height, r.Width, 3}, U8: img},
-	}
+	}...)
 	return append(ts, r.controlTensors()...), nil
+}
+
+// ifInit returns n for an image-to-image result (one with InitImage) and 0 otherwise.
+func ifInit(r *Result, n int) int {
+	if r.InitImage == nil {
+		return 0
+	}
+	return n
 }

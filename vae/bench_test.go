@@ -41,3 +41,31 @@ func BenchmarkTinyDecode512(b *testing.B) {
 	}
 	b.ReportMetric(2*float64(macs)*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
 }
+
+// BenchmarkTinyEncode512 encodes a 512×512 picture into a 64×64 latent with the full-size TAESD
+// encoder (random weights; time does not depend on their values).
+func BenchmarkTinyEncode512(b *testing.B) {
+	cfg, err := weights.ParseTinyVAEConfig([]byte(fullTAESD))
+	if err != nil {
+		b.Fatal(err)
+	}
+	d, err := NewTiny(cfg, &nn.RandomSource{Seed: 1})
+	if err != nil {
+		b.Fatal(err)
+	}
+	img := make([]float32, 3*512*512)
+	for i := range img {
+		img[i] = float32(i%23)/11 - 1
+	}
+	if _, err := d.Encode(context.Background(), img, 512, 512); err != nil {
+		b.Fatal(err)
+	}
+	macs, _ := d.EncoderMACs(context.Background(), 512, 512)
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if _, err := d.Encode(context.Background(), img, 512, 512); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(2*float64(macs)*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
+}

@@ -1,5 +1,6 @@
-// Package vae holds the image decoders that turn latents into pixels: the AutoencoderTiny
-// (TAESD) decoder that SDXS ships as vae/.
+// Package vae holds the autoencoders between pixels and latents: the AutoencoderTiny (TAESD)
+// that SDXS ships as vae/, whose decoder turns latents into pixels and whose encoder turns an
+// init picture into latents for image to image.
 package vae
 
 import (
@@ -11,12 +12,13 @@ import (
 	"github.com/sdxs-go/sdxs/weights"
 )
 
-// Tiny is the AutoencoderTiny (TAESD) decoder with its weights. Graphs are built once per latent
-// size and kept in the runner's program cache (its own, unbounded, unless SetCache shares a
-// bounded one). It is safe for concurrent use.
+// Tiny is the AutoencoderTiny (TAESD) decoder and encoder with their weights. Graphs are built
+// once per size and kept in the runners' program cache (their own, unbounded, unless SetCache
+// shares a bounded one). It is safe for concurrent use.
 type Tiny struct {
 	cfg    *weights.TinyVAEConfig
-	runner *nn.Runner[tinyKey]
+	runner *nn.Runner[tinyKey] // the decoder
+	enc    *nn.Runner[encKey]  // the encoder (tiny_encoder.go), on the same weights
 }
 
 // tinyKey names a decoder graph: a latent size, and whether it keeps every layer's output.
@@ -32,7 +34,9 @@ func (k tinyKey) String() string {
 	return fmt.Sprintf("a %d×%d latent", k.h, k.w)
 }
 
-// NewTiny returns a TAESD decoder with the given config whose weights come from src.
+// NewTiny returns a TAESD autoencoder with the given config whose weights come from src. The
+// decoder's weights are "decoder.layers.{j}", the encoder's "encoder.layers.{j}"; each is read
+// when its graph is first built, so a folder without encoder weights still decodes.
 func NewTiny(cfg *weights.TinyVAEConfig, src weights.TensorSource) (*Tiny, error) {
 	if cfg == nil {
 		return nil, fmt.Errorf("vae: nil config")
@@ -44,13 +48,18 @@ func NewTiny(cfg *weights.TinyVAEConfig, src weights.TensorSource) (*Tiny, error
 		return nil, fmt.Errorf("vae: %w", err)
 	}
 	t := &Tiny{cfg: cfg}
-	t.runner = nn.NewRunner("vae", nn.NewParams(src), t.build)
+	params := nn.NewParams(src)
+	t.runner = nn.NewRunner("vae", params, t.build)
+	t.enc = nn.NewRunner("vae_encoder", params, t.buildEncoder)
 	return t, nil
 }
 
-// SetCache makes the decoder keep its compiled graphs in c, shared with the other models of a
-// pipeline under one byte budget.
-func (t *Tiny) SetCache(c *nn.ProgramCache) { t.runner.SetCache(c) }
+// SetCache makes the decoder and the encoder keep their compiled graphs in c, shared with the
+// other models of a pipeline under one byte budget.
+func (t *Tiny) SetCache(c *nn.ProgramCache) {
+	t.runner.SetCache(c)
+	t.enc.SetCache(c)
+}
 
 // Config returns the decoder's configuration.
 func (t *Tiny) Config() *weights.TinyVAEConfig { return t.cfg }

@@ -10,7 +10,13 @@
 // and its share of this machine class's floor of 230 GFLOP/s. With -json the last line is one
 // JSON object with the medians and the peak resident memory of the process.
 //
+// With -init it times image to image instead, adding the VAE encoder's stage: -init synthetic
+// makes a -width×-height picture, otherwise -init names a PNG or JPEG of that size. -steps and
+// -strength set the schedule (the default, 1 step at strength 1, runs the UNet once as text to
+// image does).
+//
 //	go run ./examples/bench -preset sdxs-512-dreamshaper -runs 5
+//	go run ./examples/bench -preset sdxs-512-dreamshaper -runs 5 -init synthetic -json
 package main
 
 import (
@@ -33,6 +39,7 @@ import (
 	"time"
 
 	"github.com/sdxs-go/sdxs"
+	"github.com/sdxs-go/sdxs/imageproc"
 	"github.com/sdxs-go/sdxs/internal/cliprogress"
 	"github.com/sdxs-go/sdxs/internal/nn"
 	"github.com/sdxs-go/sdxs/internal/testmodel"
@@ -66,6 +73,8 @@ type report struct {
 	UNetS        float64 `json:"unet_s"`
 	VAEDecoderS  float64 `json:"vae_decoder_s"`
 	ControlNetS  float64 `json:"controlnet_s,omitempty"`
+	VAEEncoderS  float64 `json:"vae_encoder_s,omitempty"`
+	Steps        int     `json:"steps"`
 	TotalS       float64 `json:"total_s"`
 	UNetGFLOPS   float64 `json:"unet_gflops"`
 	PeakRSSBytes int64   `json:"peak_rss_bytes"`
@@ -84,6 +93,9 @@ func run() error {
 		asJSON  = flag.Bool("json", false, "print a JSON summary as the last line")
 		prompt  = flag.String("prompt", "a photo of an astronaut riding a horse on the moon", "prompt")
 		save    = flag.String("save", "", "write the preset with its random weights as a diffusers folder (fp32 safetensors) to this directory, then exit")
+		initPic = flag.String("init", "", "time image to image from this PNG or JPEG (of -width×-height), or from a made-up picture with \"synthetic\"")
+		steps   = flag.Int("steps", 1, "inference steps of the schedule")
+		strngth = flag.Float64("strength", 1, "image-to-image strength, in (0, 1]")
 	)
 	flag.Parse()
 	if *runs < 1 {
@@ -121,6 +133,10 @@ func run() error {
 			if err := p.Warm(context.Background(), *width, *height); err != nil {
 				return err
 			}
+			// The encoder's weights too, so that the folder holds a whole AutoencoderTiny.
+			if err := p.WarmEncoder(context.Background(), *width, *height); err != nil {
+				return err
+			}
 			return saveFolder(*save, *preset, srcs)
 		}
 	}
@@ -134,15 +150,24 @@ func run() error {
 	fmt.Printf("%s: loaded and built graphs in %.2f s, %d threads, %d×%d\n", name, time.Since(loadStart).Seconds(), *threads, *width, *height)
 
 	ctx := context.Background()
-	req := sdxs.Request{Prompt: *prompt, Seed: 42, Width: *width, Height: *height}
+	req := sdxs.Request{Prompt: *prompt, Seed: 42, Width: *width, Height: *height, Steps: *steps}
 	if p.HasControlNet() {
 		req.Control = sketch(*width, *height)
+	}
+	if *initPic != "" {
+		if req.Init, err = loadInit(*initPic, *width, *height); err != nil {
+			return err
+		}
+		req.Strength = *strngth
+		if err := p.WarmEncoder(ctx, *width, *height); err != nil {
+			return err
+		}
 	}
 	if _, err := p.Generate(ctx, req); err != nil { // warm-up
 		return err
 	}
 	times := map[sdxs.Stage][]float64{}
-	var totals []float64
+	var totals, lastTimesteps []float64
 	for i := 0; i < *runs; i++ {
 		req.Seed = uint64(i)
 		start := time.Now()
@@ -151,6 +176,7 @@ func run() error {
 			return err
 		}
 		totals = append(totals, time.Since(start).Seconds())
+		lastTimesteps = res.Timesteps
 		for s, d := range res.Timings {
 			times[s] = append(times[s], d.Seconds())
 		}
@@ -160,8 +186,16 @@ func run() error {
 	if err != nil {
 		return err
 	}
+	if req.Init != nil {
+		if macs[sdxs.StageVAEEncoder], err = p.EncoderMACs(ctx, *width, *height); err != nil {
+			return err
+		}
+	}
+	// The UNet's and the ControlNet's times are those of all their steps.
+	macs[sdxs.StageUNet] *= int64(max(len(lastTimesteps), 1))
+	macs[sdxs.StageControlNet] *= int64(max(len(lastTimesteps), 1))
 	fmt.Printf("\n%-14s %10s %12s %10s %8s\n", "stage", "median s", "GMAC", "GFLOP/s", "floor")
-	for _, s := range []sdxs.Stage{sdxs.StageTokenize, sdxs.StageTextEncoder, sdxs.StageNoise, sdxs.StageControlNet, sdxs.StageUNet, sdxs.StageVAEDecoder} {
+	for _, s := range []sdxs.Stage{sdxs.StageTokenize, sdxs.StageTextEncoder, sdxs.StageVAEEncoder, sdxs.StageNoise, sdxs.StageControlNet, sdxs.StageUNet, sdxs.StageVAEDecoder} {
 		if _, ok := times[s]; !ok {
 			continue
 		}
@@ -189,6 +223,8 @@ func run() error {
 			UNetS:        median(times[sdxs.StageUNet]),
 			VAEDecoderS:  median(times[sdxs.StageVAEDecoder]),
 			ControlNetS:  median(times[sdxs.StageControlNet]),
+			VAEEncoderS:  median(times[sdxs.StageVAEEncoder]),
+			Steps:        len(lastTimesteps),
 			TotalS:       median(totals),
 			PeakRSSBytes: rss,
 		}
@@ -200,6 +236,28 @@ func run() error {
 		fmt.Println(string(b))
 	}
 	return nil
+}
+
+// loadInit returns the init picture for -init: a made-up w×h picture (smooth colour gradients)
+// for "synthetic", else the PNG or JPEG file, which must be w×h.
+func loadInit(name string, w, h int) (image.Image, error) {
+	if name == "synthetic" {
+		img := image.NewNRGBA(image.Rect(0, 0, w, h))
+		for y := 0; y < h; y++ {
+			for x := 0; x < w; x++ {
+				img.SetNRGBA(x, y, color.NRGBA{uint8(x * 255 / w), uint8(y * 255 / h), uint8((x + y) % 256), 255})
+			}
+		}
+		return img, nil
+	}
+	img, err := imageproc.DecodeFile(name)
+	if err != nil {
+		return nil, fmt.Errorf("-init: %w", err)
+	}
+	if b := img.Bounds(); b.Dx() != w || b.Dy() != h {
+		return nil, fmt.Errorf("-init %s is %d×%d, the benchmark %d×%d (set -width and -height)", name, b.Dx(), b.Dy(), w, h)
+	}
+	return img, nil
 }
 
 func median(v []float64) float64 {

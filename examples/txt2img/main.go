@@ -1,4 +1,5 @@
-// Command txt2img turns a prompt into a picture with an SDXS model, in one UNet pass.
+// Command txt2img turns a prompt into a picture with an SDXS model, in one UNet pass
+// (or -steps Euler steps, for SD-Turbo-class models that take 1–4).
 //
 //	go run ./examples/txt2img -model IDKiro/sdxs-512-dreamshaper -prompt "a lighthouse at dusk" -out out.png
 //
@@ -81,6 +82,7 @@ func run() error {
 		seed    = flag.Uint64("seed", 0, "seed of the initial noise (default: random, printed)")
 		width   = flag.Int("width", 0, "width in pixels, a multiple of 8 (default: the model's, 512 for SDXS-512)")
 		height  = flag.Int("height", 0, "height in pixels, a multiple of 8 (default: the model's)")
+		steps   = flag.Int("steps", 1, "Euler steps (1 for SDXS)")
 		out     = flag.String("out", "out.png", "PNG file to write")
 		dump    = flag.String("dump", "", "also write the intermediate tensors to this safetensors file")
 
@@ -190,7 +192,7 @@ func run() error {
 	}
 
 	genStart := time.Now()
-	req.Prompt, req.Seed, req.Width, req.Height = *prompt, *seed, *width, *height
+	req.Prompt, req.Seed, req.Width, req.Height, req.Steps = *prompt, *seed, *width, *height, *steps
 	req.Progress = func(s sdxs.Stage, d time.Duration) {
 		fmt.Printf("%-13s %8.3f s\n", s, d.Seconds())
 	}
