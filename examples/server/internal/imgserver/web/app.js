@@ -59,6 +59,8 @@
       const d = j.data[0];
       result.src = "data:image/png;base64," + d.b64_json;
       result.dataset.seed = d.seed;
+      result.dataset.prompt = body.prompt;
+      result.dataset.size = body.size;
       result.dataset.generation = id;
       const ms = performance.now() - start;
       time.textContent = (ms / 1000).toFixed(2) + " s per picture" +
