@@ -39,51 +39,71 @@ type stringList []string
 func (l *stringList) String() string     { return strings.Join(*l, ",") }
 func (l *stringList) Set(v string) error { *l = append(*l, v); return nil }
 
-func run() error {
-	var (
-		model      = flag.String("model", "", "diffusers model folder or Hugging Face repository id (required)")
-		controlnet = flag.String("controlnet", "", "ControlNet folder or repository id: enables control images and the sketch canvas")
-		addr       = flag.String("addr", "127.0.0.1:8080", "address to listen on (port 0: any free port, logged)")
-		workers    = flag.Int("workers", 1, "pictures made at once (one already uses every core)")
-		queue      = flag.Int("queue", 8, "requests that may wait for a worker; more get 429")
-		timeout    = flag.Duration("timeout", 2*time.Minute, "deadline of one request, queueing included")
-		maxBody    = flag.Int64("max-body", 8<<20, "largest request body in bytes")
-		maxSide    = flag.Int("max-side", 1024, "largest width or height")
-		maxPrompt  = flag.Int("max-prompt", 1000, "longest prompt in characters")
-		warmSize   = flag.Int("warm-size", 0, "side of the warm-up picture (default: the model's size)")
-		grace      = flag.Duration("shutdown-timeout", 5*time.Minute, "how long SIGTERM waits for requests in flight")
-		logFormat  = flag.String("log", "json", "log format: json or text")
-		loras      stringList
-	)
-	flag.Var(&loras, "lora", "LoRA adapter `DIR[:SCALE]` (repeatable)")
-	flag.Parse()
-	if *model == "" {
-		flag.Usage()
-		return errors.New("-model is required")
-	}
-	if flag.NArg() > 0 {
-		return fmt.Errorf("unexpected arguments %q", flag.Args())
-	}
+// options are the command's flags.
+type options struct {
+	model, controlnet, addr, logFormat string
+	workers, queue, maxSide, maxPrompt int
+	warmSize                           int
+	maxBody                            int64
+	timeout, grace                     time.Duration
+	loras                              stringList
+}
 
+// parseFlags parses the command line (without the program name).
+func parseFlags(args []string) (*options, error) {
+	o := &options{}
+	fs := flag.NewFlagSet("server", flag.ContinueOnError)
+	fs.StringVar(&o.model, "model", "", "diffusers model folder or Hugging Face repository id (required)")
+	fs.StringVar(&o.controlnet, "controlnet", "", "ControlNet folder or repository id: enables control images and the sketch canvas")
+	fs.Var(&o.loras, "lora", "LoRA adapter `DIR[:SCALE]` (repeatable)")
+	fs.StringVar(&o.addr, "addr", "127.0.0.1:8080", "address to listen on (port 0: any free port, logged)")
+	fs.IntVar(&o.workers, "workers", 1, "pictures made at once (one already uses every core)")
+	fs.IntVar(&o.queue, "queue", 8, "requests that may wait for a worker; more get 429")
+	fs.DurationVar(&o.timeout, "timeout", 2*time.Minute, "deadline of one request, queueing included")
+	fs.Int64Var(&o.maxBody, "max-body", 8<<20, "largest request body in bytes")
+	fs.IntVar(&o.maxSide, "max-side", 1024, "largest width or height")
+	fs.IntVar(&o.maxPrompt, "max-prompt", 1000, "longest prompt in characters")
+	fs.IntVar(&o.warmSize, "warm-size", 0, "side of the warm-up picture (default: the model's size)")
+	fs.DurationVar(&o.grace, "shutdown-timeout", 5*time.Minute, "how long SIGTERM waits for requests in flight")
+	fs.StringVar(&o.logFormat, "log", "json", "log format: json or text")
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if o.model == "" {
+		fs.Usage()
+		return nil, errors.New("-model is required")
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected arguments %q", fs.Args())
+	}
+	if o.logFormat != "json" && o.logFormat != "text" {
+		return nil, fmt.Errorf("-log %q: want json or text", o.logFormat)
+	}
+	return o, nil
+}
+
+func run() error {
+	o, err := parseFlags(os.Args[1:])
+	if err != nil {
+		return err
+	}
 	var handler slog.Handler
-	switch *logFormat {
+	switch o.logFormat {
 	case "json":
 		handler = slog.NewJSONHandler(os.Stderr, nil)
 	case "text":
 		handler = slog.NewTextHandler(os.Stderr, nil)
-	default:
-		return fmt.Errorf("-log %q: want json or text", *logFormat)
 	}
 	logger := slog.New(handler)
 
-	opts, control, err := featureOptions(*controlnet, loras)
+	opts, control, err := featureOptions(o.controlnet, o.loras)
 	if err != nil {
 		return err
 	}
 	srv, err := imgserver.New(imgserver.Config{
-		Workers: *workers, QueueSize: *queue, Timeout: *timeout, MaxBodyBytes: *maxBody,
-		MaxSide: *maxSide, MaxPromptRunes: *maxPrompt, WarmSize: *warmSize,
-		Model: *model, Control: control, Logger: logger,
+		Workers: o.workers, QueueSize: o.queue, Timeout: o.timeout, MaxBodyBytes: o.maxBody,
+		MaxSide: o.maxSide, MaxPromptRunes: o.maxPrompt, WarmSize: o.warmSize,
+		Model: o.model, Control: control, Logger: logger,
 	})
 	if err != nil {
 		return err
@@ -93,7 +113,7 @@ func run() error {
 	defer stop()
 
 	// Listen first, so that /healthz answers (503) while the model loads.
-	ln, err := net.Listen("tcp", *addr)
+	ln, err := net.Listen("tcp", o.addr)
 	if err != nil {
 		return err
 	}
@@ -114,12 +134,12 @@ func run() error {
 	loaded := make(chan loadResult, 1)
 	go func() {
 		start := time.Now()
-		p, err := sdxs.Load(*model, opts...)
+		p, err := sdxs.Load(o.model, opts...)
 		if err != nil {
 			loaded <- loadResult{err: err}
 			return
 		}
-		logger.Info("model loaded", "model", *model, "seconds", time.Since(start).Seconds())
+		logger.Info("model loaded", "model", o.model, "seconds", time.Since(start).Seconds())
 		loaded <- loadResult{p, srv.Start(ctx, p)}
 	}()
 
@@ -148,9 +168,9 @@ func run() error {
 	// Shut down: fail the health check, stop accepting, finish the requests in flight.
 	srv.Drain()
 	if runErr == nil {
-		logger.Info("shutting down: finishing requests in flight", "grace", grace.String())
+		logger.Info("shutting down: finishing requests in flight", "grace", o.grace.String())
 	}
-	sctx, cancel := context.WithTimeout(context.Background(), *grace)
+	sctx, cancel := context.WithTimeout(context.Background(), o.grace)
 	defer cancel()
 	if err := hs.Shutdown(sctx); err != nil && runErr == nil {
 		runErr = fmt.Errorf("shutdown: %w", err)
