@@ -8,8 +8,6 @@ import (
 	"fmt"
 	"image"
 	_ "image/gif" // control images may be GIF
-	_ "image/jpeg"
-	_ "image/png"
 	"io"
 	"mime"
 	"mime/multipart"
@@ -17,6 +15,8 @@ import (
 	"strconv"
 	"strings"
 	"unicode/utf8"
+
+	"github.com/sdxs-go/sdxs/imageproc"
 )
 
 // genRequest is a validated image request.
@@ -376,8 +376,9 @@ func parseDataURL(s string) ([]byte, error) {
 	return data, nil
 }
 
-// decodeImage decodes a PNG, JPEG or GIF after checking its declared size, so that a small file
-// declaring a huge picture is refused before any pixel is allocated.
+// decodeImage decodes a PNG, JPEG or GIF after checking its declared size against the server's
+// limit, so that a small file declaring a huge picture is refused before any pixel is allocated.
+// imageproc.Decode reads it as the ControlNet's reference (Pillow) does.
 func (s *Server) decodeImage(data []byte) (image.Image, string, error) {
 	cfg, format, err := image.DecodeConfig(bytes.NewReader(data))
 	if err != nil {
@@ -386,9 +387,9 @@ func (s *Server) decodeImage(data []byte) (image.Image, string, error) {
 	if cfg.Width < 1 || cfg.Height < 1 || cfg.Width > s.cfg.MaxControlSide || cfg.Height > s.cfg.MaxControlSide {
 		return nil, "", fmt.Errorf("%s picture of %d×%d pixels: each side must be from 1 to %d", format, cfg.Width, cfg.Height, s.cfg.MaxControlSide)
 	}
-	img, _, err := image.Decode(bytes.NewReader(data))
+	img, err := imageproc.Decode(bytes.NewReader(data))
 	if err != nil {
-		return nil, "", fmt.Errorf("%s picture: %v", format, err)
+		return nil, "", fmt.Errorf("%s picture: %v", format, strings.TrimPrefix(err.Error(), "imageproc: "))
 	}
 	return img, format, nil
 }

@@ -395,12 +395,14 @@ func TestControlImage(t *testing.T) {
 	text := base64.StdEncoding.EncodeToString([]byte("hello, not a picture"))
 	huge := base64.StdEncoding.EncodeToString(hugePNG(t, 100000, 100000))
 	good := base64.StdEncoding.EncodeToString(data)
+	truncated := base64.StdEncoding.EncodeToString(data[:len(data)*2/3])
 	bad := []struct{ name, body, message string }{
 		{"not an image", `{"prompt": "a", "control_image": "data:image/png;base64,` + text + `"}`, "not a PNG, JPEG or GIF"},
 		{"not base64", `{"prompt": "a", "control_image": "data:image/png;base64,@@@"}`, "not valid base64"},
 		{"not a data URL of an image", `{"prompt": "a", "control_image": "data:text/plain;base64,` + good + `"}`, "not an image type"},
 		{"not base64 data URL", `{"prompt": "a", "control_image": "data:image/png,abc"}`, "only base64 data URLs"},
 		{"declares a huge picture", `{"prompt": "a", "control_image": "data:image/png;base64,` + huge + `"}`, "100000×100000"},
+		{"truncated picture", `{"prompt": "a", "control_image": "data:image/png;base64,` + truncated + `"}`, "png picture: decoding"},
 		{"control image number", `{"prompt": "a", "control_image": 5}`, "control_image must be a string"},
 		{"scale without image", `{"prompt": "a", "control_scale": 0.5}`, "without a control_image"},
 		{"scale out of range", `{"prompt": "a", "control_scale": 3, "control_image": "data:image/png;base64,` + good + `"}`, "between 0 and 2"},
