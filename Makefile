@@ -2,7 +2,7 @@
 GO ?= go
 PKGS := ./...
 
-.PHONY: all build test race vet fmt bench fuzz
+.PHONY: all build test race vet fmt bench fuzz screenshot loadtest
 
 all: build
 
@@ -42,3 +42,12 @@ bench:
 
 fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzParseHeader -fuzztime 60s ./weights
+
+# screenshot: the README's picture of the web page, taken by its browser test (needs chromium).
+screenshot:
+	SDXS_SCREENSHOT=$(CURDIR)/docs/server.png $(GO) test -count=1 -run TestBrowserPage ./examples/server/internal/imgserver
+
+# loadtest: the image server at 1, 2 and 8 concurrent clients over loopback (MODEL=folder).
+MODEL ?= ../shared/oracle/sdxs-dreamshaper-tiny/model
+loadtest:
+	$(GO) run ./examples/server/loadtest -model $(MODEL) -clients 1,2,8 -requests 24 -duration 2m -size 512x512
