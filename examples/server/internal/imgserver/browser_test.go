@@ -71,7 +71,7 @@ func newBrowser(t *testing.T) context.Context {
 // each one cancelled, and can hold every generation for a while (so that a newer request
 // finds the older one still running).
 type recordingGen struct {
-	*sdxs.Pipeline
+	p         *sdxs.Pipeline // not embedded: the server must see Generate only
 	mu        sync.Mutex
 	delay     time.Duration
 	started   []string
@@ -91,8 +91,10 @@ func (g *recordingGen) Generate(ctx context.Context, req sdxs.Request) (*sdxs.Re
 		g.mu.Unlock()
 		return nil, ctx.Err()
 	}
-	return g.Pipeline.Generate(ctx, req)
+	return g.p.Generate(ctx, req)
 }
+
+func (g *recordingGen) DefaultSize() int { return g.p.DefaultSize() }
 
 func (g *recordingGen) setDelay(d time.Duration) {
 	g.mu.Lock()
@@ -191,7 +193,7 @@ func waitGeneration(t *testing.T, ctx context.Context, after int) int {
 // picture without a click, that a stale request is cancelled, and that the button works.
 func TestBrowserPage(t *testing.T) {
 	p := oraclePipeline(t)
-	gen := &recordingGen{Pipeline: p}
+	gen := &recordingGen{p: p}
 	s, err := New(Config{Model: "sdxs-dreamshaper-tiny (oracle, random weights)", WarmSize: 64, Logger: discardLogger()})
 	if err != nil {
 		t.Fatal(err)

@@ -431,27 +431,39 @@ func TestControlImage(t *testing.T) {
 // blockingGen holds each generation until released (or its context ends), then runs the real
 // pipeline; it reports each context's end.
 type blockingGen struct {
-	*sdxs.Pipeline
+	p       *sdxs.Pipeline // not embedded: the server must see Generate only, not GenerateBatch
 	started chan struct{}
 	release chan struct{}
 	ended   chan error
 }
 
 func newBlockingGen(p *sdxs.Pipeline) *blockingGen {
-	return &blockingGen{Pipeline: p, started: make(chan struct{}, 16), release: make(chan struct{}), ended: make(chan error, 16)}
+	return &blockingGen{p: p, started: make(chan struct{}, 16), release: make(chan struct{}), ended: make(chan error, 16)}
 }
 
 func (g *blockingGen) Generate(ctx context.Context, req sdxs.Request) (*sdxs.Result, error) {
 	if req.Prompt == "warm-up" {
-		return g.Pipeline.Generate(ctx, req)
+		return g.p.Generate(ctx, req)
 	}
 	g.started <- struct{}{}
 	select {
 	case <-g.release:
-		return g.Pipeline.Generate(ctx, req)
+		return g.p.Generate(ctx, req)
 	case <-ctx.Done():
 		g.ended <- ctx.Err()
 		return nil, ctx.Err()
+	}
+}
+
+func (g *blockingGen) DefaultSize() int { return g.p.DefaultSize() }
+
+// waitStarted waits for a generation to start.
+func (g *blockingGen) waitStarted(t testing.TB) {
+	t.Helper()
+	select {
+	case <-g.started:
+	case <-time.After(30 * time.Second):
+		t.Fatal("no generation started")
 	}
 }
 
@@ -494,7 +506,7 @@ func TestQueueFullGives429(t *testing.T) {
 	body := `{"prompt": "a", "size": "64x64", "seed": 5}`
 	results := make(chan apiResult, 2)
 	go func() { results <- postJSON(t, ts.URL, body) }()
-	<-g.started // the first runs
+	g.waitStarted(t) // the first runs
 	waitMetric(t, ts.URL, "sdxs_busy_workers 1")
 	go func() { results <- postJSON(t, ts.URL, body) }()
 	waitMetric(t, ts.URL, "sdxs_queue_depth 1") // the second waits
@@ -541,7 +553,7 @@ func TestClientGoingAwayCancels(t *testing.T) {
 		}
 		done <- err
 	}()
-	<-g.started
+	g.waitStarted(t)
 	cancel()
 	select {
 	case err := <-g.ended:
@@ -575,8 +587,13 @@ func TestDeadline(t *testing.T) {
 	if d := time.Since(start); d > 5*time.Second {
 		t.Errorf("the deadline of 200ms took %s", d)
 	}
-	if err := <-g.ended; !errors.Is(err, context.DeadlineExceeded) {
-		t.Errorf("generation ended with %v, want DeadlineExceeded", err)
+	select {
+	case err := <-g.ended:
+		if !errors.Is(err, context.DeadlineExceeded) {
+			t.Errorf("generation ended with %v, want DeadlineExceeded", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("the generation did not end at its deadline")
 	}
 }
 
