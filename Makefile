@@ -45,7 +45,7 @@ fuzz:
 
 # screenshot: the README's picture of the web page, taken by its browser test (needs chromium).
 screenshot:
-	SDXS_SCREENSHOT=$(CURDIR)/docs/server.png $(GO) test -count=1 -run TestBrowserPage ./examples/server/internal/imgserver
+	SDXS_SCREENSHOT=$(CURDIR)/docs/server.png $(GO) test -count=1 -run TestBrowserSketch ./examples/server/internal/imgserver
 
 # loadtest: the image server at 1, 2 and 8 concurrent clients over loopback (MODEL=folder).
 MODEL ?= ../shared/oracle/sdxs-dreamshaper-tiny/model

@@ -1,24 +1,73 @@
 package main
 
 import (
-	"errors"
+	"context"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
 
 	"github.com/sdxs-go/sdxs"
 	"github.com/sdxs-go/sdxs/examples/server/internal/imgserver"
+	"github.com/sdxs-go/sdxs/weights/hub"
 )
 
-// featureOptions turns -controlnet and -lora into load options, and says how a control image
-// goes into a request (nil: the server refuses control images and the page hides its sketch).
-func featureOptions(controlnet string, loras []string) ([]sdxs.Option, imgserver.ControlFunc, error) {
-	var opts []sdxs.Option
-	var control imgserver.ControlFunc
-	if controlnet != "" {
-		// Wired when the library's ControlNet lands: sdxs.WithControlNet(controlnet), and
-		// control = func(r *sdxs.Request, img image.Image, scale float64) { r.Control, r.ControlScale = img, scale }.
-		return nil, nil, errors.New("-controlnet: this build of the library has no ControlNet support yet")
+// load opens the model (a folder or a hub repository id, downloaded into the cache with its
+// progress logged), with the ControlNet and the LoRA adapters of the flags, and returns the
+// generator the server uses: the pipeline, with the adapters applied to every request.
+func load(ctx context.Context, o *options, logger *slog.Logger) (*sdxs.Pipeline, imgserver.Generator, error) {
+	opts := []sdxs.Option{sdxs.WithContext(ctx), sdxs.WithProgress(progressLogger(logger))}
+	if o.controlnet != "" {
+		opts = append(opts, sdxs.WithControlNet(o.controlnet))
 	}
-	if len(loras) > 0 {
-		return nil, nil, errors.New("-lora: this build of the library has no LoRA support yet")
+	if o.cacheBudget != 0 {
+		opts = append(opts, sdxs.WithCacheBudget(o.cacheBudget))
 	}
-	return opts, control, nil
+	if o.variant != "" {
+		opts = append(opts, sdxs.WithVariant(o.variant))
+	}
+	p, err := sdxs.Load(o.model, opts...)
+	if err != nil {
+		return nil, nil, err
+	}
+	if len(o.loras) == 0 {
+		return p, p, nil
+	}
+	loras := make([]sdxs.LoRA, 0, len(o.loras))
+	for _, spec := range o.loras {
+		path, err := sdxs.Resolve(ctx, spec.path, sdxs.KindLoRA, opts...)
+		if err == nil {
+			var l sdxs.LoRA
+			if l.Adapter, err = p.LoadLoRA(path); err == nil {
+				l.Scale = spec.scale
+				loras = append(loras, l)
+				logger.Info("lora loaded", "lora", spec.path, "scale", spec.scale)
+				continue
+			}
+		}
+		p.Close()
+		return nil, nil, fmt.Errorf("-lora %s: %w", spec.path, err)
+	}
+	return p, imgserver.WithLoRAs(p, loras), nil
+}
+
+// progressLogger logs hub downloads: each file when it starts and completes, and every ten
+// seconds in between.
+func progressLogger(logger *slog.Logger) func(hub.Progress) {
+	var (
+		mu   sync.Mutex
+		last time.Time
+		file string
+	)
+	return func(pr hub.Progress) {
+		mu.Lock()
+		defer mu.Unlock()
+		now := time.Now()
+		if pr.File == file && !pr.Done && now.Sub(last) < 10*time.Second {
+			return
+		}
+		file, last = pr.File, now
+		logger.Info("download", "repo", pr.Repo, "file", pr.File, "bytes", pr.Downloaded, "size", pr.Size,
+			"file_index", pr.Index, "files", pr.Files, "done", pr.Done)
+	}
 }

@@ -14,10 +14,12 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"math"
 	"net"
 	"net/http"
 	"os"
 	"os/signal"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -33,20 +35,40 @@ func main() {
 	}
 }
 
-// stringList is a repeatable string flag.
-type stringList []string
-
-func (l *stringList) String() string     { return strings.Join(*l, ",") }
-func (l *stringList) Set(v string) error { *l = append(*l, v); return nil }
-
 // options are the command's flags.
 type options struct {
 	model, controlnet, addr, logFormat string
+	variant                            string
 	workers, queue, maxSide, maxPrompt int
 	warmSize                           int
-	maxBody                            int64
+	maxBody, cacheBudget               int64
 	timeout, grace                     time.Duration
-	loras                              stringList
+	loras                              []loraSpec
+}
+
+// loraSpec is one -lora flag: an adapter and its scale.
+type loraSpec struct {
+	path  string
+	scale float64
+}
+
+// parseLoRA reads PATH[:SCALE] (SCALE defaults to 1).
+func parseLoRA(v string) (loraSpec, error) {
+	spec := loraSpec{path: v, scale: 1}
+	if i := strings.LastIndex(v, ":"); i > 0 {
+		if f, err := strconv.ParseFloat(v[i+1:], 64); err == nil {
+			spec = loraSpec{path: v[:i], scale: f}
+		}
+	}
+	switch {
+	case spec.path == "":
+		return spec, fmt.Errorf("-lora %q: no adapter", v)
+	case math.IsNaN(spec.scale) || math.IsInf(spec.scale, 0):
+		return spec, fmt.Errorf("-lora %q: the scale must be a number", v)
+	case spec.scale == 0:
+		return spec, fmt.Errorf("-lora %q: a scale of 0 turns the adapter off; leave it out", v)
+	}
+	return spec, nil
 }
 
 // parseFlags parses the command line (without the program name).
@@ -55,7 +77,15 @@ func parseFlags(args []string) (*options, error) {
 	fs := flag.NewFlagSet("server", flag.ContinueOnError)
 	fs.StringVar(&o.model, "model", "", "diffusers model folder or Hugging Face repository id (required)")
 	fs.StringVar(&o.controlnet, "controlnet", "", "ControlNet folder or repository id: enables control images and the sketch canvas")
-	fs.Var(&o.loras, "lora", "LoRA adapter `DIR[:SCALE]` (repeatable)")
+	fs.Func("lora", "LoRA adapter `PATH[:SCALE]`: a PEFT folder, a kohya / diffusers .safetensors file or a repository id, applied to every request with SCALE (default 1); repeatable", func(v string) error {
+		spec, err := parseLoRA(v)
+		if err == nil {
+			o.loras = append(o.loras, spec)
+		}
+		return err
+	})
+	fs.StringVar(&o.variant, "variant", "", "weights variant to fetch from the hub (fp16)")
+	fs.Int64Var(&o.cacheBudget, "cache-budget", 0, "bytes of compiled graphs kept across picture sizes (0: the library's default, 1 GiB)")
 	fs.StringVar(&o.addr, "addr", "127.0.0.1:8080", "address to listen on (port 0: any free port, logged)")
 	fs.IntVar(&o.workers, "workers", 1, "pictures made at once (one already uses every core)")
 	fs.IntVar(&o.queue, "queue", 8, "requests that may wait for a worker; more get 429")
@@ -96,9 +126,9 @@ func run() error {
 	}
 	logger := slog.New(handler)
 
-	opts, control, err := featureOptions(o.controlnet, o.loras)
-	if err != nil {
-		return err
+	var control imgserver.ControlFunc
+	if o.controlnet != "" {
+		control = imgserver.PipelineControl
 	}
 	srv, err := imgserver.New(imgserver.Config{
 		Workers: o.workers, QueueSize: o.queue, Timeout: o.timeout, MaxBodyBytes: o.maxBody,
@@ -134,13 +164,13 @@ func run() error {
 	loaded := make(chan loadResult, 1)
 	go func() {
 		start := time.Now()
-		p, err := sdxs.Load(o.model, opts...)
+		p, gen, err := load(ctx, o, logger)
 		if err != nil {
 			loaded <- loadResult{err: err}
 			return
 		}
-		logger.Info("model loaded", "model", o.model, "seconds", time.Since(start).Seconds())
-		loaded <- loadResult{p, srv.Start(ctx, p)}
+		logger.Info("model loaded", "model", o.model, "controlnet", o.controlnet, "loras", len(o.loras), "seconds", time.Since(start).Seconds())
+		loaded <- loadResult{p, srv.Start(ctx, gen)}
 	}()
 
 	var runErr error

@@ -214,24 +214,19 @@ func TestSIGTERMFinishesRequestsInFlight(t *testing.T) {
 }
 
 func TestFlags(t *testing.T) {
-	o, err := parseFlags([]string{"-model", "m", "-addr", ":0", "-lora", "a:0.5", "-lora", "b"})
+	o, err := parseFlags([]string{"-model", "m", "-addr", ":0", "-lora", "a:0.5", "-lora", "org/name@v2", "-lora", `C:\x`, "-cache-budget", "1000"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if o.model != "m" || o.addr != ":0" || len(o.loras) != 2 || o.workers != 1 || o.queue != 8 {
+	want := []loraSpec{{"a", 0.5}, {"org/name@v2", 1}, {`C:\x`, 1}}
+	if o.model != "m" || o.addr != ":0" || o.workers != 1 || o.queue != 8 || o.cacheBudget != 1000 || fmt.Sprint(o.loras) != fmt.Sprint(want) {
 		t.Errorf("parsed %+v", o)
 	}
-	for _, bad := range [][]string{{}, {"-model", "m", "extra"}, {"-model", "m", "-log", "xml"}, {"-model", "m", "-workers", "x"}} {
+	for _, bad := range [][]string{{}, {"-model", "m", "extra"}, {"-model", "m", "-log", "xml"}, {"-model", "m", "-workers", "x"},
+		{"-model", "m", "-lora", "a:0"}, {"-model", "m", "-lora", "a:NaN"}, {"-model", "m", "-lora", ""}} {
 		if _, err := parseFlags(bad); err == nil {
 			t.Errorf("%q: no error", bad)
 		}
-	}
-	// The library has no ControlNet or LoRA yet: the flags say so instead of ignoring them.
-	if _, _, err := featureOptions("cn", nil); err == nil || !strings.Contains(err.Error(), "-controlnet") {
-		t.Errorf("-controlnet: %v", err)
-	}
-	if _, _, err := featureOptions("", []string{"x"}); err == nil || !strings.Contains(err.Error(), "-lora") {
-		t.Errorf("-lora: %v", err)
 	}
 }
 

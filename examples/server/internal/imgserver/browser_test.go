@@ -256,28 +256,6 @@ func TestBrowserPage(t *testing.T) {
 	}
 	waitMetric(t, ts.URL, `sdxs_http_requests_total{code="499",route="/v1/images/generations"} 1`)
 
-	// The README's screenshot: the live page with its latest picture.
-	shot, err := chromedp.Run(ctx, chromedp.CaptureScreenshot())
-	if err != nil {
-		t.Fatal(err)
-	}
-	img, err := png.Decode(bytes.NewReader(shot))
-	if err != nil {
-		t.Fatalf("screenshot: %v", err)
-	}
-	if b := img.Bounds(); b.Dx() != 960 || b.Dy() != 540 {
-		t.Errorf("screenshot is %v", b)
-	}
-	if path := os.Getenv("SDXS_SCREENSHOT"); path != "" {
-		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(path, shot, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		t.Logf("wrote %s", path)
-	}
-
 	// With live updates off, the button makes the picture: a new seed and size.
 	run(t, ctx,
 		chromedp.Click(chromedp.ID("live")),
@@ -293,13 +271,49 @@ func TestBrowserPage(t *testing.T) {
 
 }
 
+// screenshot captures the page, checks it is a PNG of the viewport, and writes it to
+// $SDXS_SCREENSHOT when that is set (the README's screenshot).
+func screenshot(t *testing.T, ctx context.Context, w, h int) {
+	t.Helper()
+	shot, err := chromedp.Run(ctx, chromedp.CaptureScreenshot())
+	if err != nil {
+		t.Fatal(err)
+	}
+	img, err := png.Decode(bytes.NewReader(shot))
+	if err != nil {
+		t.Fatalf("screenshot: %v", err)
+	}
+	if b := img.Bounds(); b.Dx() != w || b.Dy() != h {
+		t.Errorf("screenshot is %v, want %d×%d", b, w, h)
+	}
+	if path := os.Getenv("SDXS_SCREENSHOT"); path != "" {
+		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, shot, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("wrote %s", path)
+	}
+}
+
 // TestBrowserSketch draws on the sketch canvas with the mouse and with touch, and checks that
 // the drawing reaches the server as the control image (black lines on white, at the picture's
-// size); the clear button removes it. A recorder stands in for the ControlNet.
+// size) and that the picture shown is the pipeline's with the oracle's ControlNet and that
+// control image; the clear button removes it.
 func TestBrowserSketch(t *testing.T) {
-	p := oraclePipeline(t)
+	p, err := sdxs.Load(oracle.Path(t, "sdxs-dreamshaper-tiny", "model"),
+		sdxs.WithControlNet(oracle.Path(t, "sdxs-dreamshaper-tiny", "controlnet")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
 	rec := &controlRecorder{}
-	s, err := New(Config{Model: "tiny", WarmSize: 64, Control: rec.set, Logger: discardLogger()})
+	control := func(req *sdxs.Request, img image.Image, scale float64) {
+		rec.set(req, img, scale)
+		PipelineControl(req, img, scale)
+	}
+	s, err := New(Config{Model: "sdxs-dreamshaper-tiny + ControlNet (oracle, random weights)", WarmSize: 64, Control: control, Logger: discardLogger()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -310,7 +324,7 @@ func TestBrowserSketch(t *testing.T) {
 	defer ts.Close()
 
 	ctx := newBrowser(t)
-	run(t, ctx, chromedp.Navigate(ts.URL+"/"), chromedp.WaitVisible(chromedp.ID("sketch")))
+	run(t, ctx, chromedp.EmulateViewport(1000, 760), chromedp.Navigate(ts.URL+"/"), chromedp.WaitVisible(chromedp.ID("sketch")))
 	waitJS(t, ctx, `document.getElementById("width").value === "256"`, 10*time.Second)
 	run(t, ctx, chromedp.SendKeys(chromedp.ID("prompt"), "a house"))
 	g := waitGeneration(t, ctx, 0)
@@ -339,6 +353,8 @@ func TestBrowserSketch(t *testing.T) {
 		t.Errorf("control scale %g, want the page's default 0.8", scale)
 	}
 	checkSketch(t, img, 256, 256, [][2]float64{{0.3, 0.5}, {0.5, 0.5}, {0.7, 0.5}}, [][2]float64{{0.5, 0.2}, {0.05, 0.05}, {0.95, 0.95}})
+	// The picture shown is the pipeline's for the prompt, seed, size and that control image.
+	samePixels(t, p, shownPicture(t, ctx), sdxs.Request{Prompt: "a house", Seed: 42, Width: 256, Height: 256, Control: img, ControlScale: scale})
 
 	// A vertical line with a finger.
 	touch := func(typ input.DispatchTouchEventType, fx, fy float64) chromedp.Action[chromedp.Void] {
@@ -366,6 +382,8 @@ func TestBrowserSketch(t *testing.T) {
 	}
 	img, _ = rec.last(t)
 	checkSketch(t, img, 256, 256, [][2]float64{{0.5, 0.2}, {0.5, 0.3}, {0.5, 0.5}}, [][2]float64{{0.05, 0.05}, {0.3, 0.2}})
+	// The README's screenshot: the page with a sketch and the picture the ControlNet made of it.
+	screenshot(t, ctx, 1000, 760)
 
 	// A new size: the control image follows it.
 	eval[bool](t, ctx, `(() => { const w = document.getElementById("width"); w.value = "384"; return w.dispatchEvent(new Event("input")); })()`)
