@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -20,6 +21,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/sdxs-go/sdxs/internal/oracle"
 	"github.com/sdxs-go/sdxs/internal/testmodel"
 	"github.com/sdxs-go/sdxs/weights"
 )
@@ -103,10 +105,10 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 	}
 }
 
-// TestSIGTERMFinishesRequestsInFlight builds the command, starts it on the tiny model, sends a
-// running and a queued request, sends SIGTERM, and checks that both requests are answered in
-// full, that no new connection is accepted, and that the process exits 0.
-func TestSIGTERMFinishesRequestsInFlight(t *testing.T) {
+// startBinary builds the command, starts it with args on a free loopback port, and waits until
+// /healthz answers 200. It returns the base URL, the log and the process.
+func startBinary(t *testing.T, args ...string) (string, *logLines, *exec.Cmd, <-chan struct{}) {
+	t.Helper()
 	dir := t.TempDir()
 	bin := filepath.Join(dir, "server")
 	build := exec.Command("go", "build", "-o", bin, ".")
@@ -114,11 +116,7 @@ func TestSIGTERMFinishesRequestsInFlight(t *testing.T) {
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
-	model := filepath.Join(dir, "model")
-	if err := testmodel.WriteTiny(model, weights.F32); err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(bin, "-model", model, "-addr", "127.0.0.1:0", "-workers", "1", "-queue", "4", "-warm-size", "64")
+	cmd := exec.Command(bin, append([]string{"-addr", "127.0.0.1:0"}, args...)...)
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -129,10 +127,10 @@ func TestSIGTERMFinishesRequestsInFlight(t *testing.T) {
 	logs := &logLines{addr: make(chan string, 1)}
 	readDone := make(chan struct{})
 	go func() { logs.read(stderr); close(readDone) }()
-	exited := make(chan error, 1)
 	t.Cleanup(func() {
 		if cmd.ProcessState == nil {
 			cmd.Process.Kill()
+			cmd.Wait()
 		}
 	})
 	var addr string
@@ -143,6 +141,20 @@ func TestSIGTERMFinishesRequestsInFlight(t *testing.T) {
 	}
 	base := "http://" + addr
 	waitFor(t, "/healthz 200", func() bool { return getStatus(base+"/healthz") == http.StatusOK })
+	return base, logs, cmd, readDone
+}
+
+// TestSIGTERMFinishesRequestsInFlight builds the command, starts it on the tiny model, sends a
+// running and a queued request, sends SIGTERM, and checks that both requests are answered in
+// full, that no new connection is accepted, and that the process exits 0.
+func TestSIGTERMFinishesRequestsInFlight(t *testing.T) {
+	model := filepath.Join(t.TempDir(), "model")
+	if err := testmodel.WriteTiny(model, weights.F32); err != nil {
+		t.Fatal(err)
+	}
+	base, logs, cmd, readDone := startBinary(t, "-model", model, "-workers", "1", "-queue", "4", "-warm-size", "64")
+	addr := strings.TrimPrefix(base, "http://")
+	exited := make(chan error, 1)
 
 	type answer struct {
 		status int
@@ -211,6 +223,50 @@ func TestSIGTERMFinishesRequestsInFlight(t *testing.T) {
 	if logs.index(func(r map[string]any) bool { return r["msg"] == "stopped" }) < 0 {
 		t.Errorf("no stopped line\n%s", logs)
 	}
+}
+
+// TestControlNetAndLoRAFlags starts the command with the oracle's model, ControlNet and LoRA:
+// /v1/info reports the ControlNet, a request with a control image is answered, and the log
+// names the adapter.
+func TestControlNetAndLoRAFlags(t *testing.T) {
+	tiny := oracle.Path(t, "sdxs-dreamshaper-tiny")
+	base, logs, _, _ := startBinary(t, "-model", filepath.Join(tiny, "model"), "-controlnet", filepath.Join(tiny, "controlnet"),
+		"-lora", filepath.Join(tiny, "lora", "peft")+":0.5", "-warm-size", "64")
+	res, err := http.Get(base + "/v1/info")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var info struct {
+		ControlNet bool `json:"controlnet"`
+	}
+	json.NewDecoder(res.Body).Decode(&info)
+	res.Body.Close()
+	if !info.ControlNet {
+		t.Error("/v1/info: no ControlNet")
+	}
+	control, err := os.ReadFile(filepath.Join(tiny, "case5_control.png"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	body := fmt.Sprintf(`{"prompt": "a house by the lake", "size": "128x128", "control_image": "data:image/png;base64,%s"}`, base64.StdEncoding.EncodeToString(control))
+	res, err = http.Post(base+"/v1/images/generations", "application/json", strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	if res.StatusCode != http.StatusOK {
+		t.Fatalf("status %d: %s", res.StatusCode, raw)
+	}
+	if logs.index(func(r map[string]any) bool { return r["msg"] == "lora loaded" && r["scale"] == 0.5 }) < 0 {
+		t.Errorf("no lora loaded line\n%s", logs)
+	}
+	// The request's log line follows its answer.
+	waitFor(t, "the request's log line", func() bool {
+		return logs.index(func(r map[string]any) bool {
+			return r["msg"] == "request" && r["control"] == "png" && r["status"] == 200.0
+		}) >= 0
+	})
 }
 
 func TestFlags(t *testing.T) {

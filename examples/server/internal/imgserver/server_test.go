@@ -526,15 +526,13 @@ func TestQueueFullGives429(t *testing.T) {
 	}
 	waitMetric(t, ts.URL, "sdxs_queue_depth 0")
 	waitMetric(t, ts.URL, "sdxs_busy_workers 0")
-	m := metricsText(t, ts.URL)
+	// A request is counted once its answer is sent.
 	for _, want := range []string{
 		`sdxs_http_requests_total{code="200",route="/v1/images/generations"} 2`,
 		`sdxs_http_requests_total{code="429",route="/v1/images/generations"} 1`,
 		`sdxs_images_generated_total 2`,
 	} {
-		if !strings.Contains(m, want+"\n") {
-			t.Errorf("/metrics lacks %q", want)
-		}
+		waitMetric(t, ts.URL, want)
 	}
 }
 
@@ -648,6 +646,7 @@ func TestMetricsAndLogLines(t *testing.T) {
 	_, ts := startServer(t, p, Config{Logger: slog.New(slog.NewJSONHandler(&logBuf, nil))})
 	postJSON(t, ts.URL, `{"prompt": "a", "size": "64x64", "seed": 9, "n": 2}`)
 	postJSON(t, ts.URL, `{"prompt": ""}`)
+	waitMetric(t, ts.URL, `sdxs_http_requests_total{code="400",route="/v1/images/generations"} 1`) // counted once answered
 	m := metricsText(t, ts.URL)
 	for _, want := range []string{
 		`sdxs_http_requests_total{code="200",route="/v1/images/generations"} 1`,
@@ -668,17 +667,28 @@ func TestMetricsAndLogLines(t *testing.T) {
 			t.Errorf("/metrics lacks %q", want)
 		}
 	}
-	// One JSON log line per request (the scrape of /metrics is not logged).
-	lines := strings.Split(strings.TrimSpace(logBuf.String()), "\n")
+	// One JSON log line per request (the scrape of /metrics is not logged). A request's line is
+	// written once its answer is sent: wait for both.
 	var reqs []map[string]any
-	for _, l := range lines {
-		var rec map[string]any
-		if err := json.Unmarshal([]byte(l), &rec); err != nil {
-			t.Fatalf("log line is not JSON: %q", l)
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		reqs = nil
+		for _, l := range strings.Split(strings.TrimSpace(logBuf.String()), "\n") {
+			var rec map[string]any
+			if err := json.Unmarshal([]byte(l), &rec); err != nil {
+				t.Fatalf("log line is not JSON: %q", l)
+			}
+			if rec["msg"] == "request" {
+				reqs = append(reqs, rec)
+			}
 		}
-		if rec["msg"] == "request" {
-			reqs = append(reqs, rec)
+		if len(reqs) >= 2 || time.Now().After(deadline) {
+			break
 		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	time.Sleep(50 * time.Millisecond) // a third line, if any, would show now
+	if n := strings.Count(logBuf.String(), `"msg":"request"`); n != 2 {
+		t.Fatalf("%d request log lines, want 2:\n%s", n, logBuf.String())
 	}
 	if len(reqs) != 2 {
 		t.Fatalf("%d request log lines, want 2:\n%s", len(reqs), logBuf.String())
@@ -764,6 +774,56 @@ func TestMemoryFlat(t *testing.T) {
 	t.Logf("heap after 2 rounds %.1f MiB, after 7 rounds %.1f MiB", float64(before)/(1<<20), float64(after)/(1<<20))
 	if after > before+4<<20 {
 		t.Errorf("the heap grew from %d to %d bytes over 5 rounds of the same sizes", before, after)
+	}
+}
+
+// TestMemoryFlatManySizes sends pictures of sizes never seen before, round after round, to a
+// pipeline with a small graph budget: the graphs of old sizes give way, and the heap stays flat.
+func TestMemoryFlatManySizes(t *testing.T) {
+	dir := t.TempDir()
+	if err := testmodel.WriteTiny(dir, weights.F32); err != nil {
+		t.Fatal(err)
+	}
+	const budget = 32 << 20
+	p, err := sdxs.Load(dir, sdxs.WithCacheBudget(budget))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	_, ts := startServer(t, p, Config{MaxSide: 512})
+	next := 0
+	round := func() {
+		for i := 0; i < 12; i++ {
+			// Sides from 64 to 512, a new pair each time (20·20 pairs before any repeats).
+			w, h := 64+8*((next*7)%57), 64+8*((next*13+5)%57)
+			next++
+			r := postJSON(t, ts.URL, fmt.Sprintf(`{"prompt": "sizes", "size": "%dx%d", "seed": %d}`, w, h, next))
+			if r.status != http.StatusOK {
+				t.Fatalf("%dx%d: status %d %s", w, h, r.status, r.raw)
+			}
+		}
+	}
+	heap := func() uint64 {
+		var ms runtime.MemStats
+		runtime.GC()
+		runtime.GC()
+		runtime.ReadMemStats(&ms)
+		return ms.HeapAlloc
+	}
+	round()
+	round()
+	before := heap()
+	for i := 0; i < 4; i++ {
+		round()
+	}
+	after := heap()
+	used, _ := p.CacheBytes()
+	t.Logf("heap after 24 sizes %.1f MiB, after 72 sizes %.1f MiB; graph cache %.1f MiB of %d MiB", float64(before)/(1<<20), float64(after)/(1<<20), float64(used)/(1<<20), budget>>20)
+	if used > budget {
+		t.Errorf("the graph cache holds %d bytes, over its budget of %d", used, budget)
+	}
+	if after > before+budget/2 {
+		t.Errorf("the heap grew from %d to %d bytes over 48 new sizes", before, after)
 	}
 }
 
