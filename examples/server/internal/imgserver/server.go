@@ -228,6 +228,8 @@ type Info struct {
 	MaxN        int    `json:"max_n"`
 	MaxPrompt   int    `json:"max_prompt"`
 	ControlNet  bool   `json:"controlnet"`
+	// ControlScale is the scale of a control image sent without one.
+	ControlScale float64 `json:"control_scale,omitempty"`
 }
 
 func (s *Server) handleInfo(w http.ResponseWriter, r *http.Request) {
@@ -236,10 +238,14 @@ func (s *Server) handleInfo(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	_, def := s.generator()
-	writeJSON(w, http.StatusOK, Info{
+	info := Info{
 		Model: s.cfg.Model, Ready: s.Ready(), DefaultSize: def, MinSide: s.cfg.MinSide, MaxSide: s.cfg.MaxSide,
 		MaxN: s.cfg.MaxN, MaxPrompt: s.cfg.MaxPromptRunes, ControlNet: s.cfg.Control != nil,
-	})
+	}
+	if info.ControlNet {
+		info.ControlScale = sdxs.DefaultControlScale
+	}
+	writeJSON(w, http.StatusOK, info)
 }
 
 // ImageData is one picture of a response.

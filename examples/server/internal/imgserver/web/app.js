@@ -25,7 +25,10 @@
       }
       controlnet = !!i.controlnet;
       $("sketchbox").hidden = !controlnet;
-      if (controlnet) clearSketch();
+      if (controlnet) {
+        clearSketch();
+        if (i.control_scale) { scale.value = i.control_scale; $("scaleval").textContent = scale.value; }
+      }
     } catch (e) {
       setStatus("cannot reach the server: " + e, true);
     }
