@@ -196,6 +196,10 @@ func (s *Server) routes() {
 	s.mux.HandleFunc("/v1/info", s.handleInfo)
 	s.mux.HandleFunc("/healthz", s.handleHealth)
 	s.mux.Handle("/metrics", s.metrics.handler())
+	s.mux.HandleFunc("/v1/", func(w http.ResponseWriter, r *http.Request) {
+		s.writeError(w, r, &apiError{status: http.StatusNotFound, typ: "invalid_request_error",
+			message: fmt.Sprintf("no such endpoint: %s %s", r.Method, r.URL.Path)}, "")
+	})
 	s.mux.Handle("/", s.staticHandler())
 }
 

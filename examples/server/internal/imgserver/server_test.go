@@ -573,6 +573,41 @@ func TestClientGoingAwayCancels(t *testing.T) {
 	}
 }
 
+// TestClientGoingAwayWhileQueued: a request cancelled by its client while it waits for a worker
+// leaves the queue, and never runs.
+func TestClientGoingAwayWhileQueued(t *testing.T) {
+	p := tinyPipeline(t)
+	g := newBlockingGen(p)
+	_, ts := startServer(t, g, Config{Workers: 1, QueueSize: 2})
+	first := make(chan apiResult, 1)
+	go func() { first <- postJSON(t, ts.URL, `{"prompt": "first", "size": "64x64"}`) }()
+	g.waitStarted(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		req, _ := http.NewRequestWithContext(ctx, http.MethodPost, ts.URL+"/v1/images/generations", strings.NewReader(`{"prompt": "second", "size": "64x64"}`))
+		req.Header.Set("Content-Type", "application/json")
+		if res, err := http.DefaultClient.Do(req); err == nil {
+			res.Body.Close()
+		}
+	}()
+	waitMetric(t, ts.URL, "sdxs_queue_depth 1")
+	cancel()
+	<-done
+	waitMetric(t, ts.URL, "sdxs_queue_depth 0")
+	waitMetric(t, ts.URL, `sdxs_http_requests_total{code="499",route="/v1/images/generations"} 1`)
+	close(g.release)
+	if r := <-first; r.status != http.StatusOK {
+		t.Fatalf("the running request: status %d %s", r.status, r.raw)
+	}
+	select {
+	case <-g.started:
+		t.Error("the cancelled request ran")
+	default:
+	}
+}
+
 func TestDeadline(t *testing.T) {
 	p := tinyPipeline(t)
 	g := newBlockingGen(p)
@@ -854,7 +889,17 @@ func TestStaticPage(t *testing.T) {
 			}
 		}
 	}
-	res, err := http.Get(ts.URL + "/nothing-here")
+	res, err := http.Get(ts.URL + "/v1/models")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var e errorBody
+	json.NewDecoder(res.Body).Decode(&e)
+	res.Body.Close()
+	if res.StatusCode != http.StatusNotFound || !strings.Contains(e.Error.Message, "no such endpoint") {
+		t.Errorf("/v1/models: status %d, %+v; want a 404 with an OpenAI-style error", res.StatusCode, e)
+	}
+	res, err = http.Get(ts.URL + "/nothing-here")
 	if err != nil {
 		t.Fatal(err)
 	}
