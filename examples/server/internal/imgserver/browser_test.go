@@ -3,6 +3,7 @@ package imgserver
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"image"
 	"image/png"
 	"io"
@@ -184,8 +185,22 @@ func shownPicture(t *testing.T, ctx context.Context) *image.RGBA {
 // returns that request's number.
 func waitGeneration(t *testing.T, ctx context.Context, after int) int {
 	t.Helper()
-	waitJS(t, ctx, resultJS+`.dataset.generation > `+strconv.Itoa(after)+` && document.getElementById("status").textContent === ""`, 30*time.Second)
+	return waitPicture(t, ctx, after, "true")
+}
+
+// waitPicture waits until the page shows the picture of a request newer than after for which
+// the JavaScript condition on r (#result) holds, and returns that request's number.
+func waitPicture(t *testing.T, ctx context.Context, after int, cond string) int {
+	t.Helper()
+	waitJS(t, ctx, `((r) => r.dataset.generation > `+strconv.Itoa(after)+` && document.getElementById("status").textContent === "" && (`+cond+`))(`+resultJS+`)`, 30*time.Second)
 	return eval[int](t, ctx, `Number(`+resultJS+`.dataset.generation)`)
+}
+
+// promptIs is the waitPicture condition that the picture is of prompt. (Typing sends a request
+// whenever the typist pauses, so pictures of a prompt's beginning may come first.)
+func promptIs(prompt string) string {
+	b, _ := json.Marshal(prompt)
+	return "r.dataset.prompt === " + string(b)
 }
 
 // TestBrowserPage types a prompt in the page, waits for the picture, checks that it is the
@@ -218,7 +233,7 @@ func TestBrowserPage(t *testing.T) {
 	// Typing a prompt makes a picture, without a click.
 	const prompt1 = "a lighthouse at dusk, oil painting"
 	run(t, ctx, chromedp.SendKeys(chromedp.ID("prompt"), prompt1))
-	g1 := waitGeneration(t, ctx, 0)
+	g1 := waitPicture(t, ctx, 0, promptIs(prompt1))
 	if got := eval[string](t, ctx, resultJS+`.dataset.prompt`); got != prompt1 {
 		t.Fatalf("the picture is of %q, want %q", got, prompt1)
 	}
@@ -242,7 +257,7 @@ func TestBrowserPage(t *testing.T) {
 	}
 	gen.setDelay(0)
 	run(t, ctx, chromedp.SendKeys(chromedp.ID("prompt"), " at night"))
-	g2 := waitGeneration(t, ctx, g1)
+	g2 := waitPicture(t, ctx, g1, promptIs(prompt3))
 	if got := eval[string](t, ctx, resultJS+`.dataset.prompt`); got != prompt3 {
 		t.Fatalf("the picture is of %q, want the newest prompt %q", got, prompt3)
 	}
@@ -254,7 +269,9 @@ func TestBrowserPage(t *testing.T) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	waitMetric(t, ts.URL, `sdxs_http_requests_total{code="499",route="/v1/images/generations"} 1`)
+	if n := metricValue(t, ts.URL, `sdxs_http_requests_total{code="499",route="/v1/images/generations"}`); n < 1 {
+		t.Errorf("%g requests counted as cancelled by their client, want at least 1", n)
+	}
 
 	// With live updates off, the button makes the picture: a new seed and size.
 	run(t, ctx,
@@ -327,7 +344,7 @@ func TestBrowserSketch(t *testing.T) {
 	run(t, ctx, chromedp.EmulateViewport(1000, 760), chromedp.Navigate(ts.URL+"/"), chromedp.WaitVisible(chromedp.ID("sketch")))
 	waitJS(t, ctx, `document.getElementById("width").value === "256"`, 10*time.Second)
 	run(t, ctx, chromedp.SendKeys(chromedp.ID("prompt"), "a house"))
-	g := waitGeneration(t, ctx, 0)
+	g := waitPicture(t, ctx, 0, promptIs("a house"))
 	if n := rec.count(); n != 0 {
 		t.Fatalf("%d control images sent before anything was drawn", n)
 	}
@@ -347,7 +364,7 @@ func TestBrowserSketch(t *testing.T) {
 	x, y = at(0.8, 0.5)
 	steps = append(steps, chromedp.MouseEvent(chromedp.MouseReleased, x, y, chromedp.ButtonLeft))
 	run(t, ctx, steps...)
-	g = waitGeneration(t, ctx, g)
+	g = waitPicture(t, ctx, g, `r.dataset.control === "1"`)
 	img, scale := rec.last(t)
 	if scale != 0.8 {
 		t.Errorf("control scale %g, want the page's default 0.8", scale)

@@ -481,6 +481,21 @@ func metricsText(t testing.TB, url string) string {
 	return string(b)
 }
 
+// metricValue returns the value of the sample named (with its labels) in /metrics, or 0.
+func metricValue(t testing.TB, url, name string) float64 {
+	t.Helper()
+	for _, line := range strings.Split(metricsText(t, url), "\n") {
+		if v, ok := strings.CutPrefix(line, name+" "); ok {
+			f, err := strconv.ParseFloat(v, 64)
+			if err != nil {
+				t.Fatalf("/metrics: %q: %v", line, err)
+			}
+			return f
+		}
+	}
+	return 0
+}
+
 // waitMetric waits until /metrics has the line want.
 func waitMetric(t testing.TB, url, want string) {
 	t.Helper()

@@ -64,6 +64,7 @@
       result.dataset.seed = d.seed;
       result.dataset.prompt = body.prompt;
       result.dataset.size = body.size;
+      result.dataset.control = body.control_image ? "1" : "";
       result.dataset.generation = id;
       const ms = performance.now() - start;
       time.textContent = (ms / 1000).toFixed(2) + " s per picture" +
