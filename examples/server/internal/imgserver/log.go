@@ -75,21 +75,20 @@ func (s *Server) logged(next http.Handler) http.Handler {
 		}
 		d := time.Since(start)
 		rt := route(r.URL.Path)
+		// Probes and scrapes every few seconds would drown the log: only their failures are logged.
+		if (rt != "/metrics" && rt != "/healthz") || status >= 400 {
+			attrs := append([]slog.Attr{
+				slog.String("method", r.Method), slog.String("path", r.URL.Path), slog.Int("status", status),
+				slog.Float64("seconds", d.Seconds()), slog.Int64("bytes", sw.bytes), slog.String("remote", r.RemoteAddr),
+			}, info.attrs...)
+			level := slog.LevelInfo
+			if status >= 500 && status != http.StatusServiceUnavailable && status != http.StatusGatewayTimeout {
+				level = slog.LevelError
+			}
+			s.cfg.Logger.LogAttrs(r.Context(), level, "request", attrs...)
+		}
+		// Counted after the log line is written, so that a request counted is a request logged.
 		s.metrics.requests.WithLabelValues(rt, strconv.Itoa(status)).Inc()
 		s.metrics.latency.WithLabelValues(rt).Observe(d.Seconds())
-		if rt == "/metrics" || rt == "/healthz" {
-			if status < 400 {
-				return // probes and scrapes every few seconds would drown the log
-			}
-		}
-		attrs := append([]slog.Attr{
-			slog.String("method", r.Method), slog.String("path", r.URL.Path), slog.Int("status", status),
-			slog.Float64("seconds", d.Seconds()), slog.Int64("bytes", sw.bytes), slog.String("remote", r.RemoteAddr),
-		}, info.attrs...)
-		level := slog.LevelInfo
-		if status >= 500 && status != http.StatusServiceUnavailable && status != http.StatusGatewayTimeout {
-			level = slog.LevelError
-		}
-		s.cfg.Logger.LogAttrs(r.Context(), level, "request", attrs...)
 	})
 }

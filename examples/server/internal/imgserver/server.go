@@ -343,7 +343,6 @@ func (s *Server) handleGenerations(w http.ResponseWriter, r *http.Request) {
 			s.writeError(w, r, s.ctxError(r, ctx, "generating"), "")
 			return
 		}
-		s.cfg.Logger.Error("generation failed", "error", err)
 		s.writeError(w, r, &apiError{status: http.StatusInternalServerError, typ: "server_error", message: "generation failed: " + err.Error()}, "")
 		return
 	}

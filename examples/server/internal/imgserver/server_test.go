@@ -923,3 +923,32 @@ func TestStaticPage(t *testing.T) {
 		t.Errorf("/nothing-here: status %d, want 404", res.StatusCode)
 	}
 }
+
+// failingGen fails every generation but the warm-up.
+type failingGen struct{ p *sdxs.Pipeline }
+
+func (g failingGen) Generate(ctx context.Context, req sdxs.Request) (*sdxs.Result, error) {
+	if req.Prompt == "warm-up" {
+		return g.p.Generate(ctx, req)
+	}
+	return nil, errors.New("the unet ran out of luck")
+}
+
+func (g failingGen) DefaultSize() int { return g.p.DefaultSize() }
+
+func TestGenerationErrorIs500(t *testing.T) {
+	var logBuf syncBuffer
+	_, ts := startServer(t, failingGen{tinyPipeline(t)}, Config{Logger: slog.New(slog.NewJSONHandler(&logBuf, nil))})
+	r := postJSON(t, ts.URL, `{"prompt": "a", "size": "64x64"}`)
+	if r.status != http.StatusInternalServerError || r.err.Error.Type != "server_error" || !strings.Contains(r.err.Error.Message, "out of luck") {
+		t.Fatalf("status %d %s, want 500 server_error naming the cause", r.status, r.raw)
+	}
+	waitMetric(t, ts.URL, `sdxs_http_requests_total{code="500",route="/v1/images/generations"} 1`)
+	if n := strings.Count(logBuf.String(), `"msg":"request"`); n != 1 || !strings.Contains(logBuf.String(), `"level":"ERROR","msg":"request"`) {
+		t.Errorf("want one ERROR request line:\n%s", logBuf.String())
+	}
+	waitMetric(t, ts.URL, "sdxs_busy_workers 0")
+	if r := postJSON(t, ts.URL, `{"prompt": "", "size": "64x64"}`); r.status != http.StatusBadRequest {
+		t.Errorf("after a failure: status %d", r.status)
+	}
+}
