@@ -153,8 +153,9 @@ func New(cfg Config) (*Server, error) {
 	return s, nil
 }
 
-// Start attaches the model, makes one warm-up picture (so that the first request does not pay
-// for building the graphs) and marks the server ready. Requests may arrive meanwhile: image
+// Start attaches the model, makes a warm-up picture (so that the first request does not pay
+// for building the graphs; with Config.Control, a second one with a blank control image) and
+// marks the server ready. Requests may arrive meanwhile: image
 // requests then get 503 with Retry-After, /healthz 503.
 func (s *Server) Start(ctx context.Context, gen Generator) error {
 	size := s.cfg.WarmSize
@@ -164,6 +165,18 @@ func (s *Server) Start(ctx context.Context, gen Generator) error {
 	start := time.Now()
 	if _, err := gen.Generate(ctx, sdxs.Request{Prompt: "warm-up", Seed: 0, Width: size, Height: size}); err != nil {
 		return fmt.Errorf("imgserver: warm-up picture: %w", err)
+	}
+	if s.cfg.Control != nil {
+		// And the ControlNet's graphs, with a blank sketch.
+		blank := image.NewGray(image.Rect(0, 0, size, size))
+		for i := range blank.Pix {
+			blank.Pix[i] = 255
+		}
+		req := sdxs.Request{Prompt: "warm-up", Seed: 0, Width: size, Height: size}
+		s.cfg.Control(&req, blank, 0)
+		if _, err := gen.Generate(ctx, req); err != nil {
+			return fmt.Errorf("imgserver: warm-up picture with a control image: %w", err)
+		}
 	}
 	s.cfg.Logger.Info("warm-up picture made", "size", fmt.Sprintf("%dx%d", size, size), "seconds", time.Since(start).Seconds())
 	s.avgNanos.Store(int64(time.Since(start)))

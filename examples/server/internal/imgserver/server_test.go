@@ -358,6 +358,12 @@ func TestControlImage(t *testing.T) {
 	p := tinyPipeline(t)
 	rec := &controlRecorder{}
 	_, ts := startServer(t, p, Config{Control: rec.set, MaxControlSide: 1024})
+	// The warm-up made a picture with a blank control image too (the ControlNet's graphs).
+	warm, _ := rec.last(t)
+	if b := warm.Bounds(); rec.count() != 1 || b.Dx() != 64 || b.Dy() != 64 {
+		t.Errorf("warm-up: %d control images, the last %v; want one of 64×64", rec.count(), b)
+	}
+	checkSketch(t, warm, 64, 64, nil, [][2]float64{{0, 0}, {0.5, 0.5}, {0.99, 0.99}})
 	sketch := image.NewGray(image.Rect(0, 0, 64, 48))
 	for i := range sketch.Pix {
 		sketch.Pix[i] = 255
