@@ -394,3 +394,35 @@ func TestControlNetCacheAndClose(t *testing.T) {
 	assert.ErrorIs(t, p.LoadControlNet(cnDir), ErrClosed)
 	p.UnloadControlNet() // does nothing
 }
+
+// TestControlNetSteps runs the ControlNet case with two Euler steps: the ControlNet runs at each
+// step, and the first step (t = 999 with trailing spacing, the same input as the one-step case)
+// gives the reference's residuals.
+func TestControlNetSteps(t *testing.T) {
+	p, err := Load(oracle.Path(t, controlModel, "model"), WithControlNet(oracle.Path(t, controlModel, "controlnet")))
+	require.NoError(t, err)
+	defer p.Close()
+	i, req := controlRequest(t)
+	req.Steps = 2
+	n := 0
+	req.Progress = func(s Stage, _ time.Duration) {
+		if s == StageControlNet {
+			n++
+		}
+	}
+	res, err := p.Generate(context.Background(), req)
+	require.NoError(t, err)
+	require.Equal(t, []float64{999, 499}, res.Timesteps)
+	assert.Equal(t, 2, n, "the ControlNet runs at every step")
+	ref := oracle.Tensors(t, controlModel, "reference.safetensors")
+	want := func(name string) []float32 {
+		v, _ := oracle.Float32(t, ref, fmt.Sprintf("case%d.%s", i, name))
+		return v
+	}
+	oracle.AssertMaxAbs(t, "control_cond", res.ControlCond, want("control_cond"), oracle.BoundControlCond)
+	for j, d := range res.ControlDown {
+		oracle.AssertRelL2(t, fmt.Sprintf("control_down.%d (first step)", j), d, want(fmt.Sprintf("control_down.%d", j)), oracle.BoundUNetOutput)
+	}
+	oracle.AssertRelL2(t, "control_mid (first step)", res.ControlMid, want("control_mid"), oracle.BoundUNetOutput)
+	oracle.AssertRelL2(t, "unet_output (first step)", res.UNetOutput, want("unet_output"), oracle.BoundUNetOutput)
+}
