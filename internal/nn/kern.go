@@ -584,6 +584,28 @@ func nearestIndex(in, out int) []int {
 	return idx
 }
 
+type padKernel struct{ c, h, w, top, left, ho, wo int }
+
+func (padKernel) scratchSize() int { return 0 }
+func (padKernel) inplace() int     { return -1 }
+func (k padKernel) run(out []float32, in [][]float32, _ []float32) {
+	x := in[0]
+	parallelFor(k.c, 1, func(lo, hi int) {
+		for c := lo; c < hi; c++ {
+			dst := out[c*k.ho*k.wo : (c+1)*k.ho*k.wo]
+			src := x[c*k.h*k.w : (c+1)*k.h*k.w]
+			clear(dst[:k.top*k.wo])
+			for y := 0; y < k.h; y++ {
+				row := dst[(y+k.top)*k.wo : (y+k.top+1)*k.wo]
+				clear(row[:k.left])
+				copy(row[k.left:], src[y*k.w:(y+1)*k.w])
+				clear(row[k.left+k.w:])
+			}
+			clear(dst[(k.top+k.h)*k.wo:])
+		}
+	})
+}
+
 type embeddingKernel struct{ v, d int }
 
 func (embeddingKernel) scratchSize() int { return 0 }

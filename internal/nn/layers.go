@@ -337,6 +337,21 @@ func (b *Builder) Upsample(x *Node, ho, wo int) *Node {
 	return b.apply("upsample", upsampleKernel{c: xs[0], h: xs[1], w: xs[2], ho: ho, wo: wo}, []int{xs[0], ho, wo}, x)
 }
 
+// Pad surrounds x [C, H, W] with zeros: top and bottom rows, left and right columns (PyTorch's
+// F.pad(x, (left, right, top, bottom)) in "constant" mode). Padding may differ on each side, as
+// in the KL encoder's downsamplers, which pad (0, 1, 0, 1) before a stride-2 convolution.
+func (b *Builder) Pad(x *Node, top, bottom, left, right int) *Node {
+	xs := shapeOf(x)
+	if len(xs) != 3 {
+		fail("nn: pad: input %v is not [C, H, W]", xs)
+	}
+	if top < 0 || bottom < 0 || left < 0 || right < 0 {
+		fail("nn: pad: negative padding (%d, %d, %d, %d)", top, bottom, left, right)
+	}
+	k := padKernel{c: xs[0], h: xs[1], w: xs[2], top: top, left: left, ho: xs[1] + top + bottom, wo: xs[2] + left + right}
+	return b.apply("pad", k, []int{k.c, k.ho, k.wo}, x)
+}
+
 // Embedding looks up rows of table [V, D] for ids [N] (token ids stored as float32).
 func (b *Builder) Embedding(table, ids *Node) *Node {
 	ts, is := shapeOf(table), shapeOf(ids)

@@ -439,3 +439,38 @@ func TestWinogradResidualInPlace(t *testing.T) {
 		require.Less(t, maxAbsDiff(got, want), 1e-4)
 	}
 }
+
+func TestPad(t *testing.T) {
+	// x is 2 channels of 2×3: 1…6 and 7…12.
+	x := []float32{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12}
+	for _, tc := range []struct {
+		top, bottom, left, right int
+		want                     []float32
+	}{
+		// The KL encoder's downsampler: F.pad(x, (0, 1, 0, 1)).
+		{0, 1, 0, 1, []float32{
+			1, 2, 3, 0, 4, 5, 6, 0, 0, 0, 0, 0,
+			7, 8, 9, 0, 10, 11, 12, 0, 0, 0, 0, 0}},
+		{1, 0, 2, 0, []float32{
+			0, 0, 0, 0, 0, 0, 0, 1, 2, 3, 0, 0, 4, 5, 6,
+			0, 0, 0, 0, 0, 0, 0, 7, 8, 9, 0, 0, 10, 11, 12}},
+		{0, 0, 0, 0, x},
+	} {
+		t.Run(fmt.Sprint(tc.top, tc.bottom, tc.left, tc.right), func(t *testing.T) {
+			prog, err := Build(NewParams(memSource{}), func(b *Builder) map[string]*Node {
+				in := b.Input("x", 2, 2, 3)
+				return map[string]*Node{"y": b.Pad(b.Affine(in, 1, 0), tc.top, tc.bottom, tc.left, tc.right)}
+			})
+			require.NoError(t, err)
+			shape := []int{2, 2 + tc.top + tc.bottom, 3 + tc.left + tc.right}
+			require.Equal(t, shape, prog.OutputShape("y"))
+			got := make([]float32, len(tc.want))
+			require.NoError(t, prog.Run(context.Background(), map[string][]float32{"x": x}, map[string][]float32{"y": got}))
+			require.Equal(t, tc.want, got)
+		})
+	}
+	_, err := Build(NewParams(memSource{}), func(b *Builder) map[string]*Node {
+		return map[string]*Node{"y": b.Pad(b.Input("x", 2, 2, 3), -1, 0, 0, 0)}
+	})
+	require.ErrorContains(t, err, "negative padding")
+}
