@@ -69,3 +69,24 @@ func BenchmarkTinyEncode512(b *testing.B) {
 	}
 	b.ReportMetric(2*float64(macs)*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
 }
+
+// BenchmarkKLDecode512 decodes a 64×64 latent into a 512×512 picture with the full-size KL
+// decoder of the SD VAE (configs/sdxs-512-dreamshaper/vae_large, random weights), in one piece.
+func BenchmarkKLDecode512(b *testing.B) {
+	d := fullKL(b)
+	z := make([]float32, 4*64*64)
+	for i := range z {
+		z[i] = float32(i%17)/17 - 0.5
+	}
+	if _, err := d.Decode(context.Background(), z, 64, 64); err != nil {
+		b.Fatal(err)
+	}
+	macs, _ := d.MACs(context.Background(), 64, 64)
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if _, err := d.Decode(context.Background(), z, 64, 64); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(2*float64(macs)*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
+}

@@ -1,6 +1,7 @@
 // Package vae holds the autoencoders between pixels and latents: the AutoencoderTiny (TAESD)
 // that SDXS ships as vae/, whose decoder turns latents into pixels and whose encoder turns an
-// init picture into latents for image to image.
+// init picture into latents for image to image, and the full AutoencoderKL of vae_large/ (KL),
+// decoder and encoder.
 package vae
 
 import (
@@ -75,6 +76,9 @@ func (t *Tiny) UpscaleFactor() int {
 	}
 	return f
 }
+
+// LatentChannels is the number of channels of a latent.
+func (t *Tiny) LatentChannels() int { return t.cfg.LatentChannels }
 
 // Unused lists the decoder tensors of the weights that the decoder does not use.
 func (t *Tiny) Unused() []string { return t.runner.Params().Unused("decoder.", nil) }
