@@ -56,15 +56,17 @@ func (p *Pipeline) initLatents(ctx context.Context, req Request, res *Result, sc
 // prepare_latents).
 //
 // The TAESD encoder is deterministic (AutoencoderTinyOutput has latents, not a distribution),
-// so gen is not drawn from. A KL VAE's encoder gives a latent distribution, from which
+// so gen is not drawn from. The KL VAE's encoder gives a latent distribution, from which
 // retrieve_latents with the pipeline's generator draws a sample (mean + std·randn(gen)) before
-// the noise is drawn from the same generator: that path belongs here, using gen.
+// the noise is drawn from the same generator (klInitLatents).
 func (p *Pipeline) encode(ctx context.Context, img []float32, w, h int, gen *sampler.Generator) ([]float32, error) {
 	var z []float32
 	var err error
 	switch v := any(p.vae).(type) {
 	case *vae.Tiny:
 		z, err = v.Encode(ctx, img, h, w)
+	case *vae.KL:
+		return klInitLatents(ctx, v, img, h, w, gen)
 	default:
 		return nil, fmt.Errorf("sdxs: the VAE (%T) has no encoder for image to image", p.vae)
 	}
@@ -95,7 +97,10 @@ type vaeEncoder interface {
 	EncoderMACs(ctx context.Context, h, w int) (int64, error)
 }
 
-var _ vaeEncoder = (*vae.Tiny)(nil)
+var (
+	_ vaeEncoder = (*vae.Tiny)(nil)
+	_ vaeEncoder = (*vae.KL)(nil)
+)
 
 // encoder returns the pipeline's VAE as a vaeEncoder.
 func (p *Pipeline) encoder() (vaeEncoder, error) {

@@ -19,11 +19,12 @@ type loadOptions struct {
 	// loraUnfused applies adapters as unfused branches (WithLoRAUnfused).
 	loraUnfused bool
 	// Models named by a hub repository id (hub.go).
-	ctx      context.Context
-	hub      *hub.Client
-	progress func(hub.Progress)
-	variant  string
-	vae      string // "tiny" or "large" (WithVAE)
+	ctx           context.Context
+	hub           *hub.Client
+	progress      func(hub.Progress)
+	variant       string
+	vae           string // "tiny" or "large" (WithVAE)
+	vaeTileBudget int64  // WithVAETileBudget (0: the default)
 }
 
 func applyOptions(opts []Option) *loadOptions {

@@ -13,7 +13,8 @@
 // The path of one picture: the CLIP tokenizer and text encoder turn the prompt into embeddings;
 // PyTorch-compatible noise from the seed is scaled for the Euler scheduler's single step at
 // t = 999; the UNet predicts the noise; the step gives the clean latents x₀; the TAESD decoder
-// turns them into pixels. The same seed gives the same picture as diffusers with a CPU generator.
+// (or the full KL VAE, WithVAE("large")) turns them into pixels. The same seed gives the same
+// picture as diffusers with a CPU generator.
 // Request.Steps runs more Euler steps (SD-Turbo-class models take 1–4), and Request.Init starts
 // from a picture instead of pure noise (image to image, as diffusers'
 // StableDiffusionImg2ImgPipeline).
@@ -37,7 +38,6 @@ import (
 	"github.com/sdxs-go/sdxs/textenc"
 	"github.com/sdxs-go/sdxs/tokenizer"
 	"github.com/sdxs-go/sdxs/unet"
-	"github.com/sdxs-go/sdxs/vae"
 	"github.com/sdxs-go/sdxs/weights"
 )
 
@@ -153,7 +153,7 @@ type Pipeline struct {
 	tok      *tokenizer.Tokenizer
 	text     *textenc.Model
 	unet     *unet.Model
-	vae      *vae.Tiny
+	vae      Decoder
 	schedCfg sampler.Config
 	closers  []io.Closer
 	cache    *nn.ProgramCache
@@ -184,10 +184,11 @@ func (p *Pipeline) shareCache() error {
 }
 
 // Load opens a diffusers model folder (model_index.json with tokenizer/, text_encoder/, unet/,
-// vae/ and scheduler/), or a Hugging Face repository id ("IDKiro/sdxs-512-dreamshaper",
-// optionally "@revision") whose files it fetches into huggingface_hub's cache first (see
-// Resolve); a path that exists is always a path. Weights are memory-mapped; the graphs are built
-// on first use of each image size. Options adjust what is loaded and how.
+// vae/ (or vae_large/ with WithVAE("large")) and scheduler/), or a Hugging Face repository id
+// ("IDKiro/sdxs-512-dreamshaper", optionally "@revision") whose files it fetches into
+// huggingface_hub's cache first (see Resolve); a path that exists is always a path. Weights are
+// memory-mapped; the graphs are built on first use of each image size. Options adjust what is
+// loaded and how.
 func Load(nameOrDir string, opts ...Option) (*Pipeline, error) {
 	o := applyOptions(opts)
 	dir, err := resolve(o, nameOrDir, KindPipeline)
@@ -227,7 +228,7 @@ func Load(nameOrDir string, opts ...Option) (*Pipeline, error) {
 	if p.unet, err = component(p, comp, "unet", weights.LoadUNetConfig, unet.New); err != nil {
 		return nil, err
 	}
-	if p.vae, err = component(p, comp, "vae", weights.LoadTinyVAEConfig, vae.NewTiny); err != nil {
+	if p.vae, err = loadDecoder(p, folder, dir, comp, o); err != nil {
 		return nil, err
 	}
 
@@ -269,7 +270,7 @@ type Parts struct {
 	Tokenizer   *tokenizer.Tokenizer
 	TextEncoder *textenc.Model
 	UNet        *unet.Model
-	VAE         *vae.Tiny
+	VAE         Decoder // *vae.Tiny or *vae.KL
 	Scheduler   sampler.Config
 }
 
@@ -296,12 +297,12 @@ func New(parts Parts, opts ...Option) (*Pipeline, error) {
 
 // check verifies that the components fit together.
 func (p *Pipeline) check() error {
-	ucfg, tcfg, vcfg := p.unet.Config(), p.text.Config(), p.vae.Config()
+	ucfg, tcfg := p.unet.Config(), p.text.Config()
 	if ucfg.CrossAttentionDim != tcfg.HiddenSize {
 		return fmt.Errorf("sdxs: unet cross_attention_dim %d does not match the text encoder's hidden_size %d", ucfg.CrossAttentionDim, tcfg.HiddenSize)
 	}
-	if vcfg.LatentChannels != ucfg.OutChannels || ucfg.InChannels != ucfg.OutChannels {
-		return fmt.Errorf("sdxs: vae latent_channels %d does not match the unet's in_channels %d and out_channels %d", vcfg.LatentChannels, ucfg.InChannels, ucfg.OutChannels)
+	if lc := p.vae.LatentChannels(); lc != ucfg.OutChannels || ucfg.InChannels != ucfg.OutChannels {
+		return fmt.Errorf("sdxs: vae latent_channels %d does not match the unet's in_channels %d and out_channels %d", lc, ucfg.InChannels, ucfg.OutChannels)
 	}
 	if p.tok.MaxLength() != p.text.SeqLen() {
 		return fmt.Errorf("sdxs: the tokenizer's model_max_length %d does not match the text encoder's max_position_embeddings %d", p.tok.MaxLength(), p.text.SeqLen())

@@ -16,6 +16,7 @@ import (
 	"github.com/sdxs-go/sdxs/imageproc"
 	"github.com/sdxs-go/sdxs/internal/oracle"
 	"github.com/sdxs-go/sdxs/sampler"
+	"github.com/sdxs-go/sdxs/vae"
 )
 
 // handSigmas computes, in float64 and from the definitions alone, the σ of integer training
@@ -284,7 +285,7 @@ func TestWarmEncoder(t *testing.T) {
 	require.NoError(t, p.WarmEncoder(ctx, 64, 96))
 	m, err := p.EncoderMACs(ctx, 64, 96)
 	require.NoError(t, err)
-	want, err := p.vae.EncoderMACs(ctx, 96, 64)
+	want, err := p.vae.(*vae.Tiny).EncoderMACs(ctx, 96, 64)
 	require.NoError(t, err)
 	assert.Equal(t, want, m)
 	assert.Positive(t, m)

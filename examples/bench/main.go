@@ -8,7 +8,9 @@
 // After one warm-up run it generates -runs pictures and prints, per stage, the median time, the
 // arithmetic rate (counting the multiply-adds of convolutions and linear layers as two flops)
 // and its share of this machine class's floor of 230 GFLOP/s. With -json the last line is one
-// JSON object with the medians and the peak resident memory of the process.
+// JSON object with the medians and the peak resident memory of the process. -vae large decodes
+// (and, with -init, encodes) with the full KL VAE (AutoencoderKL: the preset's vae_large.json,
+// or the folder's vae_large/) instead of TAESD; its stages are still vae_decoder and vae_encoder.
 //
 // With -init it times image to image instead, adding the VAE encoder's stage: -init synthetic
 // makes a -width×-height picture, otherwise -init names a PNG or JPEG of that size. -steps and
@@ -17,6 +19,7 @@
 //
 //	go run ./examples/bench -preset sdxs-512-dreamshaper -runs 5
 //	go run ./examples/bench -preset sdxs-512-dreamshaper -runs 5 -init synthetic -json
+//	go run ./examples/bench -preset sdxs-512-dreamshaper -vae large -runs 3 -json
 package main
 
 import (
@@ -66,6 +69,7 @@ func main() {
 
 type report struct {
 	Preset       string  `json:"preset"`
+	VAE          string  `json:"vae"`
 	Width        int     `json:"width"`
 	Height       int     `json:"height"`
 	Threads      int     `json:"threads"`
@@ -96,6 +100,7 @@ func run() error {
 		initPic = flag.String("init", "", "time image to image from this PNG or JPEG (of -width×-height), or from a made-up picture with \"synthetic\"")
 		steps   = flag.Int("steps", 1, "inference steps of the schedule")
 		strngth = flag.Float64("strength", 1, "image-to-image strength, in (0, 1]")
+		vaeKind = flag.String("vae", sdxs.VAETiny, `decoder (and encoder): "tiny" (TAESD) or "large" (the full KL VAE)`)
 	)
 	flag.Parse()
 	if *runs < 1 {
@@ -111,13 +116,13 @@ func run() error {
 	var parts sdxs.Parts
 	if *model != "" {
 		name = path.Base(*model)
-		hubOpts := []sdxs.Option{sdxs.WithProgress(cliprogress.Stderr()), sdxs.WithVariant(*variant)}
+		hubOpts := []sdxs.Option{sdxs.WithProgress(cliprogress.Stderr()), sdxs.WithVariant(*variant), sdxs.WithVAE(*vaeKind)}
 		var dir string
 		dir, err = sdxs.Resolve(context.Background(), *model, sdxs.KindPipeline, hubOpts...)
 		if err != nil {
 			return err
 		}
-		var opts []sdxs.Option
+		opts := []sdxs.Option{sdxs.WithVAE(*vaeKind)}
 		if *cnDir != "" {
 			cn, err := sdxs.Resolve(context.Background(), *cnDir, sdxs.KindControlNet, hubOpts...)
 			if err != nil {
@@ -128,16 +133,16 @@ func run() error {
 		loadStart = time.Now() // the download is not part of the load time
 		p, err = sdxs.Load(dir, opts...)
 	} else {
-		p, parts, srcs, err = fromPreset(*preset)
+		p, parts, srcs, err = fromPreset(*preset, *vaeKind)
 		if err == nil && *save != "" {
 			if err := p.Warm(context.Background(), *width, *height); err != nil {
 				return err
 			}
-			// The encoder's weights too, so that the folder holds a whole AutoencoderTiny.
+			// The encoder's weights too, so that the folder holds a whole autoencoder.
 			if err := p.WarmEncoder(context.Background(), *width, *height); err != nil {
 				return err
 			}
-			return saveFolder(*save, *preset, srcs)
+			return saveFolder(*save, *preset, *vaeKind, srcs)
 		}
 	}
 	if err != nil {
@@ -147,7 +152,7 @@ func run() error {
 	if err := p.Warm(context.Background(), *width, *height); err != nil {
 		return err
 	}
-	fmt.Printf("%s: loaded and built graphs in %.2f s, %d threads, %d×%d\n", name, time.Since(loadStart).Seconds(), *threads, *width, *height)
+	fmt.Printf("%s (vae %s): loaded and built graphs in %.2f s, %d threads, %d×%d\n", name, *vaeKind, time.Since(loadStart).Seconds(), *threads, *width, *height)
 
 	ctx := context.Background()
 	req := sdxs.Request{Prompt: *prompt, Seed: 42, Width: *width, Height: *height, Steps: *steps}
@@ -218,7 +223,7 @@ func run() error {
 	fmt.Printf("peak RSS %.2f GiB\n", float64(rss)/(1<<30))
 	if *asJSON {
 		r := report{
-			Preset: name, Width: *width, Height: *height, Threads: *threads,
+			Preset: name, VAE: *vaeKind, Width: *width, Height: *height, Threads: *threads,
 			TextEncoderS: median(times[sdxs.StageTextEncoder]),
 			UNetS:        median(times[sdxs.StageUNet]),
 			VAEDecoderS:  median(times[sdxs.StageVAEDecoder]),
@@ -292,9 +297,9 @@ func peakRSS() int64 {
 }
 
 // fromPreset builds a full-size pipeline of a released architecture with random weights.
-func fromPreset(name string) (*sdxs.Pipeline, sdxs.Parts, map[string]*nn.RandomSource, error) {
-	srcs := map[string]*nn.RandomSource{"text_encoder": {Seed: 1}, "unet": {Seed: 2}, "vae": {Seed: 3}, "controlnet": {Seed: 4}}
-	parts, err := presetParts(name, srcs)
+func fromPreset(name, vaeKind string) (*sdxs.Pipeline, sdxs.Parts, map[string]*nn.RandomSource, error) {
+	srcs := map[string]*nn.RandomSource{"text_encoder": {Seed: 1}, "unet": {Seed: 2}, "vae": {Seed: 3}, "controlnet": {Seed: 4}, "vae_large": {Seed: 5}}
+	parts, err := presetParts(name, vaeKind, srcs)
 	if err != nil {
 		return nil, parts, nil, err
 	}
@@ -302,8 +307,9 @@ func fromPreset(name string) (*sdxs.Pipeline, sdxs.Parts, map[string]*nn.RandomS
 	return p, parts, srcs, err
 }
 
-// presetParts makes the models of a preset over the given random sources.
-func presetParts(name string, srcs map[string]*nn.RandomSource) (sdxs.Parts, error) {
+// presetParts makes the models of a preset over the given random sources, with TAESD or the
+// KL VAE (vaeKind).
+func presetParts(name, vaeKind string, srcs map[string]*nn.RandomSource) (sdxs.Parts, error) {
 	read := func(file string) ([]byte, error) {
 		b, err := presets.ReadFile("presets/" + name + "/" + file)
 		if err != nil {
@@ -326,13 +332,6 @@ func presetParts(name string, srcs map[string]*nn.RandomSource) (sdxs.Parts, err
 	if err != nil {
 		return sdxs.Parts{}, err
 	}
-	if data, err = read("vae.json"); err != nil {
-		return sdxs.Parts{}, err
-	}
-	vcfg, err := weights.ParseTinyVAEConfig(data)
-	if err != nil {
-		return sdxs.Parts{}, err
-	}
 	if data, err = read("scheduler.json"); err != nil {
 		return sdxs.Parts{}, err
 	}
@@ -352,9 +351,32 @@ func presetParts(name string, srcs map[string]*nn.RandomSource) (sdxs.Parts, err
 	if err != nil {
 		return sdxs.Parts{}, err
 	}
-	v, err := vae.NewTiny(vcfg, srcs["vae"])
-	if err != nil {
-		return sdxs.Parts{}, err
+	var v sdxs.Decoder
+	switch vaeKind {
+	case sdxs.VAETiny:
+		if data, err = read("vae.json"); err != nil {
+			return sdxs.Parts{}, err
+		}
+		vcfg, err := weights.ParseTinyVAEConfig(data)
+		if err != nil {
+			return sdxs.Parts{}, err
+		}
+		if v, err = vae.NewTiny(vcfg, srcs["vae"]); err != nil {
+			return sdxs.Parts{}, err
+		}
+	case sdxs.VAELarge:
+		if data, err = read("vae_large.json"); err != nil {
+			return sdxs.Parts{}, err
+		}
+		kcfg, err := weights.ParseKLVAEConfig(data)
+		if err != nil {
+			return sdxs.Parts{}, err
+		}
+		if v, err = vae.NewKL(kcfg, srcs["vae_large"]); err != nil {
+			return sdxs.Parts{}, err
+		}
+	default:
+		return sdxs.Parts{}, fmt.Errorf("-vae %q: want %q or %q", vaeKind, sdxs.VAETiny, sdxs.VAELarge)
 	}
 	return sdxs.Parts{Tokenizer: tok, TextEncoder: te, UNet: u, VAE: v, Scheduler: scfg}, nil
 }
@@ -410,13 +432,41 @@ func byteTokenizer() (*tokenizer.Tokenizer, error) {
 	return tokenizer.New(testmodel.ByteVocab(), [][2]string{{"a", "b"}}, tokenizer.Options{})
 }
 
-// saveFolder writes a preset with the random weights its graphs used as a diffusers folder.
-func saveFolder(dir, preset string, srcs map[string]*nn.RandomSource) error {
+// saveFolder writes a preset with the random weights its graphs used as a diffusers folder. With
+// the KL VAE (vaeKind "large") it writes vae_large/ beside TAESD's vae/, as the releases ship
+// them.
+func saveFolder(dir, preset, vaeKind string, srcs map[string]*nn.RandomSource) error {
 	files := map[string]string{
 		"unet/config.json":                "unet.json",
 		"text_encoder/config.json":        "text_encoder.json",
 		"vae/config.json":                 "vae.json",
 		"scheduler/scheduler_config.json": "scheduler.json",
+	}
+	comps := map[string]string{"unet": "diffusion_pytorch_model.safetensors", "vae": "diffusion_pytorch_model.safetensors", "text_encoder": "model.safetensors"}
+	if vaeKind == sdxs.VAELarge {
+		files["vae_large/config.json"] = "vae_large.json"
+		comps["vae_large"] = "diffusion_pytorch_model.safetensors"
+		// The pipeline's graphs did not use TAESD: make its random weights (decoder and
+		// encoder) by building it once (a RandomSource's values depend only on its seed and the
+		// tensor's name).
+		data, err := presets.ReadFile("presets/" + preset + "/vae.json")
+		if err != nil {
+			return err
+		}
+		cfg, err := weights.ParseTinyVAEConfig(data)
+		if err != nil {
+			return err
+		}
+		tiny, err := vae.NewTiny(cfg, srcs["vae"])
+		if err != nil {
+			return err
+		}
+		if err := tiny.Prepare(context.Background(), 8, 8); err != nil {
+			return err
+		}
+		if err := tiny.PrepareEncoder(context.Background(), 64, 64); err != nil {
+			return err
+		}
 	}
 	for dst, src := range files {
 		b, err := presets.ReadFile("presets/" + preset + "/" + src)
@@ -443,7 +493,6 @@ func saveFolder(dir, preset string, srcs map[string]*nn.RandomSource) error {
 	if err := writeFile(filepath.Join(dir, "tokenizer", "merges.txt"), []byte(testmodel.Merges)); err != nil {
 		return err
 	}
-	comps := map[string]string{"unet": "diffusion_pytorch_model.safetensors", "vae": "diffusion_pytorch_model.safetensors", "text_encoder": "model.safetensors"}
 	if b, err := presets.ReadFile("presets/" + preset + "/controlnet.json"); err == nil {
 		// The ControlNet is a folder of its own, beside the pipeline's components (load it
 		// with -controlnet DIR/controlnet).

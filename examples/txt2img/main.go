@@ -7,7 +7,8 @@
 // @revision), fetched into huggingface_hub's cache on first use (HF_ENDPOINT, HF_TOKEN,
 // HF_HUB_CACHE, HF_HOME and HF_HUB_OFFLINE apply); a progress bar shows on a terminal.
 //
-// Without -seed a random seed is drawn and printed, so the picture can be made again. -dump
+// Without -seed a random seed is drawn and printed, so the picture can be made again. -vae large
+// decodes with the full KL VAE of the folder's vae_large/ instead of TAESD. -dump
 // writes every intermediate tensor under the names of the diffusers reference (input_ids,
 // text_embeddings, noise, unet_input, unet_output, latents, decoded, image) as safetensors.
 //
@@ -93,6 +94,7 @@ func run() error {
 		canny         = flag.Bool("canny", false, "use the Canny edges of the control image (thresholds 100, 200), for a canny ControlNet and a photograph")
 
 		loraLenient = flag.Bool("lora-lenient", false, "skip (with a warning) the layers of a LoRA the model does not have, instead of failing")
+		vaeOpt      = flag.String("vae", "tiny", `decoder: "tiny" (TAESD, vae/) or "large" (the full KL VAE, vae_large/)`)
 	)
 	flag.Parse()
 	if *model == "" {
@@ -144,7 +146,7 @@ func run() error {
 	}
 
 	// Models named by a hub id are fetched first, so that the load time below is the load's.
-	hubOpts := []sdxs.Option{sdxs.WithProgress(cliprogress.Stderr()), sdxs.WithVariant(*variant)}
+	hubOpts := []sdxs.Option{sdxs.WithProgress(cliprogress.Stderr()), sdxs.WithVariant(*variant), sdxs.WithVAE(*vaeOpt)}
 	dir, err := sdxs.Resolve(ctx, *model, sdxs.KindPipeline, hubOpts...)
 	if err != nil {
 		return err
@@ -164,6 +166,7 @@ func run() error {
 	}
 
 	start := time.Now()
+	opts = append(opts, sdxs.WithVAE(*vaeOpt))
 	p, err := sdxs.Load(dir, opts...)
 	if err != nil {
 		return err

@@ -189,3 +189,43 @@ func TestLoRAFlags(t *testing.T) {
 	assert.ErrorContains(t, err, missing)
 	assert.NoFileExists(t, out)
 }
+
+// TestDumpKLMatchesDiffusers makes the oracle's KL case (sdxs-dreamshaper-tiny case 2, vae:
+// "large") with -vae large -dump and holds every dumped tensor to the oracle README's bounds.
+func TestDumpKLMatchesDiffusers(t *testing.T) {
+	const model = "sdxs-dreamshaper-tiny"
+	data, err := os.ReadFile(oracle.Path(t, model, "cases.json"))
+	require.NoError(t, err)
+	var cases []struct {
+		Prompt string `json:"prompt"`
+		Seed   uint64 `json:"seed"`
+		Height int    `json:"height"`
+		Width  int    `json:"width"`
+		VAE    string `json:"vae"`
+	}
+	require.NoError(t, json.Unmarshal(data, &cases))
+	ran := 0
+	for i, c := range cases {
+		if c.VAE != "large" {
+			continue
+		}
+		ran++
+		dir := t.TempDir()
+		dump, png := filepath.Join(dir, "dump.safetensors"), filepath.Join(dir, "out.png")
+		require.NoError(t, runArgs(t, "-model", oracle.Path(t, model, "model"), "-vae", "large",
+			"-prompt", c.Prompt, "-seed", fmt.Sprint(c.Seed), "-width", fmt.Sprint(c.Width), "-height", fmt.Sprint(c.Height),
+			"-out", png, "-dump", dump))
+		assert.FileExists(t, png)
+		ref := oracle.Tensors(t, model, "reference.safetensors")
+		assert.True(t, oracle.AssertCase(t, ref, i, readDump(t, dump)))
+	}
+	require.Positive(t, ran, "the oracle has no case with vae: large")
+}
+
+func TestBadVAEFlag(t *testing.T) {
+	out := filepath.Join(t.TempDir(), "x.png")
+	err := runArgs(t, "-model", oracle.Path(t, "sdxs-dreamshaper-tiny", "model"), "-vae", "medium", "-seed", "1", "-out", out)
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), `WithVAE("medium")`)
+	assert.NoFileExists(t, out)
+}

@@ -1,0 +1,190 @@
+package sdxs
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/sdxs-go/sdxs/internal/oracle"
+	"github.com/sdxs-go/sdxs/sampler"
+	"github.com/sdxs-go/sdxs/vae"
+	"github.com/sdxs-go/sdxs/weights"
+)
+
+// klOracleModel is the oracle model with a KL VAE (vae_large/) and a case that decodes with it.
+const klOracleModel = "sdxs-dreamshaper-tiny"
+
+// TestTxt2ImgKLMatchesDiffusers runs the oracle's KL case (vae: "large") through the public API
+// with WithVAE("large") and holds every stage to the oracle README's bounds.
+func TestTxt2ImgKLMatchesDiffusers(t *testing.T) {
+	p, err := Load(oracle.Path(t, klOracleModel, "model"), WithVAE(VAELarge))
+	require.NoError(t, err)
+	defer p.Close()
+	kl, ok := p.vae.(*vae.KL)
+	require.True(t, ok, "WithVAE(large) loads a %T", p.vae)
+	assert.Equal(t, 0.18215, kl.ScalingFactor())
+
+	ref := oracle.Tensors(t, klOracleModel, "reference.safetensors")
+	ran := 0
+	for i, c := range loadCases(t, klOracleModel) {
+		if c.VAE != "large" {
+			continue
+		}
+		require.Nil(t, c.LoraScale)
+		require.False(t, c.ControlImage)
+		ran++
+		t.Run(fmt.Sprintf("case%d", i), func(t *testing.T) {
+			res, err := p.Generate(context.Background(), Request{Prompt: c.Prompt, Seed: c.Seed, Width: c.Width, Height: c.Height})
+			require.NoError(t, err)
+			ts, err := res.Tensors()
+			require.NoError(t, err)
+			assert.True(t, oracle.AssertCase(t, ref, i, ts))
+		})
+	}
+	require.Positive(t, ran, "the oracle has no case with vae: large")
+
+	// Warm builds the KL decoder's graph, and MACs counts it.
+	ctx := context.Background()
+	require.NoError(t, p.Warm(ctx, 256, 256))
+	want, err := kl.MACs(ctx, 32, 32)
+	require.NoError(t, err)
+	assert.Positive(t, want)
+	macs, err := p.MACs(ctx, 256, 256)
+	require.NoError(t, err)
+	assert.Equal(t, want, macs[StageVAEDecoder])
+
+	// The default decoder is still TAESD.
+	pt, err := Load(oracle.Path(t, klOracleModel, "model"))
+	require.NoError(t, err)
+	defer pt.Close()
+	_, ok = pt.vae.(*vae.Tiny)
+	assert.True(t, ok, "default decoder is %T", pt.vae)
+}
+
+// TestKLTileBudgetOption: WithVAETileBudget reaches the KL decoder. A one-byte budget tiles
+// case 2's latent (and changes the picture: each tile's attention and group norms see only the
+// tile); math.MaxInt64 never tiles, and gives the reference.
+func TestKLTileBudgetOption(t *testing.T) {
+	dir := oracle.Path(t, klOracleModel, "model")
+	ref := oracle.Tensors(t, klOracleModel, "reference.safetensors")
+	want, _ := oracle.Float32(t, ref, "case2.decoded")
+	c := loadCases(t, klOracleModel)[2]
+	require.Equal(t, "large", c.VAE)
+	decode := func(budget int64) []float32 {
+		p, err := Load(dir, WithVAE(VAELarge), WithVAETileBudget(budget))
+		require.NoError(t, err)
+		defer p.Close()
+		res, err := p.Generate(context.Background(), Request{Prompt: c.Prompt, Seed: c.Seed, Width: c.Width, Height: c.Height})
+		require.NoError(t, err)
+		return res.Decoded
+	}
+	oracle.AssertMaxAbs(t, "never tiled", decode(math.MaxInt64), want, 2e-3)
+	tiled := decode(1)
+	require.Len(t, tiled, len(want))
+	assert.Greater(t, oracle.MaxAbs(tiled, want), 1e-2, "a one-byte budget should tile")
+}
+
+func TestLoadKLErrors(t *testing.T) {
+	t.Run("no vae_large", func(t *testing.T) {
+		dir := oracle.Path(t, "sdxs-09-tiny", "model")
+		p, err := Load(dir, WithVAE(VAELarge))
+		require.Error(t, err)
+		assert.Nil(t, p)
+		assert.Contains(t, err.Error(), "no vae_large/ component")
+		assert.Contains(t, err.Error(), `WithVAE("large")`)
+	})
+	t.Run("unknown name", func(t *testing.T) {
+		p, err := Load(oracle.Path(t, klOracleModel, "model"), WithVAE("huge"))
+		require.Error(t, err)
+		assert.Nil(t, p)
+		assert.Contains(t, err.Error(), `WithVAE("huge")`)
+	})
+	t.Run("tiny still loads without vae_large, large without vae", func(t *testing.T) {
+		dir := linkModelCopy(t, klOracleModel)
+		require.NoError(t, os.RemoveAll(filepath.Join(dir, "vae")))
+		// Without model_index.json (which lists vae) the components are discovered.
+		require.NoError(t, os.Remove(filepath.Join(dir, "model_index.json")))
+		p, err := Load(dir, WithVAE(VAELarge))
+		require.NoError(t, err)
+		require.NoError(t, p.Close())
+		_, msg := loadErr(t, dir)
+		assert.Contains(t, msg, "vae")
+	})
+	for _, c := range []struct {
+		field  string
+		value  any
+		config bool // a config error naming the field (else a mismatch between components)
+	}{
+		{"up_block_types", []string{"UpDecoderBlock2D", "UpDecoderBlock2D", "UpDecoderBlock2D", "AttnUpDecoderBlock2D"}, true},
+		{"down_block_types", []string{"DownEncoderBlock2D", "DownEncoderBlock2D", "DownEncoderBlock2D", "AttnDownEncoderBlock2D"}, true},
+		{"block_out_channels", []int{8, 16, 16, 0}, true},
+		{"act_fn", "gelu", true},
+		{"norm_num_groups", 3, true},
+		{"latent_channels", 8, false},
+	} {
+		t.Run(c.field, func(t *testing.T) {
+			dir := linkModelCopy(t, klOracleModel)
+			editConfig(t, dir, "vae_large", "config.json", map[string]any{c.field: c.value})
+			p, err := Load(dir, WithVAE(VAELarge))
+			require.Error(t, err)
+			assert.Nil(t, p)
+			msg := err.Error()
+			t.Log(msg)
+			assert.Contains(t, msg, c.field)
+			var ce *weights.ConfigError
+			if c.config {
+				require.ErrorAs(t, err, &ce)
+				assert.Equal(t, c.field, ce.Field)
+			} else {
+				assert.Contains(t, msg, "vae latent_channels 8 does not match")
+			}
+		})
+	}
+	t.Run("weights missing", func(t *testing.T) {
+		dir := linkModelCopy(t, klOracleModel)
+		require.NoError(t, os.Remove(filepath.Join(dir, "vae_large", "diffusion_pytorch_model.safetensors")))
+		p, err := Load(dir, WithVAE(VAELarge))
+		require.Error(t, err)
+		assert.Nil(t, p)
+		assert.Contains(t, err.Error(), "vae_large")
+	})
+}
+
+// TestKLInitLatents: image to image's init latents with the KL VAE are a sample of the encoder's
+// distribution drawn first from the request's generator, times the scaling factor; the
+// generator is left at its second draw, the noise's. (The oracle has no image-to-image reference
+// with the KL VAE: this holds the order of the draws and the arithmetic to diffusers' code.)
+func TestKLInitLatents(t *testing.T) {
+	p, err := Load(oracle.Path(t, klOracleModel, "model"), WithVAE(VAELarge))
+	require.NoError(t, err)
+	defer p.Close()
+	kl := p.vae.(*vae.KL)
+	img, _ := oracle.Float32(t, oracle.Tensors(t, klOracleModel, "reference.safetensors"), "case2.decoded")
+	for i, v := range img {
+		img[i] = min(max(v, -1), 1)
+	}
+	ctx := context.Background()
+	gen := sampler.NewGenerator(5)
+	got, err := klInitLatents(ctx, kl, img, 256, 256, gen)
+	require.NoError(t, err)
+
+	post, err := kl.EncodeDist(ctx, img, 256, 256)
+	require.NoError(t, err)
+	fresh := sampler.NewGenerator(5)
+	first := fresh.Randn(1, 4, 32, 32)
+	sf := float32(0.18215)
+	require.Len(t, got, len(first))
+	for i := range got {
+		require.Equal(t, sf*(post.Mean[i]+float32(post.Std[i]*first[i])), got[i], "init latent %d", i)
+	}
+	assert.Equal(t, fresh.Randn(1, 4, 32, 32), gen.Randn(1, 4, 32, 32), "the noise is the generator's second draw")
+
+	_, err = klInitLatents(ctx, kl, img[:10], 256, 256, sampler.NewGenerator(5))
+	require.ErrorContains(t, err, "image has")
+}
