@@ -18,7 +18,7 @@ vet:
 # compiler (.ci/run installs gcc if missing). About 20 s; the whole suite under -race would
 # take many minutes.
 RACE_TESTS := Concurrent|Close|Cancel|Build|Runner|ProgramCache|ProgramRun|Batch|Budget|MACsAndWarm|BadInput|ZeroPipeline
-RACE_PKGS := . ./internal/nn ./unet ./examples/server/internal/imgserver ./weights/hub
+RACE_PKGS := . ./internal/nn ./unet ./examples/server/internal/imgserver ./weights/hub ./vae
 
 # test: vet, a CGO_ENABLED=0 build, and every test (oracle tests included; under CI=true a
 # missing oracle fails). The fuzz seed corpora run as ordinary tests. The kernels are tested
