@@ -47,7 +47,9 @@ const (
 
 // WithVAE chooses the decoder: "tiny" (TAESD from vae/, the default) or "large" (the full KL VAE
 // from vae_large/, whose scaling factor comes from its config.json). Load fails with a clear
-// error when the folder has no vae_large/ component, or for any other name.
+// error when the folder has no vae_large/ component, or for any other name. Unless
+// WithCacheBudget sets it, the graph cache's budget grows by the KL decoder's activations at the
+// model's default size (1 GiB at 512×512), so that its graph does not push the UNet's out.
 func WithVAE(name string) Option {
 	return func(o *loadOptions) { o.vae = name }
 }
@@ -59,6 +61,20 @@ func WithVAE(name string) Option {
 // never tiles, as diffusers without enable_tiling. TAESD ignores it.
 func WithVAETileBudget(bytes int64) Option {
 	return func(o *loadOptions) { o.vaeTileBudget = bytes }
+}
+
+// fitCache makes room for the KL decoder in a default-sized graph cache: its graph for the
+// model's default picture size (1 GiB of activations at 512×512) comes on top of
+// DefaultCacheBudget, so that it and the UNet's graph both stay cached from one generation to
+// the next. A budget set with WithCacheBudget is left alone. It runs before the models share
+// the cache.
+func (p *Pipeline) fitCache(o *loadOptions) {
+	kl, ok := p.vae.(*vae.KL)
+	if !ok || o.cacheBudget != nil {
+		return
+	}
+	s := p.DefaultSize() / kl.UpscaleFactor()
+	p.cache = nn.NewProgramCache(DefaultCacheBudget + kl.DecodeBytes(s, s))
 }
 
 // loadDecoder loads the decoder that the options ask for.

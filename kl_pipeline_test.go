@@ -188,3 +188,28 @@ func TestKLInitLatents(t *testing.T) {
 	_, err = klInitLatents(ctx, kl, img[:10], 256, 256, sampler.NewGenerator(5))
 	require.ErrorContains(t, err, "image has")
 }
+
+// TestKLCacheBudget: with the KL VAE the default graph cache makes room for its decoder at the
+// model's default size; WithCacheBudget still rules, and TAESD keeps the default.
+func TestKLCacheBudget(t *testing.T) {
+	dir := oracle.Path(t, klOracleModel, "model")
+	p, err := Load(dir, WithVAE(VAELarge))
+	require.NoError(t, err)
+	defer p.Close()
+	kl := p.vae.(*vae.KL)
+	s := p.DefaultSize() / 8
+	_, budget := p.CacheBytes()
+	assert.Equal(t, DefaultCacheBudget+kl.DecodeBytes(s, s), budget)
+
+	q, err := Load(dir, WithVAE(VAELarge), WithCacheBudget(12345))
+	require.NoError(t, err)
+	defer q.Close()
+	_, budget = q.CacheBytes()
+	assert.Equal(t, int64(12345), budget)
+
+	tiny, err := Load(dir)
+	require.NoError(t, err)
+	defer tiny.Close()
+	_, budget = tiny.CacheBytes()
+	assert.Equal(t, DefaultCacheBudget, budget)
+}

@@ -248,6 +248,7 @@ func Load(nameOrDir string, opts ...Option) (*Pipeline, error) {
 	if err := p.checkScheduler(); err != nil {
 		return nil, err
 	}
+	p.fitCache(o)
 	if err := p.shareCache(); err != nil {
 		return nil, err
 	}
@@ -281,7 +282,8 @@ func New(parts Parts, opts ...Option) (*Pipeline, error) {
 	if parts.Tokenizer == nil || parts.TextEncoder == nil || parts.UNet == nil || parts.VAE == nil {
 		return nil, errors.New("sdxs: New needs a tokenizer, a text encoder, a UNet and a VAE")
 	}
-	p := newPipeline(applyOptions(opts))
+	o := applyOptions(opts)
+	p := newPipeline(o)
 	p.tok, p.text, p.unet, p.vae, p.schedCfg = parts.Tokenizer, parts.TextEncoder, parts.UNet, parts.VAE, parts.Scheduler
 	if err := p.check(); err != nil {
 		return nil, err
@@ -289,6 +291,7 @@ func New(parts Parts, opts ...Option) (*Pipeline, error) {
 	if err := p.checkScheduler(); err != nil {
 		return nil, err
 	}
+	p.fitCache(o)
 	if err := p.shareCache(); err != nil {
 		return nil, err
 	}
