@@ -36,6 +36,19 @@ var (
 	_ Decoder = (*vae.KL)(nil)
 )
 
+// nilDecoder reports whether d is nil, or a nil *vae.Tiny or *vae.KL in the interface.
+func nilDecoder(d Decoder) bool {
+	switch v := d.(type) {
+	case nil:
+		return true
+	case *vae.Tiny:
+		return v == nil
+	case *vae.KL:
+		return v == nil
+	}
+	return false
+}
+
 // The decoders WithVAE can choose.
 const (
 	// VAETiny is TAESD (AutoencoderTiny), the vae/ folder: fast, the default.

@@ -213,3 +213,16 @@ func TestKLCacheBudget(t *testing.T) {
 	_, budget = tiny.CacheBytes()
 	assert.Equal(t, DefaultCacheBudget, budget)
 }
+
+// TestNewNilDecoder: a nil *vae.KL or *vae.Tiny in Parts is refused like a nil VAE, not a panic
+// later.
+func TestNewNilDecoder(t *testing.T) {
+	p, err := Load(oracle.Path(t, klOracleModel, "model"))
+	require.NoError(t, err)
+	defer p.Close()
+	for _, d := range []Decoder{nil, (*vae.KL)(nil), (*vae.Tiny)(nil)} {
+		q, err := New(Parts{Tokenizer: p.tok, TextEncoder: p.text, UNet: p.unet, VAE: d, Scheduler: p.schedCfg})
+		require.Error(t, err, "%T", d)
+		assert.Nil(t, q)
+	}
+}

@@ -279,7 +279,7 @@ type Parts struct {
 // keep their compiled graphs in the pipeline's cache (WithCacheBudget is the option that
 // applies here). Close does not close the parts' weight sources: their owner does.
 func New(parts Parts, opts ...Option) (*Pipeline, error) {
-	if parts.Tokenizer == nil || parts.TextEncoder == nil || parts.UNet == nil || parts.VAE == nil {
+	if parts.Tokenizer == nil || parts.TextEncoder == nil || parts.UNet == nil || nilDecoder(parts.VAE) {
 		return nil, errors.New("sdxs: New needs a tokenizer, a text encoder, a UNet and a VAE")
 	}
 	o := applyOptions(opts)
