@@ -83,6 +83,9 @@ func NewKL(cfg *weights.KLVAEConfig, src weights.TensorSource, opts ...KLOption)
 	if cfg == nil {
 		return nil, fmt.Errorf("vae: nil config")
 	}
+	if src == nil {
+		return nil, fmt.Errorf("vae: nil weight source")
+	}
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("vae: %w", err)
 	}

@@ -482,7 +482,9 @@ func TestKLInputErrors(t *testing.T) {
 	})
 	t.Run("nil config", func(t *testing.T) {
 		_, err := NewKL(nil, src)
-		require.Error(t, err)
+		require.ErrorContains(t, err, "nil config")
+		_, err = NewKL(k.Config(), nil)
+		require.ErrorContains(t, err, "nil weight source")
 	})
 	t.Run("bad config", func(t *testing.T) {
 		cfg := *k.Config()
