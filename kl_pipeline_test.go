@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -225,4 +226,43 @@ func TestNewNilDecoder(t *testing.T) {
 		require.Error(t, err, "%T", d)
 		assert.Nil(t, q)
 	}
+}
+
+// TestKLImg2Img runs image to image with the KL VAE through Generate: the init latents are a
+// sample of the encoder's distribution drawn first from the request's generator, times the
+// scaling factor, and the noise is the generator's second draw, as diffusers'
+// StableDiffusionImg2ImgPipeline computes them with a generator. (The oracle's image-to-image
+// references use TAESD; with the KL VAE this holds the order of the draws and the arithmetic.)
+func TestKLImg2Img(t *testing.T) {
+	p, err := Load(oracle.Path(t, klOracleModel, "model"), WithVAE(VAELarge))
+	require.NoError(t, err)
+	defer p.Close()
+	kl := p.vae.(*vae.KL)
+	init := decodePNG(t, oracle.Path(t, klOracleModel, "img2img", "init0.png"))
+	ctx := context.Background()
+	var stages []Stage
+	res, err := p.Generate(ctx, Request{Prompt: "a house", Seed: 5, Init: init, Strength: 0.5, Steps: 2,
+		Progress: func(s Stage, _ time.Duration) { stages = append(stages, s) }})
+	require.NoError(t, err)
+	assert.Equal(t, []Stage{StageTokenize, StageTextEncoder, StageVAEEncoder, StageNoise, StageUNet, StageVAEDecoder}, stages)
+
+	b := init.Bounds()
+	post, err := kl.EncodeDist(ctx, res.InitImage, b.Dy(), b.Dx())
+	require.NoError(t, err)
+	gen := sampler.NewGenerator(5)
+	first := gen.Randn(1, post.Channels, post.Height, post.Width)
+	second := gen.Randn(1, post.Channels, post.Height, post.Width)
+	require.Len(t, res.InitLatents, len(first))
+	for i := range first {
+		require.Equal(t, float32(0.18215)*(post.Mean[i]+float32(post.Std[i]*first[i])), res.InitLatents[i], "init latent %d", i)
+	}
+	assert.Equal(t, second, res.Noise)
+	assert.Len(t, res.Decoded, 3*b.Dx()*b.Dy())
+
+	require.NoError(t, p.WarmEncoder(ctx, b.Dx(), b.Dy()))
+	m, err := p.EncoderMACs(ctx, b.Dx(), b.Dy())
+	require.NoError(t, err)
+	want, err := kl.EncoderMACs(ctx, b.Dy(), b.Dx())
+	require.NoError(t, err)
+	assert.Equal(t, want, m)
 }
