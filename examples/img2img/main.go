@@ -7,7 +7,9 @@
 // -strength keeps of a -steps schedule (strength 0.5 of 2 steps runs t = 499 once; strength 1
 // runs every step from t = 999), and denoised from there. The output has the init picture's
 // size rounded down to multiples of 8 unless -width and -height say otherwise. Without -seed a
-// random seed is drawn and printed. -dump writes every intermediate tensor under the names of
+// random seed is drawn and printed. -vae large encodes and decodes with the full KL VAE of the
+// folder's vae_large/ (its encoder's latents are a sample drawn with the seed's generator, as
+// diffusers' retrieve_latents does). -dump writes every intermediate tensor under the names of
 // the diffusers reference (input_ids, text_embeddings, init_image, init_latents, noise,
 // noisy_latents, timesteps, unet_input and unet_output of the first step, latents, decoded,
 // image) as safetensors.
@@ -54,6 +56,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 		height   = fs.Int("height", 0, "height in pixels, a multiple of 8 (default: the init picture's, rounded down)")
 		out      = fs.String("out", "out.png", "PNG file to write")
 		dump     = fs.String("dump", "", "also write the intermediate tensors to this safetensors file")
+		vaeKind  = fs.String("vae", "tiny", `autoencoder: "tiny" (TAESD, vae/) or "large" (the full KL VAE, vae_large/)`)
 	)
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -85,7 +88,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	fmt.Fprintf(stdout, "seed %d\n", *seed)
 
 	start := time.Now()
-	p, err := sdxs.Load(*model)
+	p, err := sdxs.Load(*model, sdxs.WithVAE(*vaeKind))
 	if err != nil {
 		return err
 	}

@@ -201,3 +201,31 @@ func TestJPEGInit(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, [2]int{200, 144}, [2]int{cfg.Width, cfg.Height})
 }
+
+// TestKLVAE runs the command with -vae large: the init latents then come from the KL VAE's
+// encoder (a sample of its distribution), and the dump holds them and the decoded picture.
+func TestKLVAE(t *testing.T) {
+	dir := t.TempDir()
+	outPNG, dumpPath := filepath.Join(dir, "out.png"), filepath.Join(dir, "dump.safetensors")
+	var stdout bytes.Buffer
+	err := run(context.Background(), []string{
+		"-model", oracle.Path(t, model, "model"), "-vae", "large",
+		"-init", oracle.Path(t, model, "img2img", "init0.png"),
+		"-prompt", "a house", "-seed", "5", "-strength", "0.5", "-steps", "2",
+		"-out", outPNG, "-dump", dumpPath,
+	}, &stdout)
+	require.NoError(t, err, stdout.String())
+	assert.FileExists(t, outPNG)
+	dump, err := weights.Open(dumpPath)
+	require.NoError(t, err)
+	defer dump.Close()
+	for _, name := range []string{"init_latents", "noisy_latents", "decoded"} {
+		v, _, err := dump.Float32(name)
+		require.NoError(t, err, name)
+		assert.NotEmpty(t, v, name)
+	}
+
+	err = run(context.Background(), []string{"-model", oracle.Path(t, model, "model"), "-vae", "medium",
+		"-init", oracle.Path(t, model, "img2img", "init0.png"), "-seed", "1", "-out", outPNG}, &stdout)
+	require.ErrorContains(t, err, `WithVAE("medium")`)
+}
