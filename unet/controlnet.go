@@ -50,7 +50,7 @@ func (c *ControlNet) SetCache(pc *nn.ProgramCache) { c.runner.SetCache(pc) }
 // up goes on in the background, reading weights), then removes the model's compiled graphs
 // from the cache (runs in progress finish normally). Call it before closing the weights.
 func (c *ControlNet) Drop() {
-	c.runner.Cache().Wait()
+	c.runner.Wait() // this model's builds only, not those of the pipeline's other models
 	c.runner.Drop()
 }
 
