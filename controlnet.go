@@ -138,6 +138,9 @@ func (p *Pipeline) install(m *unet.ControlNet, closer io.Closer, name string) er
 // running with it have finished. It does nothing when none is loaded (or after Close, which
 // unloads it).
 func (p *Pipeline) UnloadControlNet() {
+	if p == nil {
+		return
+	}
 	s := &p.control
 	s.mu.Lock()
 	old := s.cur
@@ -148,6 +151,9 @@ func (p *Pipeline) UnloadControlNet() {
 
 // HasControlNet reports whether a ControlNet is loaded.
 func (p *Pipeline) HasControlNet() bool {
+	if p == nil {
+		return false
+	}
 	s := &p.control
 	s.mu.Lock()
 	defer s.mu.Unlock()
