@@ -138,6 +138,9 @@ func (p *Pipeline) install(m *unet.ControlNet, closer io.Closer, name string) er
 // running with it have finished. It does nothing when none is loaded (or after Close, which
 // unloads it).
 func (p *Pipeline) UnloadControlNet() {
+	if p == nil {
+		return
+	}
 	s := &p.control
 	s.mu.Lock()
 	old := s.cur
@@ -148,6 +151,9 @@ func (p *Pipeline) UnloadControlNet() {
 
 // HasControlNet reports whether a ControlNet is loaded.
 func (p *Pipeline) HasControlNet() bool {
+	if p == nil {
+		return false
+	}
 	s := &p.control
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -291,17 +297,32 @@ func (p *Pipeline) controlMACs(ctx context.Context, out map[Stage]int64, lh, lw 
 
 // controlTensors returns the ControlNet's tensors of a result (none when it had no control
 // image) under the reference's names: control_cond [1,3,H,W], control_down.{j} and control_mid
-// [1,C,h,w].
-func (r *Result) controlTensors() []weights.Tensor {
+// [1,C,h,w]. It returns an error if they do not fit together (a Result not made by Generate).
+func (r *Result) controlTensors() ([]weights.Tensor, error) {
 	if r.ControlCond == nil {
-		return nil
+		return nil, nil
+	}
+	if len(r.ControlCond) != 3*r.Width*r.Height {
+		return nil, fmt.Errorf("sdxs: Result.Tensors: control_cond has %d values, want %d", len(r.ControlCond), 3*r.Width*r.Height)
+	}
+	if len(r.controlShapes) == 0 || len(r.controlShapes) != len(r.ControlDown)+1 {
+		return nil, fmt.Errorf("sdxs: Result.Tensors: %d ControlNet down residuals do not fit the result", len(r.ControlDown))
 	}
 	ts := []weights.Tensor{{Name: "control_cond", DType: weights.F32, Shape: []int{1, 3, r.Height, r.Width}, F32: r.ControlCond}}
-	for j, d := range r.ControlDown {
-		s := r.controlShapes[j]
-		ts = append(ts, weights.Tensor{Name: fmt.Sprintf("control_down.%d", j), DType: weights.F32, Shape: []int{1, s[0], s[1], s[2]}, F32: d})
+	add := func(name string, s [3]int, v []float32) error {
+		if len(v) != s[0]*s[1]*s[2] {
+			return fmt.Errorf("sdxs: Result.Tensors: %s has %d values, want %v", name, len(v), s)
+		}
+		ts = append(ts, weights.Tensor{Name: name, DType: weights.F32, Shape: []int{1, s[0], s[1], s[2]}, F32: v})
+		return nil
 	}
-	s := r.controlShapes[len(r.controlShapes)-1]
-	ts = append(ts, weights.Tensor{Name: "control_mid", DType: weights.F32, Shape: []int{1, s[0], s[1], s[2]}, F32: r.ControlMid})
-	return ts
+	for j, d := range r.ControlDown {
+		if err := add(fmt.Sprintf("control_down.%d", j), r.controlShapes[j], d); err != nil {
+			return nil, err
+		}
+	}
+	if err := add("control_mid", r.controlShapes[len(r.controlShapes)-1], r.ControlMid); err != nil {
+		return nil, err
+	}
+	return ts, nil
 }

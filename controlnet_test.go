@@ -115,6 +115,27 @@ func TestControlInvert(t *testing.T) {
 	res, err = p.Generate(context.Background(), req)
 	require.NoError(t, err)
 	assert.Greater(t, oracle.MaxAbs(res.ControlCond, cond), 0.5)
+
+	// Result.Tensors on a result whose ControlNet tensors do not fit: errors, not panics.
+	ts, err := res.Tensors()
+	require.NoError(t, err)
+	require.NotEmpty(t, ts)
+	for name, edit := range map[string]func(r *Result){
+		"short control_cond": func(r *Result) { r.ControlCond = r.ControlCond[:9] },
+		"no shapes":          func(r *Result) { r.controlShapes = nil },
+		"extra down":         func(r *Result) { r.ControlDown = append(r.ControlDown, nil) },
+		"short down":         func(r *Result) { r.ControlDown = append([][]float32{r.ControlDown[0][:1]}, r.ControlDown[1:]...) },
+		"no mid":             func(r *Result) { r.ControlMid = nil },
+	} {
+		r := *res
+		edit(&r)
+		ts, err := r.Tensors()
+		require.Error(t, err, name)
+		require.Nil(t, ts, name)
+	}
+	outside := Result{Width: res.Width, Height: res.Height, ControlCond: res.ControlCond}
+	_, err = outside.Tensors()
+	require.Error(t, err)
 }
 
 // TestControlResize gives the control image at another size than the picture's: the

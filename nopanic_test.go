@@ -100,6 +100,10 @@ func TestZeroPipeline(t *testing.T) {
 		require.Zero(t, used)
 		require.Zero(t, budget)
 		require.Equal(t, 512, p.DefaultSize())
+		require.False(t, p.HasControlNet())
+		p.UnloadControlNet()
+		require.NoError(t, p.SetControlNet(nil))
+		require.ErrorContains(t, p.LoadControlNet("nowhere"), "not made by Load or New")
 	}
 	_, err := New(Parts{})
 	require.Error(t, err)
@@ -111,4 +115,11 @@ func TestZeroPipeline(t *testing.T) {
 	var nilCtx context.Context
 	_, err = p.Generate(nilCtx, Request{Prompt: "x", Width: 64, Height: 64})
 	require.ErrorContains(t, err, "nil context")
+
+	// A huge batch allocates nothing up front (and stops with its context).
+	cancelled, cancel := context.WithCancel(context.Background())
+	cancel()
+	res, err := p.GenerateBatch(cancelled, Request{Prompt: "x", Width: 64, Height: 64}, 1<<62)
+	require.ErrorIs(t, err, context.Canceled)
+	require.Empty(t, res)
 }

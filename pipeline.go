@@ -774,7 +774,11 @@ func (r *Result) Tensors() ([]weights.Tensor, error) {
 		{Name: "decoded", DType: weights.F32, Shape: []int{1, 3, r.Height, r.Width}, F32: r.Decoded},
 		{Name: "image", DType: weights.U8, Shape: []int{r.Height, r.Width, 3}, U8: img},
 	}...)
-	return append(ts, r.controlTensors()...), nil
+	ct, err := r.controlTensors()
+	if err != nil {
+		return nil, err
+	}
+	return append(ts, ct...), nil
 }
 
 // ifInit returns n for an image-to-image result (one with InitImage) and 0 otherwise.

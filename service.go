@@ -143,7 +143,7 @@ func (p *Pipeline) GenerateBatch(ctx context.Context, req Request, n int) ([]*Re
 	if n < 1 {
 		return nil, fmt.Errorf("sdxs: GenerateBatch: n = %d, want at least 1", n)
 	}
-	out := make([]*Result, 0, n)
+	out := make([]*Result, 0, min(n, 64))
 	for i := range n {
 		r := req
 		r.Seed = req.Seed + uint64(i)

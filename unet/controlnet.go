@@ -32,6 +32,9 @@ func NewControlNet(cfg *weights.ControlNetConfig, src weights.TensorSource) (*Co
 	if cfg == nil {
 		return nil, fmt.Errorf("controlnet: nil config")
 	}
+	if src == nil {
+		return nil, fmt.Errorf("controlnet: nil weight source")
+	}
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -50,7 +53,7 @@ func (c *ControlNet) SetCache(pc *nn.ProgramCache) { c.runner.SetCache(pc) }
 // up goes on in the background, reading weights), then removes the model's compiled graphs
 // from the cache (runs in progress finish normally). Call it before closing the weights.
 func (c *ControlNet) Drop() {
-	c.runner.Cache().Wait()
+	c.runner.Wait() // this model's builds only, not those of the pipeline's other models
 	c.runner.Drop()
 }
 
@@ -91,6 +94,9 @@ func (c *ControlNet) Unused() []string { return c.runner.Params().Unused("", nil
 // and the shapes of the residuals and of the inputs both models share). The error names the
 // field and both values.
 func (c *ControlNet) Fits(u *weights.UNetConfig) error {
+	if u == nil {
+		return fmt.Errorf("controlnet: nil unet config")
+	}
 	cn := c.cfg
 	mismatch := func(field string, cv, uv any) error {
 		return fmt.Errorf("controlnet: %s is %v but the unet's is %v: this ControlNet was not made for this UNet", field, cv, uv)

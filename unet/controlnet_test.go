@@ -178,6 +178,16 @@ func TestControlNetInputErrors(t *testing.T) {
 	cancel()
 	_, err = c.Forward(cctx, sample, h, w, 999, text, cond, 1)
 	assert.ErrorIs(t, err, context.Canceled)
+	assert.ErrorIs(t, c.Prepare(cctx, 6, 6), context.Canceled)
+	_, _, err = c.MACs(cctx, 6, 7)
+	assert.ErrorIs(t, err, context.Canceled)
+
+	// Nil inputs are errors, not panics.
+	_, err = NewControlNet(cfg, nil)
+	assert.ErrorContains(t, err, "nil weight source")
+	_, err = NewControlNet(nil, &nn.RandomSource{Seed: 1})
+	assert.ErrorContains(t, err, "nil config")
+	assert.ErrorContains(t, c.Fits(nil), "nil unet config")
 }
 
 // TestControlNetFits checks the fit of a ControlNet to a UNet field by field, with errors naming

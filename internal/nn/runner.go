@@ -35,7 +35,7 @@ type ProgramCache struct {
 	items   map[cacheKey]*list.Element
 	flights map[cacheKey]*flight
 	bytes   int64
-	idle    *sync.Cond // signalled when the last build in flight ends
+	idle    *sync.Cond // broadcast whenever a build ends
 }
 
 // cacheKey names a program: the runner it belongs to and the runner's key.
@@ -153,9 +153,7 @@ func (c *ProgramCache) fill(key cacheKey, f *flight, build func() (*Program, err
 	if err == nil {
 		c.insert(key, prog)
 	}
-	if len(c.flights) == 0 {
-		c.idle.Broadcast()
-	}
+	c.idle.Broadcast() // Wait and waitOwner re-check their condition
 	c.mu.Unlock()
 	close(f.done)
 }
@@ -193,6 +191,25 @@ func (c *ProgramCache) remove(e *list.Element) {
 	c.lru.Remove(e)
 	delete(c.items, ent.key)
 	c.bytes -= ent.bytes
+}
+
+// waitOwner waits until no build of one runner is in flight.
+func (c *ProgramCache) waitOwner(owner *runnerID) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for {
+		busy := false
+		for k := range c.flights {
+			if k.owner == owner {
+				busy = true
+				break
+			}
+		}
+		if !busy {
+			return
+		}
+		c.idle.Wait()
+	}
 }
 
 // dropOwner removes every program of one runner.
@@ -253,6 +270,11 @@ func (r *Runner[K]) Cache() *ProgramCache {
 
 // Drop removes the runner's programs from its cache (runs in progress finish normally).
 func (r *Runner[K]) Drop() { r.Cache().dropOwner(r.id) }
+
+// Wait waits until none of the runner's programs is being built. Builds whose requests gave up
+// go on in the background, reading the weights: whoever releases the weights of one model
+// calls Wait first (after making sure no new request can start).
+func (r *Runner[K]) Wait() { r.Cache().waitOwner(r.id) }
 
 // Params returns the runner's parameters.
 func (r *Runner[K]) Params() *Params { return r.params }

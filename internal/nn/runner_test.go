@@ -346,3 +346,36 @@ func TestRunnerRunTapeMachine(t *testing.T) {
 	_, err = r.RunTapeMachine(context.Background(), -1, nil)
 	require.ErrorContains(t, err, "size must be positive")
 }
+
+// TestRunnerWait checks that Wait waits for the runner's own builds in flight (those whose
+// requests gave up included) and not for other runners' builds in the same cache.
+func TestRunnerWait(t *testing.T) {
+	a, b := newConvModel(1), newConvModel(2)
+	a.gate, a.gateSize = make(chan struct{}), 8
+	c := NewProgramCache(0)
+	ra := NewRunner("a", NewParams(a.src), a.build)
+	rb := NewRunner("b", NewParams(b.src), b.build)
+	ra.SetCache(c)
+	rb.SetCache(c)
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() { _, _ = ra.Program(ctx, 8) }()
+	require.Eventually(t, func() bool { return a.builds.Load() == 1 }, 5*time.Second, time.Millisecond)
+	cancel() // the request gives up; the build goes on
+
+	rb.Wait() // b has nothing in flight: returns at once
+	waited := make(chan struct{})
+	go func() { ra.Wait(); close(waited) }()
+	select {
+	case <-waited:
+		t.Fatal("Wait returned while a build was in flight")
+	case <-time.After(30 * time.Millisecond):
+	}
+	close(a.gate)
+	select {
+	case <-waited:
+	case <-time.After(5 * time.Second):
+		t.Fatal("Wait did not return after the build ended")
+	}
+	require.Equal(t, 1, c.Len(), "the abandoned build's program is kept")
+	c.Wait()
+}

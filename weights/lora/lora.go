@@ -88,6 +88,10 @@ func (t *Target) AddTo(w []float32, scale float64) error {
 	if len(w) != t.Out*t.In {
 		return fmt.Errorf("lora: %s: weight has %d values, the update %d×%d", t.Module, len(w), t.Out, t.In)
 	}
+	if t.Out <= 0 || t.In <= 0 || t.Rank <= 0 || len(t.A) != t.Rank*t.In || len(t.B) != t.Out*t.Rank {
+		return fmt.Errorf("lora: %s: the update's factors do not fit: A has %d values, B %d, for rank %d and %d×%d",
+			t.Module, len(t.A), len(t.B), t.Rank, t.Out, t.In)
+	}
 	kernels.Sgemm(false, false, t.Out, t.In, t.Rank, float32(scale*t.Scale), t.B, t.Rank, t.A, t.In, 1, w, t.In)
 	return nil
 }

@@ -363,6 +363,12 @@ func TestAddTo(t *testing.T) {
 		}
 	}
 	require.Error(t, te.AddTo(make([]float32, 5), 1))
+	// A Target whose factors do not fit its sizes (not made by Load) is an error, not a panic.
+	var zero Target
+	require.ErrorContains(t, zero.AddTo(nil, 1), "do not fit")
+	bad := *te
+	bad.A = bad.A[:3]
+	require.ErrorContains(t, bad.AddTo(make([]float32, 12), 1), "A has 3 values")
 }
 
 // TestCheck: missing layers are listed together, or skipped leniently; a shape mismatch is an
