@@ -1,7 +1,10 @@
-// Command img2img redraws a picture after a prompt with an SDXS model folder (image to image, as
+// Command img2img redraws a picture after a prompt with an SDXS model (image to image, as
 // diffusers' StableDiffusionImg2ImgPipeline with guidance 0).
 //
-//	go run ./examples/img2img -model sdxs-512-dreamshaper -init photo.jpg -prompt "an oil painting" -strength 0.5 -steps 2 -out out.png
+//	go run ./examples/img2img -model IDKiro/sdxs-512-dreamshaper -init photo.jpg -prompt "an oil painting" -strength 0.5 -steps 2 -out out.png
+//
+// -model is a diffusers model folder or a Hugging Face repository id (org/name[@revision]),
+// fetched into huggingface_hub's cache on first use, with a progress bar on a terminal.
 //
 // The init picture (PNG or JPEG) is encoded by the VAE, noised to the first timestep that
 // -strength keeps of a -steps schedule (strength 0.5 of 2 steps runs t = 499 once; strength 1
@@ -31,6 +34,7 @@ import (
 
 	"github.com/sdxs-go/sdxs"
 	"github.com/sdxs-go/sdxs/imageproc"
+	"github.com/sdxs-go/sdxs/internal/cliprogress"
 	"github.com/sdxs-go/sdxs/weights"
 )
 
@@ -46,7 +50,8 @@ func main() {
 func run(ctx context.Context, args []string, stdout io.Writer) error {
 	fs := flag.NewFlagSet("img2img", flag.ContinueOnError)
 	var (
-		model    = fs.String("model", "", "diffusers model folder (required)")
+		model    = fs.String("model", "", "diffusers model folder, or Hugging Face repository id such as IDKiro/sdxs-512-dreamshaper[@revision] (required)")
+		variant  = fs.String("variant", "", "fetch this weights variant from the hub where there is one (fp16)")
 		initPath = fs.String("init", "", "init picture, PNG or JPEG (required)")
 		prompt   = fs.String("prompt", "", "the text to draw")
 		seed     = fs.Uint64("seed", 0, "seed of the noise (default: random, printed)")
@@ -87,8 +92,13 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 	fmt.Fprintf(stdout, "seed %d\n", *seed)
 
+	// A model named by a hub id is fetched first, so that the load time below is the load's.
+	dir, err := sdxs.Resolve(ctx, *model, sdxs.KindPipeline, sdxs.WithProgress(cliprogress.Stderr()), sdxs.WithVariant(*variant), sdxs.WithVAE(*vaeKind))
+	if err != nil {
+		return err
+	}
 	start := time.Now()
-	p, err := sdxs.Load(*model, sdxs.WithVAE(*vaeKind))
+	p, err := sdxs.Load(dir, sdxs.WithVAE(*vaeKind))
 	if err != nil {
 		return err
 	}
