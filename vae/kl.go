@@ -279,11 +279,22 @@ type Posterior struct {
 }
 
 // Mode returns the distribution's mode, its mean (diffusers' latent_dist.mode()).
-func (p *Posterior) Mode() []float32 { return p.Mean }
+func (p *Posterior) Mode() []float32 {
+	if p == nil {
+		return nil
+	}
+	return p.Mean
+}
 
 // Sample returns Mean + Std·noise, diffusers' latent_dist.sample(generator) when noise is
 // torch.randn of the latent's shape from that generator (sampler.Generator.Randn).
 func (p *Posterior) Sample(noise []float32) ([]float32, error) {
+	if p == nil {
+		return nil, fmt.Errorf("vae: nil posterior")
+	}
+	if len(p.Std) != len(p.Mean) {
+		return nil, fmt.Errorf("vae: posterior has %d means and %d standard deviations", len(p.Mean), len(p.Std))
+	}
 	if len(noise) != len(p.Mean) {
 		return nil, fmt.Errorf("vae: noise has %d values, the latent %d×%d×%d", len(noise), p.Channels, p.Height, p.Width)
 	}

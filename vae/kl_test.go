@@ -133,6 +133,13 @@ func TestKLEncodeMatchesReference(t *testing.T) {
 	}
 	_, err = p.Sample(noise[1:])
 	require.ErrorContains(t, err, "noise has")
+	// A posterior not made by EncodeDist: errors, not panics.
+	_, err = (&Posterior{Mean: p.Mean}).Sample(noise)
+	require.ErrorContains(t, err, "standard deviations")
+	var none *Posterior
+	_, err = none.Sample(noise)
+	require.ErrorContains(t, err, "nil posterior")
+	require.Nil(t, none.Mode())
 
 	// A picture whose sides are not multiples of 8 (20×28 → 10×14 → 5×7 → 2×3): the
 	// downsamplers floor, as PyTorch's do.
