@@ -23,6 +23,9 @@ func load(ctx context.Context, o *options, logger *slog.Logger) (*sdxs.Pipeline,
 	if o.cacheBudget != 0 {
 		opts = append(opts, sdxs.WithCacheBudget(o.cacheBudget))
 	}
+	if o.vae != "tiny" {
+		opts = append(opts, sdxs.WithVAE(o.vae))
+	}
 	if o.variant != "" {
 		opts = append(opts, sdxs.WithVariant(o.variant))
 	}

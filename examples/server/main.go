@@ -38,7 +38,7 @@ func main() {
 // options are the command's flags.
 type options struct {
 	model, controlnet, addr, logFormat string
-	variant                            string
+	variant, vae                       string
 	workers, queue, maxSide, maxPrompt int
 	warmSize                           int
 	maxBody, cacheBudget               int64
@@ -85,6 +85,7 @@ func parseFlags(args []string) (*options, error) {
 		return err
 	})
 	fs.StringVar(&o.variant, "variant", "", "weights variant to fetch from the hub (fp16)")
+	fs.StringVar(&o.vae, "vae", "tiny", "decoder: tiny (TAESD, vae/) or large (the KL VAE, vae_large/)")
 	fs.Int64Var(&o.cacheBudget, "cache-budget", 0, "bytes of compiled graphs kept across picture sizes (0: the library's default, 1 GiB)")
 	fs.StringVar(&o.addr, "addr", "127.0.0.1:8080", "address to listen on (port 0: any free port, logged)")
 	fs.IntVar(&o.workers, "workers", 1, "pictures made at once (one already uses every core)")
@@ -105,6 +106,9 @@ func parseFlags(args []string) (*options, error) {
 	}
 	if fs.NArg() > 0 {
 		return nil, fmt.Errorf("unexpected arguments %q", fs.Args())
+	}
+	if o.vae != "tiny" && o.vae != "large" {
+		return nil, fmt.Errorf("-vae %q: want tiny or large", o.vae)
 	}
 	if o.logFormat != "json" && o.logFormat != "text" {
 		return nil, fmt.Errorf("-log %q: want json or text", o.logFormat)

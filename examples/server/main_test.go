@@ -3,10 +3,14 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"image"
+	"image/draw"
+	"image/png"
 	"io"
 	"net"
 	"net/http"
@@ -21,6 +25,8 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/sdxs-go/sdxs"
+	"github.com/sdxs-go/sdxs/imageproc"
 	"github.com/sdxs-go/sdxs/internal/oracle"
 	"github.com/sdxs-go/sdxs/internal/testmodel"
 	"github.com/sdxs-go/sdxs/weights"
@@ -231,7 +237,7 @@ func TestSIGTERMFinishesRequestsInFlight(t *testing.T) {
 func TestControlNetAndLoRAFlags(t *testing.T) {
 	tiny := oracle.Path(t, "sdxs-dreamshaper-tiny")
 	base, logs, _, _ := startBinary(t, "-model", filepath.Join(tiny, "model"), "-controlnet", filepath.Join(tiny, "controlnet"),
-		"-lora", filepath.Join(tiny, "lora", "peft")+":0.5", "-warm-size", "64")
+		"-lora", filepath.Join(tiny, "lora", "peft")+":0.5", "-vae", "large", "-warm-size", "64")
 	res, err := http.Get(base + "/v1/info")
 	if err != nil {
 		t.Fatal(err)
@@ -248,7 +254,7 @@ func TestControlNetAndLoRAFlags(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	body := fmt.Sprintf(`{"prompt": "a house by the lake", "size": "128x128", "control_image": "data:image/png;base64,%s"}`, base64.StdEncoding.EncodeToString(control))
+	body := fmt.Sprintf(`{"prompt": "a house by the lake", "size": "128x128", "seed": 3, "control_image": "data:image/png;base64,%s"}`, base64.StdEncoding.EncodeToString(control))
 	res, err = http.Post(base+"/v1/images/generations", "application/json", strings.NewReader(body))
 	if err != nil {
 		t.Fatal(err)
@@ -257,6 +263,46 @@ func TestControlNetAndLoRAFlags(t *testing.T) {
 	res.Body.Close()
 	if res.StatusCode != http.StatusOK {
 		t.Fatalf("status %d: %s", res.StatusCode, raw)
+	}
+	var answer struct {
+		Data []struct {
+			B64JSON string `json:"b64_json"`
+		} `json:"data"`
+	}
+	if err := json.Unmarshal(raw, &answer); err != nil || len(answer.Data) != 1 {
+		t.Fatalf("answer %.200s: %v", raw, err)
+	}
+	pngData, err := base64.StdEncoding.DecodeString(answer.Data[0].B64JSON)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := png.Decode(bytes.NewReader(pngData))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The same picture from a pipeline loaded in this process with what the flags say.
+	p, err := sdxs.Load(filepath.Join(tiny, "model"), sdxs.WithControlNet(filepath.Join(tiny, "controlnet")), sdxs.WithVAE("large"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	a, err := p.LoadLoRA(filepath.Join(tiny, "lora", "peft"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	img, err := imageproc.Decode(bytes.NewReader(control))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := p.Generate(context.Background(), sdxs.Request{Prompt: "a house by the lake", Seed: 3, Width: 128, Height: 128,
+		Control: img, LoRAs: []sdxs.LoRA{{Adapter: a, Scale: 0.5}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	gotRGBA := image.NewRGBA(got.Bounds())
+	draw.Draw(gotRGBA, got.Bounds(), got, got.Bounds().Min, draw.Src)
+	if !bytes.Equal(gotRGBA.Pix, want.Image.Pix) {
+		t.Error("the server's picture differs from the pipeline's with the same model, ControlNet, LoRA, VAE and request")
 	}
 	if logs.index(func(r map[string]any) bool { return r["msg"] == "lora loaded" && r["scale"] == 0.5 }) < 0 {
 		t.Errorf("no lora loaded line\n%s", logs)
@@ -279,7 +325,7 @@ func TestFlags(t *testing.T) {
 		t.Errorf("parsed %+v", o)
 	}
 	for _, bad := range [][]string{{}, {"-model", "m", "extra"}, {"-model", "m", "-log", "xml"}, {"-model", "m", "-workers", "x"},
-		{"-model", "m", "-lora", "a:0"}, {"-model", "m", "-lora", "a:NaN"}, {"-model", "m", "-lora", ""}} {
+		{"-model", "m", "-vae", "medium"}, {"-model", "m", "-lora", "a:0"}, {"-model", "m", "-lora", "a:NaN"}, {"-model", "m", "-lora", ""}} {
 		if _, err := parseFlags(bad); err == nil {
 			t.Errorf("%q: no error", bad)
 		}
