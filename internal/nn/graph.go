@@ -21,6 +21,7 @@ import (
 	"gorgonia.org/gorgonia"
 	"gorgonia.org/tensor"
 
+	"github.com/sdxs-go/sdxs/internal/kernels"
 	"github.com/sdxs-go/sdxs/weights"
 )
 
@@ -42,6 +43,10 @@ type Params struct {
 	over *overlay
 	// lowRank holds unfused low-rank branches by layer (see WithLowRank).
 	lowRank map[string][]LowRank
+	// precision is the arithmetic of the graphs built over these parameters (SetPrecision);
+	// bf16 holds their bf16 weights (see bf16Param).
+	precision Precision
+	bf16      map[string]*kernels.BF16Matrix
 }
 
 // NewParams returns a parameter cache over src.

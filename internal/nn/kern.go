@@ -54,6 +54,8 @@ type convKernel struct {
 	// during a run.
 	wino    *conv.Winograd
 	sumBias []float32
+	// bw, when set, holds the weight in bf16 (the weight input is then a placeholder).
+	bw *kernels.BF16Matrix
 }
 
 // colBudget bounds the im2col buffer of one convolution chunk (in floats).
@@ -172,6 +174,10 @@ func (c *convKernel) run(out []float32, in [][]float32, scratch []float32) {
 		return
 	}
 	beta := initOut(out, c.cout, hw, bias, chanBias, residual)
+	if c.bw != nil {
+		c.runBF16(out, x, beta != 0, scratch)
+		return
+	}
 	if c.direct() {
 		sgemm(false, false, c.cout, hw, c.cin, 1, w, c.cin, x, hw, beta, out, hw)
 		applyAct(c.act, out, c.cout, hw, 0, hw)
@@ -277,6 +283,8 @@ type linearKernel struct {
 	n, in, out int
 	// bias [Out] and a residual [N, Out] to add follow x and the weight when present.
 	bias, residual bool
+	// bw, when set, holds the weight in bf16 (the weight input is then a placeholder).
+	bw *kernels.BF16Matrix
 }
 
 func (l *linearKernel) scratchSize() int { return 0 }
@@ -320,7 +328,31 @@ func (l *linearKernel) run(out []float32, in [][]float32, _ []float32) {
 		}
 		beta = 1
 	}
+	if l.bw != nil {
+		kernels.GemmBF16Right(x, l.n, l.in, l.bw, out, l.out, beta != 0)
+		return
+	}
 	sgemm(false, true, l.n, l.out, l.in, 1, x, l.in, w, l.in, beta, out, l.out)
+}
+
+// runBF16 computes the convolution with its bf16 weight, im2col chunk by chunk (accumulate
+// tells that out already holds biases or a residual to add to).
+func (c *convKernel) runBF16(out, x []float32, accumulate bool, scratch []float32) {
+	hw := c.ho * c.wo
+	if c.direct() {
+		kernels.GemmBF16Left(c.bw, x, hw, hw, out, hw, accumulate)
+		applyAct(c.act, out, c.cout, hw, 0, hw)
+		return
+	}
+	kdim := c.cin * c.k * c.k
+	t := c.tile()
+	for p0 := 0; p0 < hw; p0 += t {
+		n := min(t, hw-p0)
+		col := scratch[:kdim*n]
+		c.im2col(x, col, p0, n)
+		kernels.GemmBF16Left(c.bw, col, n, n, out[p0:], hw, accumulate)
+		applyAct(c.act, out, c.cout, hw, p0, n)
+	}
 }
 
 // ---- normalisation ----

@@ -124,6 +124,9 @@ func (b *Builder) convLayerOpts(name string, x *Node, cout, k, stride, pad int, 
 	if bias {
 		bn = b.Param(name+".bias", cout)
 	}
+	if len(xs) == 3 && b.st.params.Precision() == BF16 {
+		return b.convBF16(name, x, ws, bn, stride, pad, opts)
+	}
 	if len(xs) == 3 {
 		ho := (xs[1]+2*pad-k)/stride + 1
 		wo := (xs[2]+2*pad-k)/stride + 1
@@ -167,7 +170,7 @@ func (b *Builder) LinearLayer(name string, x *Node, out int, bias bool) *Node {
 // LinearResidual is LinearLayer with residual [N, Out] added to the result (fused).
 func (b *Builder) LinearResidual(name string, x *Node, out int, bias bool, residual *Node) *Node {
 	in := shapeOf(x)[1]
-	w := b.Param(name+".weight", out, in)
+	bf16 := b.st.params.Precision() == BF16
 	var bn *Node
 	if bias {
 		bn = b.Param(name+".bias", out)
@@ -175,11 +178,19 @@ func (b *Builder) LinearResidual(name string, x *Node, out int, bias bool, resid
 	if br := b.st.params.branch(b.Path(name), in, out); br != nil {
 		// An unfused low-rank update: y = x·Wᵀ + (x·Aᵀ)·Bᵀ, the sum fused into the second
 		// product as its residual.
-		y := b.Linear(x, w, bn, residual)
+		var y *Node
+		if bf16 {
+			y = b.linearBF16(name, x, out, bn, residual)
+		} else {
+			y = b.Linear(x, b.Param(name+".weight", out, in), bn, residual)
+		}
 		t := b.Linear(x, b.constant(b.Path(name)+".lora_A", br.a, br.rank, in), nil, nil)
 		return b.Linear(t, b.constant(b.Path(name)+".lora_B", br.b, out, br.rank), nil, y)
 	}
-	return b.Linear(x, w, bn, residual)
+	if bf16 {
+		return b.linearBF16(name, x, out, bn, residual)
+	}
+	return b.Linear(x, b.Param(name+".weight", out, in), bn, residual)
 }
 
 // GroupNorm normalises x [C, ...] in groups of channels, with affine parameters

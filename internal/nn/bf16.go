@@ -1,0 +1,206 @@
+package nn
+
+import (
+	"fmt"
+
+	"github.com/sdxs-go/sdxs/internal/kernels"
+)
+
+// Precision is the arithmetic of a model's convolutions and linear layers.
+type Precision int
+
+const (
+	// FP32 computes every product in float32 (the default).
+	FP32 Precision = iota
+	// BF16 holds the weights of convolutions and linear layers in bfloat16 (converted once, at
+	// load, from whatever the file holds; their float32 copies are not kept) and multiplies
+	// them by activations rounded to bfloat16, accumulating in float32, as PyTorch's
+	// torch.bfloat16 does. Everything else (norms, softmax, attention products, residual sums,
+	// biases, activations) stays float32.
+	BF16
+)
+
+// String returns "fp32" or "bf16".
+func (p Precision) String() string {
+	switch p {
+	case FP32:
+		return "fp32"
+	case BF16:
+		return "bf16"
+	}
+	return fmt.Sprintf("Precision(%d)", int(p))
+}
+
+// ParsePrecision parses "fp32" or "bf16".
+func ParsePrecision(s string) (Precision, error) {
+	switch s {
+	case "fp32", "":
+		return FP32, nil
+	case "bf16":
+		return BF16, nil
+	}
+	return FP32, fmt.Errorf("unknown precision %q (want fp32 or bf16)", s)
+}
+
+// SetPrecision sets the precision of the graphs built over p from now on. Set it before the
+// first build: weights already loaded stay as they are. An overlay has its parent's precision.
+func (p *Params) SetPrecision(pr Precision) {
+	if p.over != nil {
+		return
+	}
+	p.mu.Lock()
+	p.precision = pr
+	p.mu.Unlock()
+}
+
+// Precision returns the precision of the graphs built over p.
+func (p *Params) Precision() Precision {
+	if p.over != nil {
+		return p.over.parent.Precision()
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.precision
+}
+
+// Bytes returns the memory held by the parameters loaded so far: float32 values, derived values
+// (Winograd transforms) and bf16 weights. An overlay counts only what it holds itself.
+func (p *Params) Bytes() int64 {
+	var n int64
+	if p.over != nil {
+		o := p.over
+		o.mu.Lock()
+		defer o.mu.Unlock()
+		for _, v := range o.vals {
+			n += int64(v.Shape().TotalSize()) * 4
+		}
+		for _, v := range o.derived {
+			n += int64(len(v)) * 4
+		}
+		for _, v := range o.bf16 {
+			n += v.Bytes()
+		}
+		return n
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, v := range p.vals {
+		n += int64(v.Shape().TotalSize()) * 4
+	}
+	for _, v := range p.derivedVals {
+		n += int64(len(v)) * 4
+	}
+	for _, v := range p.bf16 {
+		n += v.Bytes()
+	}
+	return n
+}
+
+// bf16Param returns (converting it once) the parameter name of shape [rows, …] as a bf16 matrix
+// of rows × (the rest), laid out as the left operand of its products (left) or as the right one
+// by its transpose. The float32 value is not kept unless a graph asked for it directly.
+func (p *Params) bf16Param(name string, shape []int, left bool) (*kernels.BF16Matrix, error) {
+	key := name + "#bf16r"
+	if left {
+		key = name + "#bf16l"
+	}
+	if o := p.over; o != nil {
+		if !o.names[name] {
+			return o.parent.bf16Param(name, shape, left)
+		}
+		o.mu.Lock()
+		defer o.mu.Unlock()
+		if v, ok := o.bf16[key]; ok {
+			return v, nil
+		}
+		_, kept := o.vals[name]
+		d, err := o.replaced(name, shape)
+		if err != nil {
+			return nil, err
+		}
+		v := toBF16Matrix(d.Float32s(), shape, left)
+		if !kept {
+			delete(o.vals, name)
+		}
+		if o.bf16 == nil {
+			o.bf16 = make(map[string]*kernels.BF16Matrix)
+		}
+		o.bf16[key] = v
+		return v, nil
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if v, ok := p.bf16[key]; ok {
+		return v, nil
+	}
+	var data []float32
+	if v, ok := p.vals[name]; ok {
+		if !equalShape(v.Shape(), shape) {
+			return nil, &ShapeError{Name: name, Want: shape, Got: v.Shape()}
+		}
+		data = v.Float32s()
+	} else {
+		var err error
+		if data, err = p.load(name, shape); err != nil {
+			return nil, err
+		}
+	}
+	v := toBF16Matrix(data, shape, left)
+	if p.bf16 == nil {
+		p.bf16 = make(map[string]*kernels.BF16Matrix)
+	}
+	p.bf16[key] = v
+	return v, nil
+}
+
+func toBF16Matrix(data []float32, shape []int, left bool) *kernels.BF16Matrix {
+	rows := shape[0]
+	cols := len1(shape) / max(rows, 1)
+	if left {
+		return kernels.NewBF16Left(data, rows, cols)
+	}
+	return kernels.NewBF16Right(data, rows, cols)
+}
+
+// bf16Placeholder is the node that stands for a bf16 weight among an op's inputs (the op reads
+// the weight itself), so that the inputs keep their positions.
+func (b *Builder) bf16Placeholder(name string) *Node {
+	return b.constant(name+"#bf16", []float32{0}, 1)
+}
+
+// linearBF16 is Linear with the bf16 weight "<name>.weight" [out, in] of this builder.
+func (b *Builder) linearBF16(name string, x *Node, out int, bias, residual *Node) *Node {
+	xs := shapeOf(x)
+	full := b.Path(name + ".weight")
+	bw, err := b.st.params.bf16Param(full, []int{out, xs[1]}, false)
+	if err != nil {
+		panic(buildError{err})
+	}
+	l := &linearKernel{n: xs[0], in: xs[1], out: out, bw: bw}
+	ins := []*Node{x, b.bf16Placeholder(full)}
+	if bias != nil {
+		l.bias = true
+		ins = append(ins, bias)
+	}
+	if residual != nil {
+		if rs := shapeOf(residual); !equalShape(rs, []int{xs[0], out}) {
+			fail("nn: linear %s: residual has shape %v, want %v", full, rs, []int{xs[0], out})
+		}
+		l.residual = true
+		ins = append(ins, residual)
+	}
+	return b.apply("linear", l, []int{xs[0], out}, ins...)
+}
+
+// convBF16 is conv2d with the bf16 weight "<name>.weight" of shape ws of this builder,
+// computed by im2col and a bf16 product (never Winograd).
+func (b *Builder) convBF16(name string, x *Node, ws []int, bias *Node, stride, pad int, opts ConvOpts) *Node {
+	full := b.Path(name + ".weight")
+	bw, err := b.st.params.bf16Param(full, ws, true)
+	if err != nil {
+		panic(buildError{err})
+	}
+	n := b.conv2d(x, b.bf16Placeholder(full), ws, nil, bias, stride, pad, opts)
+	n.Op().(*op).k.(*convKernel).bw = bw
+	return n
+}

@@ -1,0 +1,103 @@
+package nn
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/sdxs-go/sdxs/internal/kernels"
+)
+
+func roundBF16(s []float32) []float32 {
+	out := make([]float32, len(s))
+	for i, v := range s {
+		out[i] = kernels.FromBF16(kernels.ToBF16(v))
+	}
+	return out
+}
+
+// TestConvLinearBF16 checks bf16 convolutions (3×3 padded, strided, 1×1, with fused channel
+// bias, residual and ReLU; also sizes that would take Winograd in float32) and a linear layer
+// with bias and residual against float64-accurate references computed from the bf16-rounded
+// weights and inputs, and that the bf16 parameters hold half the bytes with no float32 copy.
+func TestConvLinearBF16(t *testing.T) {
+	r := rand.New(rand.NewPCG(21, 22))
+	for _, tc := range []struct {
+		cin, h, w, cout, k, stride, pad int
+	}{
+		{5, 9, 7, 6, 3, 1, 1},
+		{3, 64, 64, 8, 3, 1, 1}, // Winograd in float32
+		{7, 23, 19, 13, 3, 2, 1},
+		{6, 20, 20, 9, 1, 1, 0}, // 1×1
+		{33, 16, 16, 40, 3, 1, 1},
+	} {
+		t.Run(fmt.Sprint(tc), func(t *testing.T) {
+			src := memSource{}
+			wt := src.add(r, "c.weight", tc.cout, tc.cin, tc.k, tc.k)
+			bias := src.add(r, "c.bias", tc.cout)
+			x := randn(r, tc.cin*tc.h*tc.w)
+			want, ho, wo := naiveConv(roundBF16(x), tc.cin, tc.h, tc.w, roundBF16(wt), tc.cout, tc.k, bias, tc.stride, tc.pad)
+			cb := randn(r, tc.cout)
+			res := randn(r, tc.cout*ho*wo)
+			for c := 0; c < tc.cout; c++ {
+				for i := 0; i < ho*wo; i++ {
+					want[c*ho*wo+i] = max(want[c*ho*wo+i]+cb[c]+res[c*ho*wo+i], 0)
+				}
+			}
+			params := NewParams(src)
+			params.SetPrecision(BF16)
+			prog, err := Build(params, func(b *Builder) map[string]*Node {
+				in := b.Input("x", tc.cin, tc.h, tc.w)
+				ch := b.Input("cb", tc.cout)
+				rn := b.Input("res", tc.cout, ho, wo)
+				y := b.ConvLayerOpts("c", in, tc.cout, tc.k, tc.stride, tc.pad, true, ConvOpts{ChannelBias: ch, Residual: rn, Act: ActReLU})
+				k := y.Op().(*op).k.(*convKernel)
+				require.NotNil(t, k.bw, "bf16 weight")
+				require.Nil(t, k.wino, "Winograd in bf16 mode")
+				return map[string]*Node{"y": y}
+			})
+			require.NoError(t, err)
+			got := make([]float32, len(want))
+			require.NoError(t, prog.Run(context.Background(), map[string][]float32{"x": x, "cb": cb, "res": res}, map[string][]float32{"y": got}))
+			require.Less(t, maxAbsDiff(got, want), 1e-4)
+			// Weights as bf16 (padded to 12 rows, pairs of k), the bias in float32, no float32 weight.
+			kq := (tc.cin*tc.k*tc.k + 1) / 2
+			wantBytes := int64((tc.cout+11)/12*12*kq*4 + tc.cout*4)
+			require.Equal(t, wantBytes, params.Bytes())
+		})
+	}
+
+	t.Run("linear", func(t *testing.T) {
+		const n, in, out = 37, 45, 70
+		src := memSource{}
+		w := src.add(r, "l.weight", out, in)
+		bias := src.add(r, "l.bias", out)
+		x := randn(r, n*in)
+		res := randn(r, n*out)
+		xr, wr := roundBF16(x), roundBF16(w)
+		want := make([]float32, n*out)
+		for i := 0; i < n; i++ {
+			for j := 0; j < out; j++ {
+				s := float64(bias[j]) + float64(res[i*out+j])
+				for p := 0; p < in; p++ {
+					s += float64(xr[i*in+p]) * float64(wr[j*in+p])
+				}
+				want[i*out+j] = float32(s)
+			}
+		}
+		params := NewParams(src)
+		params.SetPrecision(BF16)
+		prog, err := Build(params, func(b *Builder) map[string]*Node {
+			return map[string]*Node{"y": b.LinearResidual("l", b.Input("x", n, in), out, true, b.Input("res", n, out))}
+		})
+		require.NoError(t, err)
+		got := make([]float32, n*out)
+		require.NoError(t, prog.Run(context.Background(), map[string][]float32{"x": x, "res": res}, map[string][]float32{"y": got}))
+		require.Less(t, maxAbsDiff(got, want), 1e-4)
+		require.Equal(t, int64(96*((in+1)/2)*4+out*4), params.Bytes())
+		require.Equal(t, BF16, params.Overlay(nil, nil).Precision())
+	})
+}
