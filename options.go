@@ -23,8 +23,9 @@ type loadOptions struct {
 	hub           *hub.Client
 	progress      func(hub.Progress)
 	variant       string
-	vae           string // "tiny" or "large" (WithVAE)
-	vaeTileBudget int64  // WithVAETileBudget (0: the default)
+	vae           string    // "tiny" or "large" (WithVAE)
+	vaeTileBudget int64     // WithVAETileBudget (0: the default)
+	precision     Precision // WithPrecision
 }
 
 func applyOptions(opts []Option) *loadOptions {

@@ -162,6 +162,8 @@ type Pipeline struct {
 	loras    loraCache
 	// loraUnfused applies adapters as unfused low-rank branches rather than merged weights.
 	loraUnfused bool
+	// precision is the UNet's arithmetic (WithPrecision).
+	precision Precision
 }
 
 // newPipeline returns an empty pipeline with its graph cache.
@@ -228,6 +230,9 @@ func Load(nameOrDir string, opts ...Option) (*Pipeline, error) {
 	if p.unet, err = component(p, comp, "unet", weights.LoadUNetConfig, unet.New); err != nil {
 		return nil, err
 	}
+	if err := p.setPrecision(o.precision); err != nil {
+		return nil, err
+	}
 	if p.vae, err = loadDecoder(p, folder, dir, comp, o); err != nil {
 		return nil, err
 	}
@@ -286,6 +291,9 @@ func New(parts Parts, opts ...Option) (*Pipeline, error) {
 	p := newPipeline(o)
 	p.tok, p.text, p.unet, p.vae, p.schedCfg = parts.Tokenizer, parts.TextEncoder, parts.UNet, parts.VAE, parts.Scheduler
 	if err := p.check(); err != nil {
+		return nil, err
+	}
+	if err := p.setPrecision(o.precision); err != nil {
 		return nil, err
 	}
 	if err := p.checkScheduler(); err != nil {

@@ -515,3 +515,7 @@ func (g *graph) attention(b *nn.Builder, name string, x, ctx *nn.Node, heads int
 func IsWeight(name string) bool {
 	return !strings.HasSuffix(name, "position_ids")
 }
+
+// Params returns the parameters the model's graphs are built over (to set their precision
+// before the first build, or to account for their memory).
+func (m *Model) Params() *nn.Params { return m.runner.Params() }

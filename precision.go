@@ -1,0 +1,78 @@
+package sdxs
+
+import (
+	"fmt"
+
+	"github.com/sdxs-go/sdxs/internal/nn"
+)
+
+// Precision is the arithmetic of the UNet's convolutions and linear layers.
+type Precision int
+
+const (
+	// PrecisionFP32 computes everything in float32 (the default).
+	PrecisionFP32 Precision = iota
+	// PrecisionBF16 holds the UNet's convolution and linear weights in bfloat16 (half the
+	// bytes; converted once at load from F32, F16 or BF16 files) and multiplies them by
+	// activations rounded to bfloat16 with float32 accumulation (VDPBF16PS where the CPU has
+	// AVX512_BF16, a bit-identical plain-Go twin elsewhere). Norms, softmax, attention
+	// products, residual sums, the text encoder, the VAE and the scheduler step stay float32.
+	PrecisionBF16
+)
+
+// String returns "fp32" or "bf16".
+func (p Precision) String() string {
+	switch p {
+	case PrecisionFP32:
+		return "fp32"
+	case PrecisionBF16:
+		return "bf16"
+	}
+	return fmt.Sprintf("Precision(%d)", int(p))
+}
+
+// ParsePrecision parses "fp32" or "bf16" (as the examples' -precision flag takes them).
+func ParsePrecision(s string) (Precision, error) {
+	switch s {
+	case "fp32", "":
+		return PrecisionFP32, nil
+	case "bf16":
+		return PrecisionBF16, nil
+	}
+	return PrecisionFP32, fmt.Errorf("sdxs: unknown precision %q (want fp32 or bf16)", s)
+}
+
+// WithPrecision sets the precision of the pipeline's UNet (PrecisionFP32 by default). Pipelines
+// of either precision over the same folder can live in one process side by side.
+func WithPrecision(p Precision) Option {
+	return func(o *loadOptions) { o.precision = p }
+}
+
+// nnPrecision maps a Precision to the graph library's.
+func (p Precision) nn() (nn.Precision, error) {
+	switch p {
+	case PrecisionFP32:
+		return nn.FP32, nil
+	case PrecisionBF16:
+		return nn.BF16, nil
+	}
+	return nn.FP32, fmt.Errorf("sdxs: unknown precision %d", int(p))
+}
+
+// Precision returns the precision the pipeline was loaded with.
+func (p *Pipeline) Precision() Precision { return p.precision }
+
+// ParamBytes returns the memory held by the UNet's weights loaded so far (float32, bf16 and
+// derived values such as Winograd transforms), for memory accounting.
+func (p *Pipeline) ParamBytes() int64 { return p.unet.Params().Bytes() }
+
+// setPrecision sets the UNet's precision, before any graph is built.
+func (p *Pipeline) setPrecision(pr Precision) error {
+	np, err := pr.nn()
+	if err != nil {
+		return err
+	}
+	p.precision = pr
+	p.unet.Params().SetPrecision(np)
+	return nil
+}
