@@ -26,6 +26,7 @@ type loadOptions struct {
 	vae           string    // "tiny" or "large" (WithVAE)
 	vaeTileBudget int64     // WithVAETileBudget (0: the default)
 	precision     Precision // WithPrecision
+	precisionSet  bool      // WithPrecision was given
 }
 
 func applyOptions(opts []Option) *loadOptions {

@@ -293,8 +293,12 @@ func New(parts Parts, opts ...Option) (*Pipeline, error) {
 	if err := p.check(); err != nil {
 		return nil, err
 	}
-	if err := p.setPrecision(o.precision); err != nil {
-		return nil, err
+	if o.precisionSet {
+		if err := p.setPrecision(o.precision); err != nil {
+			return nil, err
+		}
+	} else if p.unet.Params().Precision() == nn.BF16 {
+		p.precision = PrecisionBF16
 	}
 	if err := p.checkScheduler(); err != nil {
 		return nil, err

@@ -43,9 +43,11 @@ func ParsePrecision(s string) (Precision, error) {
 }
 
 // WithPrecision sets the precision of the pipeline's UNet (PrecisionFP32 by default). Pipelines
-// of either precision over the same folder can live in one process side by side.
+// of either precision over the same folder can live in one process side by side. With New, the
+// option sets the precision of the given UNet (before its first graph is built); without it, New
+// keeps the UNet's own.
 func WithPrecision(p Precision) Option {
-	return func(o *loadOptions) { o.precision = p }
+	return func(o *loadOptions) { o.precision, o.precisionSet = p, true }
 }
 
 // nnPrecision maps a Precision to the graph library's.

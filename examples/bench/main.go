@@ -82,6 +82,7 @@ type report struct {
 	TotalS       float64 `json:"total_s"`
 	UNetGFLOPS   float64 `json:"unet_gflops"`
 	PeakRSSBytes int64   `json:"peak_rss_bytes"`
+	Precision    string  `json:"precision"`
 }
 
 func run() error {
@@ -101,16 +102,20 @@ func run() error {
 		steps   = flag.Int("steps", 1, "inference steps of the schedule")
 		strngth = flag.Float64("strength", 1, "image-to-image strength, in (0, 1]")
 		vaeKind = flag.String("vae", sdxs.VAETiny, `decoder (and encoder): "tiny" (TAESD) or "large" (the full KL VAE)`)
+		precStr = flag.String("precision", "fp32", `UNet arithmetic: "fp32" or "bf16" (bfloat16 weights and products, float32 accumulation)`)
 	)
 	flag.Parse()
 	if *runs < 1 {
 		return errors.New("-runs must be at least 1")
 	}
 	runtime.GOMAXPROCS(*threads)
+	prec, err := sdxs.ParsePrecision(*precStr)
+	if err != nil {
+		return err
+	}
 
 	loadStart := time.Now()
 	var p *sdxs.Pipeline
-	var err error
 	name := *preset
 	var srcs map[string]*nn.RandomSource
 	var parts sdxs.Parts
@@ -122,7 +127,7 @@ func run() error {
 		if err != nil {
 			return err
 		}
-		opts := []sdxs.Option{sdxs.WithVAE(*vaeKind)}
+		opts := []sdxs.Option{sdxs.WithVAE(*vaeKind), sdxs.WithPrecision(prec)}
 		if *cnDir != "" {
 			cn, err := sdxs.Resolve(context.Background(), *cnDir, sdxs.KindControlNet, hubOpts...)
 			if err != nil {
@@ -133,7 +138,7 @@ func run() error {
 		loadStart = time.Now() // the download is not part of the load time
 		p, err = sdxs.Load(dir, opts...)
 	} else {
-		p, parts, srcs, err = fromPreset(*preset, *vaeKind)
+		p, parts, srcs, err = fromPreset(*preset, *vaeKind, sdxs.WithPrecision(prec))
 		if err == nil && *save != "" {
 			if err := p.Warm(context.Background(), *width, *height); err != nil {
 				return err
@@ -152,7 +157,7 @@ func run() error {
 	if err := p.Warm(context.Background(), *width, *height); err != nil {
 		return err
 	}
-	fmt.Printf("%s (vae %s): loaded and built graphs in %.2f s, %d threads, %d×%d\n", name, *vaeKind, time.Since(loadStart).Seconds(), *threads, *width, *height)
+	fmt.Printf("%s (vae %s, %s): loaded and built graphs in %.2f s, %d threads, %d×%d\n", name, *vaeKind, p.Precision(), time.Since(loadStart).Seconds(), *threads, *width, *height)
 
 	ctx := context.Background()
 	req := sdxs.Request{Prompt: *prompt, Seed: 42, Width: *width, Height: *height, Steps: *steps}
@@ -232,6 +237,7 @@ func run() error {
 			Steps:        len(lastTimesteps),
 			TotalS:       median(totals),
 			PeakRSSBytes: rss,
+			Precision:    p.Precision().String(),
 		}
 		r.UNetGFLOPS = 2 * float64(macs[sdxs.StageUNet]) / 1e9 / r.UNetS
 		b, err := json.Marshal(r)
@@ -297,13 +303,13 @@ func peakRSS() int64 {
 }
 
 // fromPreset builds a full-size pipeline of a released architecture with random weights.
-func fromPreset(name, vaeKind string) (*sdxs.Pipeline, sdxs.Parts, map[string]*nn.RandomSource, error) {
+func fromPreset(name, vaeKind string, opts ...sdxs.Option) (*sdxs.Pipeline, sdxs.Parts, map[string]*nn.RandomSource, error) {
 	srcs := map[string]*nn.RandomSource{"text_encoder": {Seed: 1}, "unet": {Seed: 2}, "vae": {Seed: 3}, "controlnet": {Seed: 4}, "vae_large": {Seed: 5}}
 	parts, err := presetParts(name, vaeKind, srcs)
 	if err != nil {
 		return nil, parts, nil, err
 	}
-	p, err := buildPreset(name, parts, srcs)
+	p, err := buildPreset(name, parts, srcs, opts...)
 	return p, parts, srcs, err
 }
 
@@ -382,8 +388,8 @@ func presetParts(name, vaeKind string, srcs map[string]*nn.RandomSource) (sdxs.P
 }
 
 // buildPreset assembles a preset's pipeline from its parts, with its ControlNet if it has one.
-func buildPreset(name string, parts sdxs.Parts, srcs map[string]*nn.RandomSource) (*sdxs.Pipeline, error) {
-	p, err := sdxs.New(parts)
+func buildPreset(name string, parts sdxs.Parts, srcs map[string]*nn.RandomSource, opts ...sdxs.Option) (*sdxs.Pipeline, error) {
+	p, err := sdxs.New(parts, opts...)
 	if err != nil {
 		return nil, err
 	}

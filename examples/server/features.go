@@ -16,7 +16,7 @@ import (
 // progress logged), with the ControlNet and the LoRA adapters of the flags, and returns the
 // generator the server uses: the pipeline, with the adapters applied to every request.
 func load(ctx context.Context, o *options, logger *slog.Logger) (*sdxs.Pipeline, imgserver.Generator, error) {
-	opts := []sdxs.Option{sdxs.WithContext(ctx), sdxs.WithProgress(progressLogger(logger))}
+	opts := []sdxs.Option{sdxs.WithContext(ctx), sdxs.WithProgress(progressLogger(logger)), sdxs.WithPrecision(o.precision)}
 	if o.controlnet != "" {
 		opts = append(opts, sdxs.WithControlNet(o.controlnet))
 	}

@@ -324,7 +324,13 @@ func TestFlags(t *testing.T) {
 	if o.model != "m" || o.addr != ":0" || o.workers != 1 || o.queue != 8 || o.cacheBudget != 1000 || fmt.Sprint(o.loras) != fmt.Sprint(want) {
 		t.Errorf("parsed %+v", o)
 	}
-	for _, bad := range [][]string{{}, {"-model", "m", "extra"}, {"-model", "m", "-log", "xml"}, {"-model", "m", "-workers", "x"},
+	if o.precision != sdxs.PrecisionFP32 {
+		t.Errorf("default precision %v", o.precision)
+	}
+	if o, err := parseFlags([]string{"-model", "m", "-precision", "bf16"}); err != nil || o.precision != sdxs.PrecisionBF16 {
+		t.Errorf("-precision bf16: %v, %v", o, err)
+	}
+	for _, bad := range [][]string{{}, {"-model", "m", "-precision", "fp16"}, {"-model", "m", "extra"}, {"-model", "m", "-log", "xml"}, {"-model", "m", "-workers", "x"},
 		{"-model", "m", "-vae", "medium"}, {"-model", "m", "-lora", "a:0"}, {"-model", "m", "-lora", "a:NaN"}, {"-model", "m", "-lora", ""}} {
 		if _, err := parseFlags(bad); err == nil {
 			t.Errorf("%q: no error", bad)

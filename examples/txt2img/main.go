@@ -95,6 +95,7 @@ func run() error {
 
 		loraLenient = flag.Bool("lora-lenient", false, "skip (with a warning) the layers of a LoRA the model does not have, instead of failing")
 		vaeOpt      = flag.String("vae", "tiny", `decoder: "tiny" (TAESD, vae/) or "large" (the full KL VAE, vae_large/)`)
+		precStr     = flag.String("precision", "fp32", `UNet arithmetic: "fp32" or "bf16" (bfloat16 weights and products, float32 accumulation)`)
 	)
 	flag.Parse()
 	if *model == "" {
@@ -116,6 +117,10 @@ func run() error {
 			return err
 		}
 		*seed = binary.LittleEndian.Uint64(b[:])
+	}
+	prec, err := sdxs.ParsePrecision(*precStr)
+	if err != nil {
+		return err
 	}
 	fmt.Printf("seed %d\n", *seed)
 
@@ -166,7 +171,7 @@ func run() error {
 	}
 
 	start := time.Now()
-	opts = append(opts, sdxs.WithVAE(*vaeOpt))
+	opts = append(opts, sdxs.WithVAE(*vaeOpt), sdxs.WithPrecision(prec))
 	p, err := sdxs.Load(dir, opts...)
 	if err != nil {
 		return err
