@@ -3,6 +3,7 @@ package nn
 import (
 	"context"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"testing"
 
@@ -27,12 +28,13 @@ func TestConvLinearBF16(t *testing.T) {
 	r := rand.New(rand.NewPCG(21, 22))
 	for _, tc := range []struct {
 		cin, h, w, cout, k, stride, pad int
+		winograd                        bool
 	}{
-		{5, 9, 7, 6, 3, 1, 1},
-		{3, 64, 64, 8, 3, 1, 1}, // Winograd in float32
-		{7, 23, 19, 13, 3, 2, 1},
-		{6, 20, 20, 9, 1, 1, 0}, // 1×1
-		{33, 16, 16, 40, 3, 1, 1},
+		{5, 9, 7, 6, 3, 1, 1, false},
+		{3, 64, 64, 8, 3, 1, 1, true},
+		{7, 23, 19, 13, 3, 2, 1, false},
+		{6, 20, 20, 9, 1, 1, 0, false}, // 1×1
+		{33, 16, 16, 40, 3, 1, 1, false},
 	} {
 		t.Run(fmt.Sprint(tc), func(t *testing.T) {
 			src := memSource{}
@@ -40,12 +42,19 @@ func TestConvLinearBF16(t *testing.T) {
 			bias := src.add(r, "c.bias", tc.cout)
 			x := randn(r, tc.cin*tc.h*tc.w)
 			want, ho, wo := naiveConv(roundBF16(x), tc.cin, tc.h, tc.w, roundBF16(wt), tc.cout, tc.k, bias, tc.stride, tc.pad)
+			exact, _, _ := naiveConv(x, tc.cin, tc.h, tc.w, wt, tc.cout, tc.k, bias, tc.stride, tc.pad)
 			cb := randn(r, tc.cout)
 			res := randn(r, tc.cout*ho*wo)
 			for c := 0; c < tc.cout; c++ {
 				for i := 0; i < ho*wo; i++ {
-					want[c*ho*wo+i] = max(want[c*ho*wo+i]+cb[c]+res[c*ho*wo+i], 0)
+					want[c*ho*wo+i] += cb[c]
+					exact[c*ho*wo+i] += cb[c]
 				}
+			}
+			for i := range want {
+				// The residual and the ReLU are float32: measure the products' error alone
+				// against the exact result, before them.
+				want[i], exact[i] = max(want[i]+res[i], 0), max(exact[i]+res[i], 0)
 			}
 			params := NewParams(src)
 			params.SetPrecision(BF16)
@@ -55,13 +64,24 @@ func TestConvLinearBF16(t *testing.T) {
 				rn := b.Input("res", tc.cout, ho, wo)
 				y := b.ConvLayerOpts("c", in, tc.cout, tc.k, tc.stride, tc.pad, true, ConvOpts{ChannelBias: ch, Residual: rn, Act: ActReLU})
 				k := y.Op().(*op).k.(*convKernel)
-				require.NotNil(t, k.bw, "bf16 weight")
-				require.Nil(t, k.wino, "Winograd in bf16 mode")
+				if tc.winograd {
+					require.NotNil(t, k.wino, "Winograd")
+					require.Nil(t, k.bw, "bf16 weight of a Winograd convolution")
+				} else {
+					require.NotNil(t, k.bw, "bf16 weight")
+					require.Nil(t, k.wino, "Winograd")
+				}
 				return map[string]*Node{"y": y}
 			})
 			require.NoError(t, err)
 			got := make([]float32, len(want))
 			require.NoError(t, prog.Run(context.Background(), map[string][]float32{"x": x, "cb": cb, "res": res}, map[string][]float32{"y": got}))
+			if tc.winograd {
+				// Winograd convolutions stay float32 in bf16 mode.
+				require.Less(t, relL2(got, exact), 1e-5)
+				return
+			}
+			require.Less(t, relL2(want, exact), 1e-2, "the bf16 reference")
 			require.Less(t, maxAbsDiff(got, want), 1e-4)
 			// Weights as bf16 (padded to 12 rows, pairs of k), the bias in float32, no float32 weight.
 			kq := (tc.cin*tc.k*tc.k + 1) / 2
@@ -100,4 +120,14 @@ func TestConvLinearBF16(t *testing.T) {
 		require.Equal(t, int64(96*((in+1)/2)*4+out*4), params.Bytes())
 		require.Equal(t, BF16, params.Overlay(nil, nil).Precision())
 	})
+}
+
+func relL2(got, want []float32) float64 {
+	var d, n float64
+	for i := range got {
+		e := float64(got[i]) - float64(want[i])
+		d += e * e
+		n += float64(want[i]) * float64(want[i])
+	}
+	return math.Sqrt(d / n)
 }

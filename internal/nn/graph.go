@@ -46,7 +46,7 @@ type Params struct {
 	// precision is the arithmetic of the graphs built over these parameters (SetPrecision);
 	// bf16 holds their bf16 weights (see bf16Param).
 	precision Precision
-	bf16      map[string]*kernels.BF16Matrix
+	bf16      map[string][]*kernels.BF16Matrix
 }
 
 // NewParams returns a parameter cache over src.

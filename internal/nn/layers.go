@@ -124,17 +124,19 @@ func (b *Builder) convLayerOpts(name string, x *Node, cout, k, stride, pad int, 
 	if bias {
 		bn = b.Param(name+".bias", cout)
 	}
-	if len(xs) == 3 && b.st.params.Precision() == BF16 {
-		return b.convBF16(name, x, ws, bn, stride, pad, opts)
-	}
+	bf16 := b.st.params.Precision() == BF16
 	if len(xs) == 3 {
 		ho := (xs[1]+2*pad-k)/stride + 1
 		wo := (xs[2]+2*pad-k)/stride + 1
 		if ho > 0 && wo > 0 && useWinograd(cin, cout, k, stride, pad, ho, wo) {
+			// Also in bf16 mode: see BF16 for why these stay float32.
 			wino := conv.NewWinogradPad(cin, cout, xs[1], xs[2], pad)
 			tw := b.paramDerived(name+".weight", "winograd4x4", ws, wino.TransformWeights)
 			return b.conv2d(x, tw, ws, wino, bn, stride, pad, opts)
 		}
+	}
+	if bf16 && len(xs) == 3 {
+		return b.convBF16(name, x, ws, bn, stride, pad, opts)
 	}
 	return b.conv2d(x, b.Param(name+".weight", ws...), ws, nil, bn, stride, pad, opts)
 }

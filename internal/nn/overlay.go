@@ -24,7 +24,7 @@ type overlay struct {
 	mu      sync.Mutex
 	vals    map[string]*tensor.Dense
 	derived map[string][]float32
-	bf16    map[string]*kernels.BF16Matrix
+	bf16    map[string][]*kernels.BF16Matrix
 }
 
 // Overlay returns parameters that read like p except for the named ones, whose values are
