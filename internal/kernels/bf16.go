@@ -236,6 +236,10 @@ func parallelRangeN(n, t int, fn func(lo, hi int)) {
 // dwords, rows readable up to a multiple of 12) and B as panels of 32 columns (kq·32 dwords
 // each). The work is split by panels of B, or by rows of A when there are few panels.
 func gemmBF16(m, n, kq int, a []uint32, lda int, b []uint32, c []float32, ldc int, accumulate bool) {
+	if !useBF16Asm && bf16Widen {
+		gemmBF16Widened(m, n, kq, a, lda, b, c, ldc, accumulate)
+		return
+	}
 	np := (n + bfNR - 1) / bfNR
 	mt := (m + bfMR - 1) / bfMR
 	threads := min(runtime.GOMAXPROCS(0), maxThreads)
@@ -291,6 +295,57 @@ func bf16Block(t0, t1, p0, p1, m, n, kq int, a []uint32, lda int, b []uint32, c 
 	}
 }
 
+// bf16Widen selects, on CPUs without AVX512_BF16 that have the float32 assembly kernels, the
+// fallback that widens the bf16 operands to float32 block by block and multiplies them with
+// Sgemm: the same products of bf16 values, summed in float32 in another order.
+var bf16Widen = activeKernel.name != goKernel.name
+
+// bf16WidenK is the depth (in pairs of k) of the blocks gemmBF16Widened widens at once.
+const bf16WidenK = 256
+
+// gemmBF16Widened is gemmBF16 on the float32 kernels: each block of k is widened to float32 (A
+// row-major, B row-major) and multiplied by Sgemm.
+func gemmBF16Widened(m, n, kq int, a []uint32, lda int, b []uint32, c []float32, ldc int, accumulate bool) {
+	np := (n + bfNR - 1) / bfNR
+	wa := make([]float32, m*2*min(kq, bf16WidenK))
+	wb := make([]float32, 2*min(kq, bf16WidenK)*n)
+	for q0 := 0; q0 < kq; q0 += bf16WidenK {
+		kb := min(bf16WidenK, kq-q0)
+		k := 2 * kb
+		parallelRange(m, func(i0, i1 int) {
+			for i := i0; i < i1; i++ {
+				row := a[i*lda+q0 : i*lda+q0+kb]
+				dst := wa[i*k : (i+1)*k]
+				for q, v := range row {
+					dst[2*q] = math.Float32frombits(v << 16)
+					dst[2*q+1] = math.Float32frombits(v & 0xffff0000)
+				}
+			}
+		})
+		parallelRange(np, func(p0, p1 int) {
+			for p := p0; p < p1; p++ {
+				j0 := p * bfNR
+				cols := min(bfNR, n-j0)
+				panel := b[p*kq*bfNR+q0*bfNR:]
+				for q := 0; q < kb; q++ {
+					src := panel[q*bfNR : q*bfNR+cols]
+					lo := wb[2*q*n+j0 : 2*q*n+j0+cols]
+					hi := wb[(2*q+1)*n+j0 : (2*q+1)*n+j0+cols]
+					for j, v := range src {
+						lo[j] = math.Float32frombits(v << 16)
+						hi[j] = math.Float32frombits(v & 0xffff0000)
+					}
+				}
+			}
+		})
+		var beta float32
+		if accumulate || q0 > 0 {
+			beta = 1
+		}
+		Sgemm(false, false, m, n, k, 1, wa, k, wb, n, beta, c, ldc)
+	}
+}
+
 // bf16Tile runs the micro-kernel on one full 12×32 tile.
 func bf16Tile(kq int, a []uint32, lda int, b []uint32, c []float32, ldc int, accumulate bool) {
 	mode := 0
@@ -340,6 +395,15 @@ func ftz(x float32) float32 {
 	return x
 }
 
-// BF16Native reports whether the bf16 products run on the AVX512_BF16 instructions (otherwise
-// they run the plain-Go twin).
-func BF16Native() bool { return useBF16Asm }
+// BF16Kernel names what runs the bf16 products: "avx512_bf16" (VDPBF16PS), "widen" (bf16
+// widened to float32 for the float32 assembly kernels, on CPUs without AVX512_BF16) or "go"
+// (the plain-Go twin of the AVX512_BF16 kernel, without assembly).
+func BF16Kernel() string {
+	switch {
+	case useBF16Asm:
+		return "avx512_bf16"
+	case bf16Widen:
+		return "widen"
+	}
+	return "go"
+}

@@ -136,12 +136,20 @@ func testGemmBF16(t *testing.T) {
 // kernel this build and CPU select.
 func TestGemmBF16(t *testing.T) { testGemmBF16(t) }
 
+// TestGemmBF16Widened runs the same checks on the fallback for CPUs without AVX512_BF16.
+func TestGemmBF16Widened(t *testing.T) {
+	savedAsm, savedWiden := useBF16Asm, bf16Widen
+	useBF16Asm, bf16Widen = false, true
+	defer func() { useBF16Asm, bf16Widen = savedAsm, savedWiden }()
+	testGemmBF16(t)
+}
+
 // TestGemmBF16Twin runs the same checks with the Go twin forced, and checks that it gives the
 // same bits as the assembly kernel where there is one.
 func TestGemmBF16Twin(t *testing.T) {
-	saved := useBF16Asm
-	useBF16Asm = false
-	defer func() { useBF16Asm = saved }()
+	saved, savedWiden := useBF16Asm, bf16Widen
+	useBF16Asm, bf16Widen = false, false
+	defer func() { useBF16Asm, bf16Widen = saved, savedWiden }()
 	testGemmBF16(t)
 	if !saved {
 		return
