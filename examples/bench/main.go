@@ -225,7 +225,7 @@ func run() error {
 		}
 	}
 	rss := peakRSS()
-	fmt.Printf("peak RSS %.2f GiB\n", float64(rss)/(1<<30))
+	fmt.Printf("peak RSS %.2f GiB (UNet weights %s: %.2f GiB)\n", float64(rss)/(1<<30), p.Precision(), float64(p.ParamBytes())/(1<<30))
 	if *asJSON {
 		r := report{
 			Preset: name, VAE: *vaeKind, Width: *width, Height: *height, Threads: *threads,

@@ -1,9 +1,11 @@
 package nn
 
 import (
+	"errors"
 	"fmt"
 
 	"github.com/sdxs-go/sdxs/internal/kernels"
+	"github.com/sdxs-go/sdxs/weights"
 )
 
 // Precision is the arithmetic of a model's convolutions and linear layers.
@@ -163,7 +165,7 @@ func (p *Params) bf16Derived(name, tag string, shape []int, conv func([]float32)
 		data = v.Float32s()
 	} else {
 		var err error
-		if data, err = p.load(name, shape); err != nil {
+		if data, err = p.loadScratch(name, shape); err != nil {
 			return nil, err
 		}
 	}
@@ -225,4 +227,68 @@ func (b *Builder) convBF16(name string, x *Node, ws []int, bias *Node, stride, p
 	n := b.conv2d(x, b.bf16Placeholder(full), ws, nil, bias, stride, pad, opts)
 	n.Op().(*op).k.(*convKernel).bw = bw
 	return n
+}
+
+// Sources that can decode a tensor into a buffer: a weights file or set (checked against its
+// header's shape) and RandomSource.
+type (
+	intoSource interface {
+		Float32Into(name string, dst []float32) error
+		Info(name string) (weights.TensorInfo, bool)
+	}
+	shapedIntoSource interface {
+		Float32ShapedInto(name string, shape []int, dst []float32) error
+	}
+)
+
+// loadScratch is load into a buffer that p reuses until the end of the current build (so that
+// converting weights to bf16 leaves no float32 garbage behind to swell the peak memory), where
+// the source can decode into one; else it is load. The caller holds p.mu and must not keep the
+// result.
+func (p *Params) loadScratch(name string, shape []int) ([]float32, error) {
+	n := len1(shape)
+	buf := func() []float32 {
+		if cap(p.scratch) < n {
+			p.scratch = make([]float32, n)
+		}
+		return p.scratch[:n]
+	}
+	var err error
+	var data []float32
+	switch src := p.src.(type) {
+	case shapedIntoSource:
+		data = buf()
+		err = src.Float32ShapedInto(name, shape, data)
+	case intoSource:
+		info, ok := src.Info(name)
+		if !ok {
+			return nil, &MissingError{Name: name, Err: errors.New("not in the weights")}
+		}
+		if !equalShape(info.Shape, shape) {
+			return nil, &ShapeError{Name: name, Want: shape, Got: info.Shape}
+		}
+		data = buf()
+		err = src.Float32Into(name, data)
+	default:
+		return p.load(name, shape)
+	}
+	if err != nil {
+		return nil, &MissingError{Name: name, Err: err}
+	}
+	if p.used == nil {
+		p.used = make(map[string]bool)
+	}
+	p.used[name] = true
+	return data, nil
+}
+
+// releaseScratch drops the buffer of loadScratch (at the end of a build).
+func (p *Params) releaseScratch() {
+	if p.over != nil {
+		p.over.parent.releaseScratch()
+		return
+	}
+	p.mu.Lock()
+	p.scratch = nil
+	p.mu.Unlock()
 }

@@ -5,11 +5,13 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"path/filepath"
 	"testing"
 
 	"github.com/stretchr/testify/require"
 
 	"github.com/sdxs-go/sdxs/internal/kernels"
+	"github.com/sdxs-go/sdxs/weights"
 )
 
 func roundBF16(s []float32) []float32 {
@@ -130,4 +132,47 @@ func relL2(got, want []float32) float64 {
 		n += float64(want[i]) * float64(want[i])
 	}
 	return math.Sqrt(d / n)
+}
+
+// TestBF16FromFile loads bf16 weights from a safetensors file (decoded into the build's scratch
+// buffer, which is dropped after the build): the product matches, and a weight of the wrong
+// shape or a missing one is an error naming it.
+func TestBF16FromFile(t *testing.T) {
+	r := rand.New(rand.NewPCG(31, 32))
+	w := randn(r, 40*24)
+	path := filepath.Join(t.TempDir(), "w.safetensors")
+	require.NoError(t, weights.WriteFile(path, []weights.Tensor{
+		{Name: "l.weight", DType: weights.F32, Shape: []int{40, 24}, F32: w},
+		{Name: "bad.weight", DType: weights.F32, Shape: []int{24, 40}, F32: w},
+	}, nil))
+	f, err := weights.Open(path)
+	require.NoError(t, err)
+	defer f.Close()
+	params := NewParams(f)
+	params.SetPrecision(BF16)
+	x := randn(r, 3*24)
+	prog, err := Build(params, func(b *Builder) map[string]*Node {
+		return map[string]*Node{"y": b.LinearLayer("l", b.Input("x", 3, 24), 40, false)}
+	})
+	require.NoError(t, err)
+	require.Nil(t, params.scratch, "scratch kept after the build")
+	got := make([]float32, 3*40)
+	require.NoError(t, prog.Run(context.Background(), map[string][]float32{"x": x}, map[string][]float32{"y": got}))
+	xr, wr := roundBF16(x), roundBF16(w)
+	for i := 0; i < 3; i++ {
+		for j := 0; j < 40; j++ {
+			var s float64
+			for p := 0; p < 24; p++ {
+				s += float64(xr[i*24+p]) * float64(wr[j*24+p])
+			}
+			require.InDelta(t, s, got[i*40+j], 1e-5)
+		}
+	}
+	require.Empty(t, params.Unused("l.", nil))
+	for _, name := range []string{"bad", "missing"} {
+		_, err = Build(params, func(b *Builder) map[string]*Node {
+			return map[string]*Node{"y": b.LinearLayer(name, b.Input("x", 3, 24), 40, false)}
+		})
+		require.ErrorContains(t, err, name+".weight")
+	}
 }

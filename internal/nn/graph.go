@@ -47,6 +47,8 @@ type Params struct {
 	// bf16 holds their bf16 weights (see bf16Param).
 	precision Precision
 	bf16      map[string][]*kernels.BF16Matrix
+	// scratch is the buffer of loadScratch during a build.
+	scratch []float32
 }
 
 // NewParams returns a parameter cache over src.
@@ -338,6 +340,7 @@ func Build(params *Params, fn func(b *Builder) map[string]*Node) (prog *Program,
 			prog, err = nil, be.err
 		}
 	}()
+	defer params.releaseScratch()
 	outs := fn(&Builder{st: st})
 	if len(outs) == 0 {
 		return nil, errors.New("nn: graph has no outputs")

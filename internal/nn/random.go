@@ -1,6 +1,7 @@
 package nn
 
 import (
+	"fmt"
 	"hash/fnv"
 	"math"
 	"math/rand/v2"
@@ -71,6 +72,21 @@ func (r *RandomSource) Float32Shaped(name string, shape []int) ([]float32, error
 	out := make([]float32, len1(shape))
 	r.fill(name, shape, 0, out)
 	return out, nil
+}
+
+// Float32ShapedInto is Float32Shaped into dst, which must hold the tensor.
+func (r *RandomSource) Float32ShapedInto(name string, shape []int, dst []float32) error {
+	if len(dst) != len1(shape) {
+		return fmt.Errorf("nn: RandomSource: %d values for %q of shape %v", len(dst), name, shape)
+	}
+	r.mu.Lock()
+	if r.names == nil {
+		r.names = make(map[string][]int)
+	}
+	r.names[name] = append([]int(nil), shape...)
+	r.mu.Unlock()
+	r.fill(name, shape, 0, dst)
+	return nil
 }
 
 // Float32Rows makes rows of the tensor name of shape want (the same values as Float32Shaped).
