@@ -219,6 +219,11 @@ func run() error {
 		fmt.Printf("%-14s %10.4f %12.1f %10.1f %7.0f%%\n", s, med, float64(m)/1e9, g, 100*g/floorGFLOPS)
 	}
 	fmt.Printf("%-14s %10.4f\n", "total", median(totals))
+	if *comparePrecision && *model == "" {
+		if err := benchPrecision(ctx, p, *preset, *vaeKind, req, *runs); err != nil {
+			return err
+		}
+	}
 	if *loraRank > 0 && *model == "" {
 		if err := benchLoRA(ctx, parts, srcs["unet"], req, *runs); err != nil {
 			return err
