@@ -107,13 +107,45 @@ func checkBF16(name string, s []float32, rows, cols int) {
 	}
 }
 
+// packPanel writes columns [j0, j0+cols) (cols ≤ 32) of x [k rows, stride ldx] as one B panel:
+// for each pair q of rows, 32 dwords (x[2q][j], x[2q+1][j]) rounded to bf16, zero past cols
+// and past row k.
+func packPanel(panel []uint32, x []float32, ldx, j0, cols, k int) {
+	kq := (k + 1) / 2
+	q0 := 0
+	if useBF16Pack && cols == bfNR && k >= 2 {
+		q0 = k / 2
+		bf16PackPanelAVX512(&panel[0], &x[j0], ldx, q0)
+	}
+	for q := q0; q < kq; q++ {
+		d := panel[q*bfNR : (q+1)*bfNR]
+		lo := x[2*q*ldx+j0 : 2*q*ldx+j0+cols]
+		if 2*q+1 < k {
+			hi := x[(2*q+1)*ldx+j0 : (2*q+1)*ldx+j0+cols]
+			for j := range lo {
+				d[j] = pairOf(lo[j], hi[j])
+			}
+		} else {
+			for j := range lo {
+				d[j] = pairOf(lo[j], 0)
+			}
+		}
+		clear(d[cols:])
+	}
+}
+
 // packPairs writes rows [0, rows) of x (stride ldx, cols columns) as bf16 pairs into dst
 // (stride kq dwords); rows past rows in dst are left as they are.
 func packPairs(dst []uint32, kq int, x []float32, rows, cols, ldx int) {
 	for i := 0; i < rows; i++ {
 		row := x[i*ldx : i*ldx+cols]
 		d := dst[i*kq : (i+1)*kq]
-		for q := 0; q < cols/2; q++ {
+		q0 := 0
+		if nb := cols / 32; useBF16Pack && nb > 0 {
+			bf16PackRowAVX512(&d[0], &row[0], nb)
+			q0 = nb * 16
+		}
+		for q := q0; q < cols/2; q++ {
 			d[q] = pairOf(row[2*q], row[2*q+1])
 		}
 		if cols%2 == 1 {
@@ -155,24 +187,7 @@ func GemmBF16Left(w *BF16Matrix, x []float32, n, ldx int, c []float32, ldc int, 
 	// Pack X into panels of 32 columns, pairs of rows interleaved.
 	parallelRange(np, func(p0, p1 int) {
 		for p := p0; p < p1; p++ {
-			panel := b[p*kq*bfNR : (p+1)*kq*bfNR]
-			j0 := p * bfNR
-			cols := min(bfNR, n-j0)
-			for q := 0; q < kq; q++ {
-				d := panel[q*bfNR : (q+1)*bfNR]
-				lo := x[2*q*ldx+j0 : 2*q*ldx+j0+cols]
-				if 2*q+1 < k {
-					hi := x[(2*q+1)*ldx+j0 : (2*q+1)*ldx+j0+cols]
-					for j := range lo {
-						d[j] = pairOf(lo[j], hi[j])
-					}
-				} else {
-					for j := range lo {
-						d[j] = pairOf(lo[j], 0)
-					}
-				}
-				clear(d[cols:])
-			}
+			packPanel(b[p*kq*bfNR:(p+1)*kq*bfNR], x, ldx, p*bfNR, min(bfNR, n-p*bfNR), k)
 		}
 	})
 	gemmBF16(m, n, kq, w.data, kq, b, c, ldc, accumulate)

@@ -12,3 +12,16 @@ var useBF16Asm = hasAVX512 && cpu.X86.HasAVX512BF16
 //
 //go:noescape
 func bf16Kernel12x32AVX512(kq int, a *uint32, lda int, b *uint32, c *float32, ldc int, mode int)
+
+// bf16PackPanelAVX512 packs kq pairs of rows of 32 floats (row stride ldx) as bf16 pairs.
+//
+//go:noescape
+func bf16PackPanelAVX512(dst *uint32, x *float32, ldx int, kq int)
+
+// bf16PackRowAVX512 packs n blocks of 32 consecutive floats as 16 bf16 pairs each.
+//
+//go:noescape
+func bf16PackRowAVX512(dst *uint32, x *float32, n int)
+
+// useBF16Pack selects the AVX-512 packing kernels.
+var useBF16Pack = hasAVX512

@@ -176,3 +176,78 @@ func TestBF16MatrixBytes(t *testing.T) {
 		t.Errorf("Bytes = %d, want %d (half of float32)", w.Bytes(), 64*100*2)
 	}
 }
+
+// specialFloats returns random values with NaNs, infinities, subnormals, ties and values that
+// round to infinity mixed in.
+func specialFloats(rng *rand.Rand, n int) []float32 {
+	special := []uint32{0x7fc00000, 0x7f800001, 0xffa00000, 0x7f800000, 0xff800000, 0x00000001, 0x807fffff,
+		0x00400000, 0x3f808000, 0x3f818000, 0x3f808001, 0x7f7fffff, 0xff7fffff, 0, 0x80000000, 0x00800000, 0x007fffff}
+	s := make([]float32, n)
+	for i := range s {
+		if rng.IntN(4) == 0 {
+			s[i] = math.Float32frombits(special[rng.IntN(len(special))])
+		} else {
+			s[i] = float32(rng.NormFloat64() * math.Exp(rng.NormFloat64()*5))
+		}
+	}
+	return s
+}
+
+// TestBF16PackAsm checks the AVX-512 packing kernels against ToBF16, bit for bit, on special
+// values and odd sizes.
+func TestBF16PackAsm(t *testing.T) {
+	if !useBF16Pack {
+		t.Log("no AVX-512 packing kernels on this CPU or build: the Go packing is what runs")
+		return
+	}
+	rng := rand.New(rand.NewPCG(7, 8))
+	for _, sz := range [][2]int{{1, 1}, {3, 32}, {4, 64}, {5, 33}, {9, 100}, {2, 31}, {7, 200}} {
+		k, n := sz[0], sz[1]
+		ldx := n + 3
+		x := specialFloats(rng, k*ldx)
+		kq := (k + 1) / 2
+		for _, useAsm := range []bool{true, false} {
+			useBF16Pack = useAsm
+			np := (n + bfNR - 1) / bfNR
+			got := make([]uint32, np*kq*bfNR)
+			for p := 0; p < np; p++ {
+				packPanel(got[p*kq*bfNR:], x, ldx, p*bfNR, min(bfNR, n-p*bfNR), k)
+			}
+			for p := 0; p < np; p++ {
+				for q := 0; q < kq; q++ {
+					for j := 0; j < bfNR; j++ {
+						var want uint32
+						if c := p*bfNR + j; c < n {
+							lo := x[2*q*ldx+c]
+							var hi float32
+							if 2*q+1 < k {
+								hi = x[(2*q+1)*ldx+c]
+							}
+							want = uint32(ToBF16(lo)) | uint32(ToBF16(hi))<<16
+						}
+						if g := got[p*kq*bfNR+q*bfNR+j]; g != want {
+							t.Fatalf("asm %v: panel %d pair %d col %d: %#x, want %#x (%#x, %#x)", useAsm, p, q, j, g, want, math.Float32bits(x[2*q*ldx+p*bfNR+j]), math.Float32bits(x[min(2*q+1, k-1)*ldx+p*bfNR+j]))
+						}
+					}
+				}
+			}
+			// Rows: k rows of n values as pairs.
+			nq := (n + 1) / 2
+			rows := make([]uint32, k*nq)
+			packPairs(rows, nq, x, k, n, ldx)
+			for i := 0; i < k; i++ {
+				for q := 0; q < nq; q++ {
+					lo := x[i*ldx+2*q]
+					var hi float32
+					if 2*q+1 < n {
+						hi = x[i*ldx+2*q+1]
+					}
+					if want := uint32(ToBF16(lo)) | uint32(ToBF16(hi))<<16; rows[i*nq+q] != want {
+						t.Fatalf("asm %v: row %d pair %d: %#x, want %#x", useAsm, i, q, rows[i*nq+q], want)
+					}
+				}
+			}
+		}
+		useBF16Pack = true
+	}
+}
