@@ -116,3 +116,47 @@ func TestParsePrecision(t *testing.T) {
 	_, err = Load(oracle.Path(t, "sdxs-dreamshaper-tiny", "model"), WithPrecision(Precision(7)))
 	require.ErrorContains(t, err, "precision")
 }
+
+// TestBF16LoRA applies the oracle's adapter to a bf16 pipeline, merged and unfused: the LoRA
+// cases land as close to their float32 references as PyTorch's bf16 lands on this model's plain
+// cases (the worst of them), far closer than without the adapter, and the base UNet is
+// unchanged afterwards.
+func TestBF16LoRA(t *testing.T) {
+	data, err := os.ReadFile(oracle.Path(t, loraModel, "bf16", "cases.json"))
+	require.NoError(t, err)
+	var torch []bf16Case
+	require.NoError(t, json.Unmarshal(data, &torch))
+	bound := 0.0
+	for _, c := range torch {
+		bound = max(bound, c.UNetRelL2)
+	}
+	ref := oracle.Tensors(t, loraModel, "reference.safetensors")
+	idx, cases := loraCases(t)
+	ctx := context.Background()
+	for _, mode := range loraModes {
+		t.Run(mode.name, func(t *testing.T) {
+			p, err := Load(oracle.Path(t, loraModel, "model"), append(mode.opts, WithPrecision(PrecisionBF16))...)
+			require.NoError(t, err)
+			defer p.Close()
+			before, err := p.Generate(ctx, request(cases[0]))
+			require.NoError(t, err)
+			a, err := p.LoadLoRA(oracle.Path(t, loraModel, "lora", "peft"))
+			require.NoError(t, err)
+			for _, i := range idx {
+				c := cases[i]
+				want, _ := oracle.Float32(t, ref, fmt.Sprintf("case%d.unet_output", i))
+				plain, err := p.Generate(ctx, request(c))
+				require.NoError(t, err)
+				res, err := p.Generate(ctx, request(c, LoRA{Adapter: a, Scale: *c.LoraScale}))
+				require.NoError(t, err)
+				rel, without := oracle.RelL2(res.UNetOutput, want), oracle.RelL2(plain.UNetOutput, want)
+				t.Logf("case %d: bf16 with the adapter rel L2 %.4g (bound %.4g), without it %.4g", i, rel, bound, without)
+				require.LessOrEqual(t, rel, bound)
+				require.Less(t, rel, without/2)
+			}
+			after, err := p.Generate(ctx, request(cases[0]))
+			require.NoError(t, err)
+			require.Equal(t, before.UNetOutput, after.UNetOutput, "the base UNet changed after LoRA requests")
+		})
+	}
+}
