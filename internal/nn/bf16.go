@@ -21,7 +21,7 @@ const (
 	// biases, activations) stays float32, and so do the convolutions that run with Winograd
 	// (large 3×3 layers at the highest resolution): rounding their transformed weights to
 	// bfloat16 costs eight times the error of rounding the weights themselves (relative L2
-	// 1.8e-2 against 2.3e-3), and bf16 im2col runs them 2.6 times slower than float32
+	// 1.8e-2 against 2.3e-3), and bf16 im2col runs them 1.8 times slower than float32
 	// Winograd, so they keep their float32 transform.
 	BF16
 )

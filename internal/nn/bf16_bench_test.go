@@ -14,15 +14,23 @@ func BenchmarkConvPrecision(b *testing.B) {
 	for _, tc := range []struct{ cin, cout, hw, k int }{
 		{320, 320, 64, 3}, {640, 320, 64, 3}, {640, 640, 32, 3}, {1280, 1280, 16, 3}, {320, 320, 64, 1},
 	} {
-		for _, pr := range []Precision{FP32, BF16} {
-			b.Run(fmt.Sprintf("conv%dx%d_%dx%d_k%d/%v", tc.cin, tc.cout, tc.hw, tc.hw, tc.k, pr), func(b *testing.B) {
+		// "bf16-im2col" forces the bf16 im2col product on layers that take Winograd (which
+		// stays float32 in bf16 mode), to compare the two.
+		for _, mode := range []string{"fp32", "bf16", "bf16-im2col"} {
+			b.Run(fmt.Sprintf("conv%dx%d_%dx%d_k%d/%s", tc.cin, tc.cout, tc.hw, tc.hw, tc.k, mode), func(b *testing.B) {
 				src := memSource{}
 				src.add(r, "c.weight", tc.cout, tc.cin, tc.k, tc.k)
 				src.add(r, "c.bias", tc.cout)
 				params := NewParams(src)
-				params.SetPrecision(pr)
+				if mode != "fp32" {
+					params.SetPrecision(BF16)
+				}
 				prog, err := Build(params, func(bd *Builder) map[string]*Node {
-					return map[string]*Node{"y": bd.ConvLayer("c", bd.Input("x", tc.cin, tc.hw, tc.hw), tc.cout, tc.k, 1, tc.k/2, true)}
+					x := bd.Input("x", tc.cin, tc.hw, tc.hw)
+					if mode == "bf16-im2col" {
+						return map[string]*Node{"y": bd.convBF16("c", x, []int{tc.cout, tc.cin, tc.k, tc.k}, bd.Param("c.bias", tc.cout), 1, tc.k/2, ConvOpts{})}
+					}
+					return map[string]*Node{"y": bd.ConvLayer("c", x, tc.cout, tc.k, 1, tc.k/2, true)}
 				})
 				if err != nil {
 					b.Fatal(err)
