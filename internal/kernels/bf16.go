@@ -322,8 +322,10 @@ const bf16WidenK = 256
 // row-major, B row-major) and multiplied by Sgemm.
 func gemmBF16Widened(m, n, kq int, a []uint32, lda int, b []uint32, c []float32, ldc int, accumulate bool) {
 	np := (n + bfNR - 1) / bfNR
-	wa := make([]float32, m*2*min(kq, bf16WidenK))
-	wb := make([]float32, 2*min(kq, bf16WidenK)*n)
+	ka := 2 * min(kq, bf16WidenK)
+	buf := getWidenBuffer((m + n) * ka)
+	defer widenBuffers.Put(buf)
+	wa, wb := (*buf)[:m*ka], (*buf)[m*ka:]
 	for q0 := 0; q0 < kq; q0 += bf16WidenK {
 		kb := min(bf16WidenK, kq-q0)
 		k := 2 * kb
@@ -359,6 +361,18 @@ func gemmBF16Widened(m, n, kq int, a []uint32, lda int, b []uint32, c []float32,
 		}
 		Sgemm(false, false, m, n, k, 1, wa, k, wb, n, beta, c, ldc)
 	}
+}
+
+// widenBuffers holds the float32 blocks of gemmBF16Widened between calls.
+var widenBuffers = sync.Pool{New: func() any { return new([]float32) }}
+
+func getWidenBuffer(n int) *[]float32 {
+	b := widenBuffers.Get().(*[]float32)
+	if cap(*b) < n {
+		*b = make([]float32, n)
+	}
+	*b = (*b)[:n]
+	return b
 }
 
 // bf16Tile runs the micro-kernel on one full 12×32 tile.
