@@ -179,7 +179,7 @@ func run() error {
 			loaded <- loadResult{err: err}
 			return
 		}
-		logger.Info("model loaded", "model", o.model, "controlnet", o.controlnet, "loras", len(o.loras), "seconds", time.Since(start).Seconds())
+		logger.Info("model loaded", "model", o.model, "controlnet", o.controlnet, "loras", len(o.loras), "precision", o.precision.String(), "seconds", time.Since(start).Seconds())
 		loaded <- loadResult{p, srv.Start(ctx, gen)}
 	}()
 
