@@ -160,3 +160,58 @@ func TestBF16LoRA(t *testing.T) {
 		})
 	}
 }
+
+// TestBF16Concurrent generates the plain oracle cases at once on a fresh bf16 pipeline (so its
+// graphs and bf16 weights are built concurrently), beside an fp32 pipeline of the same folder
+// doing the same, and gets exactly what one request at a time gives.
+func TestBF16Concurrent(t *testing.T) {
+	const model = "sdxs-dreamshaper-tiny"
+	var reqs []Request
+	for _, c := range loadCases(t, model) {
+		if c.VAE == "large" || c.LoraScale != nil || c.ControlImage {
+			continue
+		}
+		reqs = append(reqs, Request{Prompt: c.Prompt, Seed: c.Seed, Width: c.Width, Height: c.Height})
+	}
+	reqs = append(reqs, Request{Prompt: reqs[0].Prompt, Seed: 5, Width: 96, Height: 64})
+	ctx := context.Background()
+	serial := map[Precision][][]float32{}
+	for _, pr := range []Precision{PrecisionFP32, PrecisionBF16} {
+		p, err := Load(oracle.Path(t, model, "model"), WithPrecision(pr))
+		require.NoError(t, err)
+		for _, r := range reqs {
+			res, err := p.Generate(ctx, r)
+			require.NoError(t, err)
+			serial[pr] = append(serial[pr], res.UNetOutput)
+		}
+		p.Close()
+	}
+	pipes := map[Precision]*Pipeline{}
+	for _, pr := range []Precision{PrecisionFP32, PrecisionBF16} {
+		p, err := Load(oracle.Path(t, model, "model"), WithPrecision(pr))
+		require.NoError(t, err)
+		defer p.Close()
+		pipes[pr] = p
+	}
+	type out struct {
+		pr  Precision
+		i   int
+		res *Result
+		err error
+	}
+	ch := make(chan out)
+	for pr, p := range pipes {
+		for i, r := range reqs {
+			go func() {
+				res, err := p.Generate(ctx, r)
+				ch <- out{pr, i, res, err}
+			}()
+		}
+	}
+	for range 2 * len(reqs) {
+		o := <-ch
+		require.NoError(t, o.err)
+		require.Equal(t, serial[o.pr][o.i], o.res.UNetOutput, "%v request %d", o.pr, o.i)
+	}
+	require.NotEqual(t, serial[PrecisionFP32][0], serial[PrecisionBF16][0])
+}
