@@ -251,6 +251,14 @@ func parallelRangeN(n, t int, fn func(lo, hi int)) {
 // dwords, rows readable up to a multiple of 12) and B as panels of 32 columns (kq·32 dwords
 // each). The work is split by panels of B, or by rows of A when there are few panels.
 func gemmBF16(m, n, kq int, a []uint32, lda int, b []uint32, c []float32, ldc int, accumulate bool) {
+	if kq == 0 {
+		if !accumulate {
+			for i := 0; i < m; i++ {
+				clear(c[i*ldc : i*ldc+n])
+			}
+		}
+		return
+	}
 	if !useBF16Asm && bf16Widen {
 		gemmBF16Widened(m, n, kq, a, lda, b, c, ldc, accumulate)
 		return

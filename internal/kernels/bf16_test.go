@@ -109,7 +109,7 @@ func checkBF16Product(t *testing.T, name string, m, n, k int, at func(i, p int) 
 
 func testGemmBF16(t *testing.T) {
 	rng := rand.New(rand.NewPCG(3, 4))
-	sizes := [][3]int{{1, 1, 1}, {12, 32, 2}, {13, 33, 3}, {5, 70, 17}, {30, 9, 600}, {100, 100, 515}, {25, 200, 64}, {200, 7, 31}}
+	sizes := [][3]int{{3, 5, 0}, {1, 1, 1}, {12, 32, 2}, {13, 33, 3}, {5, 70, 17}, {30, 9, 600}, {100, 100, 515}, {25, 200, 64}, {200, 7, 31}}
 	for _, sz := range sizes {
 		m, n, k := sz[0], sz[1], sz[2]
 		for _, accumulate := range []bool{false, true} {
