@@ -51,7 +51,7 @@ func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 // route names a path for metrics (a fixed set, so that odd paths do not make new series).
 func route(path string) string {
 	switch {
-	case path == "/v1/images/generations", path == "/v1/info", path == "/healthz", path == "/metrics":
+	case path == "/v1/images/generations", path == "/v1/images/edits", path == "/v1/info", path == "/healthz", path == "/metrics":
 		return path
 	case path == "/" || !strings.HasPrefix(path, "/v1/"):
 		return "/"

@@ -17,6 +17,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/sdxs-go/sdxs/imageproc"
+	"github.com/sdxs-go/sdxs/sampler"
 )
 
 // genRequest is a validated image request.
@@ -29,7 +30,20 @@ type genRequest struct {
 	control       image.Image // nil without a control image
 	controlScale  float64     // 0 means the library's default
 	controlFormat string      // png, jpeg or gif, for the log
+
+	// Image to image (POST /v1/images/edits only).
+	init       image.Image // the init picture; nil for generations
+	initFormat string      // png, jpeg or gif, for the log
+	strength   float64
+	steps      int
 }
+
+// The defaults of /v1/images/edits: strength 0.5 of a 2-step schedule runs one step (t = 499),
+// as fast as text to image.
+const (
+	DefaultEditStrength = 0.5
+	DefaultEditSteps    = 2
+)
 
 // apiError is an error the client caused or should know about, answered with status and an
 // OpenAI-style body {"error": {"message", "type", "param", "code"}}.
@@ -57,6 +71,10 @@ type jsonRequest struct {
 	ControlImage   *string  `json:"control_image"`
 	ControlScale   *float64 `json:"control_scale"`
 
+	// Image to image: multipart fields of POST /v1/images/edits only.
+	Strength *float64 `json:"-"`
+	Steps    *int     `json:"-"`
+
 	// OpenAI's fields that do not apply here: accepted, whatever their value, and ignored.
 	Model   json.RawMessage `json:"model"`
 	Quality json.RawMessage `json:"quality"`
@@ -76,10 +94,17 @@ var fieldTypes = map[string]string{
 	"seed":            "an integer from 0 to 18446744073709551615",
 	"control_image":   "a string (a data URL such as data:image/png;base64,...)",
 	"control_scale":   "a number",
+	"strength":        "a number",
+	"steps":           "an integer",
 }
 
-// parseRequest reads and validates a request body (JSON or multipart/form-data).
-func (s *Server) parseRequest(w http.ResponseWriter, r *http.Request, defaultSize int) (*genRequest, error) {
+// editOnlyFields are multipart fields of /v1/images/edits that /v1/images/generations does not
+// take.
+var editOnlyFields = map[string]bool{"image": true, "mask": true, "strength": true, "steps": true}
+
+// parseRequest reads and validates a request body: JSON or multipart/form-data for
+// generations, multipart/form-data with an image for edits.
+func (s *Server) parseRequest(w http.ResponseWriter, r *http.Request, defaultSize int, edit bool) (*genRequest, error) {
 	r.Body = http.MaxBytesReader(w, r.Body, s.cfg.MaxBodyBytes)
 	ct := r.Header.Get("Content-Type")
 	mt, params, err := mime.ParseMediaType(ct)
@@ -91,21 +116,34 @@ func (s *Server) parseRequest(w http.ResponseWriter, r *http.Request, defaultSiz
 			message: fmt.Sprintf("Content-Type %q: %v; send application/json or multipart/form-data", ct, err)}
 	}
 	var jr jsonRequest
-	var controlData []byte
-	switch mt {
-	case "application/json":
+	var files uploads
+	switch {
+	case mt == "application/json" && edit:
+		return nil, &apiError{status: http.StatusUnsupportedMediaType, typ: "invalid_request_error",
+			message: "/v1/images/edits takes multipart/form-data (an image file field and text fields), not JSON"}
+	case mt == "application/json":
 		if err := s.decodeJSON(r.Body, &jr); err != nil {
 			return nil, err
 		}
-	case "multipart/form-data":
-		if controlData, err = s.decodeMultipart(r.Body, params["boundary"], &jr); err != nil {
+	case mt == "multipart/form-data":
+		if files, err = s.decodeMultipart(r.Body, params["boundary"], &jr, edit); err != nil {
 			return nil, err
 		}
 	default:
 		return nil, &apiError{status: http.StatusUnsupportedMediaType, typ: "invalid_request_error",
 			message: fmt.Sprintf("Content-Type %q is not supported; send application/json or multipart/form-data", mt)}
 	}
-	return s.validate(&jr, controlData, defaultSize)
+	g, err := s.validate(&jr, files.control, defaultSize)
+	if err != nil || !edit {
+		return g, err
+	}
+	return g, s.validateEdit(g, &jr, files.image)
+}
+
+// uploads are the file fields of a multipart body.
+type uploads struct {
+	control []byte // control_image, when sent as a file
+	image   []byte // image, the init picture of an edit
 }
 
 // bodyError turns a read error into a 413 when the body was too large.
@@ -164,14 +202,15 @@ func (s *Server) decodeJSON(body io.Reader, jr *jsonRequest) error {
 }
 
 // decodeMultipart reads a multipart/form-data body: text fields named as in the JSON body, and
-// the control image as a file field control_image. It returns the control image's bytes.
-func (s *Server) decodeMultipart(body io.Reader, boundary string, jr *jsonRequest) ([]byte, error) {
+// the control image as a file field control_image; for edits (edit true) also the init picture
+// (file field image), strength and steps, and OpenAI's mask (accepted and ignored).
+func (s *Server) decodeMultipart(body io.Reader, boundary string, jr *jsonRequest, edit bool) (uploads, error) {
+	var up uploads
 	if boundary == "" {
-		return nil, badRequest("", "multipart/form-data without a boundary")
+		return up, badRequest("", "multipart/form-data without a boundary")
 	}
 	mr := multipart.NewReader(body, boundary)
 	seen := map[string]bool{}
-	var control []byte
 	for {
 		part, err := mr.NextPart()
 		if err == io.EOF {
@@ -179,34 +218,41 @@ func (s *Server) decodeMultipart(body io.Reader, boundary string, jr *jsonReques
 		}
 		if err != nil {
 			if e := s.bodyError(err); e != nil {
-				return nil, e
+				return up, e
 			}
-			return nil, badRequest("", "reading the multipart body: %v", err)
+			return up, badRequest("", "reading the multipart body: %v", err)
 		}
 		name := part.FormName()
 		data, err := io.ReadAll(part)
 		part.Close()
 		if err != nil {
 			if e := s.bodyError(err); e != nil {
-				return nil, e
+				return up, e
 			}
-			return nil, badRequest(name, "reading the multipart field %q: %v", name, err)
+			return up, badRequest(name, "reading the multipart field %q: %v", name, err)
 		}
 		if seen[name] {
-			return nil, badRequest(name, "the field %s is given twice", name)
+			return up, badRequest(name, "the field %s is given twice", name)
 		}
 		seen[name] = true
-		if ignoredFields[name] {
+		if ignoredFields[name] || (edit && name == "mask") {
 			continue
 		}
 		if name == "control_image" {
 			if part.FileName() != "" || !bytes.HasPrefix(data, []byte("data:")) {
-				control = data
+				up.control = data
 				continue
 			}
 		}
+		if edit && name == "image" {
+			up.image = data
+			continue
+		}
+		if !edit && editOnlyFields[name] {
+			return up, badRequest(name, "Unrecognized request argument supplied: %s (image to image takes POST /v1/images/edits)", name)
+		}
 		if !utf8.Valid(data) {
-			return nil, badRequest(name, "the field %s is not valid UTF-8 text", name)
+			return up, badRequest(name, "the field %s is not valid UTF-8 text", name)
 		}
 		v := string(data)
 		switch name {
@@ -221,29 +267,41 @@ func (s *Server) decodeMultipart(body io.Reader, boundary string, jr *jsonReques
 		case "n":
 			n, err := strconv.Atoi(strings.TrimSpace(v))
 			if err != nil {
-				return nil, badRequest(name, "n must be %s, not %q", fieldTypes["n"], v)
+				return up, badRequest(name, "n must be %s, not %q", fieldTypes["n"], v)
 			}
 			jr.N = &n
 		case "seed":
 			seed, err := strconv.ParseUint(strings.TrimSpace(v), 10, 64)
 			if err != nil {
-				return nil, badRequest(name, "seed must be %s, not %q", fieldTypes["seed"], v)
+				return up, badRequest(name, "seed must be %s, not %q", fieldTypes["seed"], v)
 			}
 			jr.Seed = &seed
 		case "control_scale":
 			f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
 			if err != nil {
-				return nil, badRequest(name, "control_scale must be %s, not %q", fieldTypes["control_scale"], v)
+				return up, badRequest(name, "control_scale must be %s, not %q", fieldTypes["control_scale"], v)
 			}
 			jr.ControlScale = &f
+		case "strength":
+			f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+			if err != nil {
+				return up, badRequest(name, "strength must be %s, not %q", fieldTypes["strength"], v)
+			}
+			jr.Strength = &f
+		case "steps":
+			n, err := strconv.Atoi(strings.TrimSpace(v))
+			if err != nil {
+				return up, badRequest(name, "steps must be %s, not %q", fieldTypes["steps"], v)
+			}
+			jr.Steps = &n
 		default:
 			if name == "" {
-				return nil, badRequest("", "a multipart part without a form field name")
+				return up, badRequest("", "a multipart part without a form field name")
 			}
-			return nil, badRequest(name, "Unrecognized request argument supplied: %s", name)
+			return up, badRequest(name, "Unrecognized request argument supplied: %s", name)
 		}
 	}
-	return control, nil
+	return up, nil
 }
 
 // MaxControlScale bounds control_scale.
@@ -273,19 +331,10 @@ func (s *Server) validate(jr *jsonRequest, controlData []byte, defaultSize int) 
 	}
 	g.width, g.height = defaultSize, defaultSize
 	if jr.Size != nil {
-		w, h, err := parseSize(*jr.Size)
-		if err != nil {
-			return nil, badRequest("size", "size %q: %v", *jr.Size, err)
+		var err error
+		if g.width, g.height, err = s.checkSize(*jr.Size); err != nil {
+			return nil, err
 		}
-		for _, d := range []struct {
-			name string
-			v    int
-		}{{"width", w}, {"height", h}} {
-			if d.v%8 != 0 || d.v < s.cfg.MinSide || d.v > s.cfg.MaxSide {
-				return nil, badRequest("size", "size %q: the %s %d must be a multiple of 8 from %d to %d", *jr.Size, d.name, d.v, s.cfg.MinSide, s.cfg.MaxSide)
-			}
-		}
-		g.width, g.height = w, h
 	}
 	if jr.ResponseFormat != nil {
 		switch *jr.ResponseFormat {
@@ -331,6 +380,62 @@ func (s *Server) validate(jr *jsonRequest, controlData []byte, defaultSize int) 
 		g.control, g.controlFormat = img, format
 	}
 	return g, nil
+}
+
+// checkSize parses a size "WIDTHxHEIGHT" and checks it against the server's limits.
+func (s *Server) checkSize(size string) (w, h int, err error) {
+	w, h, err = parseSize(size)
+	if err != nil {
+		return 0, 0, badRequest("size", "size %q: %v", size, err)
+	}
+	for _, d := range []struct {
+		name string
+		v    int
+	}{{"width", w}, {"height", h}} {
+		if d.v%8 != 0 || d.v < s.cfg.MinSide || d.v > s.cfg.MaxSide {
+			return 0, 0, badRequest("size", "size %q: the %s %d must be a multiple of 8 from %d to %d", size, d.name, d.v, s.cfg.MinSide, s.cfg.MaxSide)
+		}
+	}
+	return w, h, nil
+}
+
+// validateEdit checks an edit's init picture, strength and steps, and without a size takes the
+// init picture's size rounded down to multiples of 8 (as the library does).
+func (s *Server) validateEdit(g *genRequest, jr *jsonRequest, image []byte) error {
+	if image == nil {
+		return badRequest("image", "image is required: send the init picture (PNG or JPEG) as the multipart file field image")
+	}
+	img, format, err := s.decodeImage(image)
+	if err != nil {
+		return badRequest("image", "image: %v", err)
+	}
+	g.init, g.initFormat = img, format
+	if jr.Size == nil {
+		b := img.Bounds()
+		w, h := imageproc.DefaultSize(img, 8)
+		if w < s.cfg.MinSide || h < s.cfg.MinSide || w > s.cfg.MaxSide || h > s.cfg.MaxSide {
+			return badRequest("image", "image of %d×%d pixels gives a %d×%d picture; each side must be from %d to %d: send a size, such as \"%dx%d\"",
+				b.Dx(), b.Dy(), w, h, s.cfg.MinSide, s.cfg.MaxSide, s.cfg.MinSide, s.cfg.MinSide)
+		}
+		g.width, g.height = w, h
+	}
+	g.strength, g.steps = DefaultEditStrength, DefaultEditSteps
+	if jr.Steps != nil {
+		g.steps = *jr.Steps
+		if g.steps < 1 || g.steps > s.cfg.MaxSteps {
+			return badRequest("steps", "steps is %d; it must be between 1 and %d", g.steps, s.cfg.MaxSteps)
+		}
+	}
+	if jr.Strength != nil {
+		g.strength = *jr.Strength
+		if !(g.strength > 0 && g.strength <= 1) {
+			return badRequest("strength", "strength %g must be more than 0 and at most 1", g.strength)
+		}
+	}
+	if _, err := sampler.StrengthStart(g.steps, g.strength); err != nil {
+		return badRequest("strength", "strength %g of %d steps runs no step (int(steps × strength) = 0): raise strength or steps", g.strength, g.steps)
+	}
+	return nil
 }
 
 // parseSize parses "WIDTHxHEIGHT".

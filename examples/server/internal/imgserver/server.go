@@ -39,6 +39,12 @@ type batchGenerator interface {
 	GenerateBatch(ctx context.Context, req sdxs.Request, n int) ([]*sdxs.Result, error)
 }
 
+// encoderWarmer is implemented by pipelines that can build their VAE encoder ahead of the first
+// image to image request (sdxs.Pipeline.WarmEncoder).
+type encoderWarmer interface {
+	WarmEncoder(ctx context.Context, width, height int) error
+}
+
 // ControlFunc puts a control image and its scale (0: the library's default) into a request. It
 // is set when the pipeline has a ControlNet; nil means control images are refused.
 type ControlFunc func(req *sdxs.Request, control image.Image, scale float64)
@@ -61,8 +67,11 @@ type Config struct {
 	MinSide, MaxSide int
 	// MaxN bounds n (default 4).
 	MaxN int
-	// MaxControlSide bounds each side of a control image (default 4096).
+	// MaxControlSide bounds each side of an uploaded picture, a control image or an edit's
+	// init picture (default 4096); checked before the pixels are decoded.
 	MaxControlSide int
+	// MaxSteps bounds an edit's steps (default 50).
+	MaxSteps int
 	// WarmSize is the size of the warm-up picture (default: the model's).
 	WarmSize int
 	// Model names the model in /v1/info and the logs.
@@ -101,13 +110,16 @@ func (c *Config) defaults() error {
 	if c.MaxControlSide == 0 {
 		c.MaxControlSide = 4096
 	}
+	if c.MaxSteps == 0 {
+		c.MaxSteps = 50
+	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
 	switch {
 	case c.Workers < 0 || c.QueueSize < 0:
 		return fmt.Errorf("imgserver: workers %d and queue size %d must not be negative", c.Workers, c.QueueSize)
-	case c.MaxBodyBytes < 0 || c.Timeout < 0 || c.MaxPromptRunes < 0 || c.MaxN < 0 || c.MaxControlSide < 0:
+	case c.MaxBodyBytes < 0 || c.Timeout < 0 || c.MaxPromptRunes < 0 || c.MaxN < 0 || c.MaxControlSide < 0 || c.MaxSteps < 0:
 		return errors.New("imgserver: limits must not be negative")
 	case c.MinSide < sdxs.MinSize || c.MaxSide > sdxs.MaxSize || c.MinSide > c.MaxSide || c.MinSide%8 != 0 || c.MaxSide%8 != 0:
 		return fmt.Errorf("imgserver: sides from %d to %d: must be multiples of 8 within %d…%d", c.MinSide, c.MaxSide, sdxs.MinSize, sdxs.MaxSize)
@@ -178,6 +190,12 @@ func (s *Server) Start(ctx context.Context, gen Generator) error {
 			return fmt.Errorf("imgserver: warm-up picture with a control image: %w", err)
 		}
 	}
+	if ew, ok := gen.(encoderWarmer); ok {
+		// The VAE encoder of /v1/images/edits; without one, edits fail with 500 and say why.
+		if err := ew.WarmEncoder(ctx, size, size); err != nil {
+			s.cfg.Logger.Warn("image to image will not work", "error", err)
+		}
+	}
 	s.cfg.Logger.Info("warm-up picture made", "size", fmt.Sprintf("%dx%d", size, size), "seconds", time.Since(start).Seconds())
 	s.avgNanos.Store(int64(time.Since(start)))
 	s.mu.Lock()
@@ -206,6 +224,7 @@ func (s *Server) Handler() http.Handler { return s.logged(s.mux) }
 
 func (s *Server) routes() {
 	s.mux.HandleFunc("/v1/images/generations", s.handleGenerations)
+	s.mux.HandleFunc("/v1/images/edits", s.handleEdits)
 	s.mux.HandleFunc("/v1/info", s.handleInfo)
 	s.mux.HandleFunc("/healthz", s.handleHealth)
 	s.mux.Handle("/metrics", s.metrics.handler())
@@ -247,6 +266,10 @@ type Info struct {
 	ControlNet  bool   `json:"controlnet"`
 	// ControlScale is the scale of a control image sent without one.
 	ControlScale float64 `json:"control_scale,omitempty"`
+	// EditStrength and EditSteps are the defaults of /v1/images/edits; MaxSteps bounds steps.
+	EditStrength float64 `json:"edit_strength"`
+	EditSteps    int     `json:"edit_steps"`
+	MaxSteps     int     `json:"max_steps"`
 }
 
 func (s *Server) handleInfo(w http.ResponseWriter, r *http.Request) {
@@ -258,6 +281,7 @@ func (s *Server) handleInfo(w http.ResponseWriter, r *http.Request) {
 	info := Info{
 		Model: s.cfg.Model, Ready: s.Ready(), DefaultSize: def, MinSide: s.cfg.MinSide, MaxSide: s.cfg.MaxSide,
 		MaxN: s.cfg.MaxN, MaxPrompt: s.cfg.MaxPromptRunes, ControlNet: s.cfg.Control != nil,
+		EditStrength: DefaultEditStrength, EditSteps: DefaultEditSteps, MaxSteps: s.cfg.MaxSteps,
 	}
 	if info.ControlNet {
 		info.ControlScale = sdxs.DefaultControlScale
@@ -272,7 +296,7 @@ type ImageData struct {
 	Seed uint64 `json:"seed"`
 }
 
-// Response is the body of a successful POST /v1/images/generations.
+// Response is the body of a successful POST /v1/images/generations or /v1/images/edits.
 type Response struct {
 	Created int64       `json:"created"`
 	Data    []ImageData `json:"data"`
@@ -288,6 +312,14 @@ type Timings struct {
 }
 
 func (s *Server) handleGenerations(w http.ResponseWriter, r *http.Request) {
+	s.handleImages(w, r, false)
+}
+
+// handleEdits serves POST /v1/images/edits: image to image from the multipart file field image.
+func (s *Server) handleEdits(w http.ResponseWriter, r *http.Request) { s.handleImages(w, r, true) }
+
+// handleImages serves both image routes: text to image, or image to image when edit is set.
+func (s *Server) handleImages(w http.ResponseWriter, r *http.Request, edit bool) {
 	info := requestInfo(r.Context())
 	if r.Method != http.MethodPost {
 		s.writeError(w, r, &apiError{status: http.StatusMethodNotAllowed, typ: "invalid_request_error", message: "use POST"}, "POST")
@@ -303,7 +335,7 @@ func (s *Server) handleGenerations(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, &apiError{status: http.StatusServiceUnavailable, typ: "server_error", message: msg}, "")
 		return
 	}
-	req, err := s.parseRequest(w, r, def)
+	req, err := s.parseRequest(w, r, def, edit)
 	if err != nil {
 		s.writeError(w, r, err, "")
 		return
@@ -316,6 +348,10 @@ func (s *Server) handleGenerations(w http.ResponseWriter, r *http.Request) {
 			slog.Uint64("seed", req.seed), slog.Int("prompt_chars", len([]rune(req.prompt))))
 		if req.control != nil {
 			info.attrs = append(info.attrs, slog.String("control", req.controlFormat))
+		}
+		if req.init != nil {
+			info.attrs = append(info.attrs, slog.String("init", req.initFormat),
+				slog.Float64("strength", req.strength), slog.Int("steps", req.steps))
 		}
 	}
 
@@ -390,6 +426,9 @@ func (s *Server) handleGenerations(w http.ResponseWriter, r *http.Request) {
 // generate makes req.n pictures with seeds seed, seed+1, …
 func (s *Server) generate(ctx context.Context, gen Generator, req *genRequest) ([]*sdxs.Result, error) {
 	base := sdxs.Request{Prompt: req.prompt, Seed: req.seed, Width: req.width, Height: req.height}
+	if req.init != nil {
+		base.Init, base.Strength, base.Steps = req.init, req.strength, req.steps
+	}
 	if req.control != nil {
 		s.cfg.Control(&base, req.control, req.controlScale)
 	}

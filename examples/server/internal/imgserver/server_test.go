@@ -74,7 +74,13 @@ type apiResult struct {
 
 func post(t testing.TB, ctx context.Context, url, contentType string, body []byte) apiResult {
 	t.Helper()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url+"/v1/images/generations", bytes.NewReader(body))
+	return postTo(t, ctx, url+"/v1/images/generations", contentType, body)
+}
+
+// postTo posts body to the full URL and reads an image response or an OpenAI-style error.
+func postTo(t testing.TB, ctx context.Context, url, contentType string, body []byte) apiResult {
+	t.Helper()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
 	if err != nil {
 		t.Fatal(err)
 	}
