@@ -37,14 +37,14 @@ func main() {
 
 // options are the command's flags.
 type options struct {
-	model, controlnet, addr, logFormat string
-	variant, vae                       string
-	workers, queue, maxSide, maxPrompt int
-	warmSize                           int
-	maxBody, cacheBudget               int64
-	timeout, grace                     time.Duration
-	loras                              []loraSpec
-	precision                          sdxs.Precision
+	model, controlnet, addr, logFormat           string
+	variant, vae                                 string
+	workers, queue, maxSide, maxPrompt, maxSteps int
+	warmSize                                     int
+	maxBody, cacheBudget                         int64
+	timeout, grace                               time.Duration
+	loras                                        []loraSpec
+	precision                                    sdxs.Precision
 }
 
 // loraSpec is one -lora flag: an adapter and its scale.
@@ -94,6 +94,7 @@ func parseFlags(args []string) (*options, error) {
 	fs.DurationVar(&o.timeout, "timeout", 2*time.Minute, "deadline of one request, queueing included")
 	fs.Int64Var(&o.maxBody, "max-body", 8<<20, "largest request body in bytes")
 	fs.IntVar(&o.maxSide, "max-side", 1024, "largest width or height")
+	fs.IntVar(&o.maxSteps, "max-steps", 50, "most steps of an image to image request (/v1/images/edits)")
 	fs.IntVar(&o.maxPrompt, "max-prompt", 1000, "longest prompt in characters")
 	fs.IntVar(&o.warmSize, "warm-size", 0, "side of the warm-up picture (default: the model's size)")
 	fs.DurationVar(&o.grace, "shutdown-timeout", 5*time.Minute, "how long SIGTERM waits for requests in flight")
@@ -143,7 +144,7 @@ func run() error {
 	srv, err := imgserver.New(imgserver.Config{
 		Workers: o.workers, QueueSize: o.queue, Timeout: o.timeout, MaxBodyBytes: o.maxBody,
 		MaxSide: o.maxSide, MaxPromptRunes: o.maxPrompt, WarmSize: o.warmSize,
-		Model: o.model, Control: control, Logger: logger,
+		MaxSteps: o.maxSteps, Model: o.model, Control: control, Logger: logger,
 	})
 	if err != nil {
 		return err

@@ -909,7 +909,7 @@ func TestStaticPage(t *testing.T) {
 			}
 		}
 		if c.path == "/" {
-			for _, id := range []string{"prompt", "seed", "width", "height", "generate", "result", "sketch"} {
+			for _, id := range []string{"prompt", "seed", "width", "height", "generate", "result", "sketch", "init", "initclear", "strength"} {
 				if !bytes.Contains(body, []byte(`id="`+id+`"`)) {
 					t.Errorf("the page has no #%s", id)
 				}
