@@ -1,8 +1,6 @@
 package imgserver
 
 import (
-	"context"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -22,15 +20,7 @@ import (
 func TestBrowserInitPicture(t *testing.T) {
 	p := oraclePipeline(t)
 	gen := &recordingGen{p: p}
-	s, err := New(Config{Model: "sdxs-dreamshaper-tiny (oracle, random weights)", WarmSize: 64, Logger: discardLogger()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Start(context.Background(), gen); err != nil {
-		t.Fatal(err)
-	}
-	ts := httptest.NewServer(s.Handler())
-	defer ts.Close()
+	_, ts := startServer(t, gen, Config{Model: "sdxs-dreamshaper-tiny (oracle, random weights)"})
 
 	// The oracle's second init picture, 192×128, as the file a user picks.
 	data, err := os.ReadFile(oracle.Path(t, "sdxs-dreamshaper-tiny", "img2img", "init1.png"))
@@ -95,24 +85,12 @@ func TestBrowserInitPicture(t *testing.T) {
 	const prompt2 = prompt + " by the sea"
 	const prompt3 = prompt2 + " at night"
 	run(t, ctx, chromedp.SendKeys(chromedp.ID("prompt"), " by the sea"))
-	deadline := time.Now().Add(20 * time.Second)
-	for !gen.wasStarted(prompt2) {
-		if time.Now().After(deadline) {
-			t.Fatal("the page sent no edit after the prompt changed")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	waitUntil(t, 20*time.Second, "the page sent no edit after the prompt changed", func() bool { return gen.wasStarted(prompt2) })
 	gen.setDelay(0)
 	run(t, ctx, chromedp.SendKeys(chromedp.ID("prompt"), " at night"))
 	g = waitPicture(t, ctx, g, promptIs(prompt3)+` && r.dataset.init === "1"`)
 	samePixels(t, p, shownPicture(t, ctx), sdxs.Request{Prompt: prompt3, Seed: 42, Width: 192, Height: 128, Init: init, Strength: 0.3, Steps: 4})
-	deadline = time.Now().Add(10 * time.Second)
-	for !gen.wasCancelled(prompt2) {
-		if time.Now().After(deadline) {
-			t.Fatal("the stale edit was not cancelled on the server")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	waitUntil(t, 10*time.Second, "the stale edit was not cancelled on the server", func() bool { return gen.wasCancelled(prompt2) })
 	if n := metricValue(t, ts.URL, `sdxs_http_requests_total{code="499",route="/v1/images/edits"}`); n < 1 {
 		t.Errorf("%g edits counted as cancelled by their client, want at least 1", n)
 	}

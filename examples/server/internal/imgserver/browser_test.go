@@ -168,6 +168,18 @@ func waitJS(t *testing.T, ctx context.Context, expr string, timeout time.Duratio
 	}
 }
 
+// waitUntil polls cond until it holds, or fails with failure after timeout.
+func waitUntil(t *testing.T, timeout time.Duration, failure string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal(failure)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
 const resultJS = `document.getElementById("result")`
 
 // shownPicture returns the picture #result shows, decoded from its data URL.
@@ -248,13 +260,7 @@ func TestBrowserPage(t *testing.T) {
 	const prompt2 = prompt1 + " in the rain"
 	const prompt3 = prompt2 + " at night"
 	run(t, ctx, chromedp.SendKeys(chromedp.ID("prompt"), " in the rain"))
-	deadline := time.Now().Add(20 * time.Second)
-	for !gen.wasStarted(prompt2) {
-		if time.Now().After(deadline) {
-			t.Fatal("the page sent no request after the prompt changed")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	waitUntil(t, 20*time.Second, "the page sent no request after the prompt changed", func() bool { return gen.wasStarted(prompt2) })
 	gen.setDelay(0)
 	run(t, ctx, chromedp.SendKeys(chromedp.ID("prompt"), " at night"))
 	g2 := waitPicture(t, ctx, g1, promptIs(prompt3))
@@ -262,13 +268,7 @@ func TestBrowserPage(t *testing.T) {
 		t.Fatalf("the picture is of %q, want the newest prompt %q", got, prompt3)
 	}
 	samePixels(t, p, shownPicture(t, ctx), sdxs.Request{Prompt: prompt3, Seed: 42, Width: 256, Height: 256})
-	deadline = time.Now().Add(10 * time.Second)
-	for !gen.wasCancelled(prompt2) {
-		if time.Now().After(deadline) {
-			t.Fatal("the stale request was not cancelled on the server")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	waitUntil(t, 10*time.Second, "the stale request was not cancelled on the server", func() bool { return gen.wasCancelled(prompt2) })
 	if n := metricValue(t, ts.URL, `sdxs_http_requests_total{code="499",route="/v1/images/generations"}`); n < 1 {
 		t.Errorf("%g requests counted as cancelled by their client, want at least 1", n)
 	}

@@ -180,20 +180,7 @@ func TestEditsBadInputs(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			r := postEdit(t, ts.URL, c.fields, c.files...)
-			if r.status != c.status {
-				t.Fatalf("status %d, want %d: %s", r.status, c.status, r.raw)
-			}
-			e := r.err.Error
-			if !strings.Contains(e.Message, c.msg) {
-				t.Errorf("message %q does not say %q", e.Message, c.msg)
-			}
-			if e.Type != "invalid_request_error" {
-				t.Errorf("type %q, want invalid_request_error", e.Type)
-			}
-			if c.param != "" && (e.Param == nil || *e.Param != c.param) {
-				t.Errorf("param %v, want %q", e.Param, c.param)
-			}
+			checkAPIError(t, postEdit(t, ts.URL, c.fields, c.files...), c.status, c.param, c.msg)
 		})
 	}
 	// JSON is not an edit request; the edit fields are not generations' fields.
@@ -262,34 +249,12 @@ func TestEditsConcurrentClients(t *testing.T) {
 	_, ts := startServer(t, p, Config{Workers: 2, QueueSize: 16})
 	initPNG := pngBytes(t, initPicture(72, 64))
 	init := decodeInit(t, initPNG)
-	var wg sync.WaitGroup
-	imgs := make([]*image.RGBA, 6)
-	for i := range imgs {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			var r apiResult
-			if i%2 == 0 {
-				r = postEdit(t, ts.URL, []string{"prompt", fmt.Sprintf("client %d", i), "seed", fmt.Sprint(i)}, editFile{"image", "p.png", initPNG})
-			} else {
-				r = postJSON(t, ts.URL, fmt.Sprintf(`{"prompt": "client %d", "size": "72x64", "seed": %d}`, i, i))
-			}
-			if r.status != http.StatusOK {
-				t.Errorf("client %d: status %d %s", i, r.status, r.raw)
-				return
-			}
-			imgs[i] = decodePNG(t, r.resp.Data[0].B64JSON)
-		}()
-	}
-	wg.Wait()
-	for i, img := range imgs {
-		if img == nil {
-			continue
-		}
+	concurrentClients(t, p, 6, func(i int) (apiResult, sdxs.Request) {
 		req := sdxs.Request{Prompt: fmt.Sprintf("client %d", i), Seed: uint64(i), Width: 72, Height: 64}
-		if i%2 == 0 {
-			req.Init, req.Strength, req.Steps = init, DefaultEditStrength, DefaultEditSteps
+		if i%2 == 1 {
+			return postJSON(t, ts.URL, fmt.Sprintf(`{"prompt": "client %d", "size": "72x64", "seed": %d}`, i, i)), req
 		}
-		samePixels(t, p, img, req)
-	}
+		req.Init, req.Strength, req.Steps = init, DefaultEditStrength, DefaultEditSteps
+		return postEdit(t, ts.URL, []string{"prompt", req.Prompt, "seed", fmt.Sprint(i)}, editFile{"image", "p.png", initPNG}), req
+	})
 }

@@ -265,44 +265,41 @@ func (s *Server) decodeMultipart(body io.Reader, boundary string, jr *jsonReques
 		case "control_image":
 			jr.ControlImage = &v
 		case "n":
-			n, err := strconv.Atoi(strings.TrimSpace(v))
-			if err != nil {
-				return up, badRequest(name, "n must be %s, not %q", fieldTypes["n"], v)
-			}
-			jr.N = &n
+			err = parseField(&jr.N, name, v, strconv.Atoi)
 		case "seed":
-			seed, err := strconv.ParseUint(strings.TrimSpace(v), 10, 64)
-			if err != nil {
-				return up, badRequest(name, "seed must be %s, not %q", fieldTypes["seed"], v)
-			}
-			jr.Seed = &seed
+			err = parseField(&jr.Seed, name, v, parseUint64)
 		case "control_scale":
-			f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
-			if err != nil {
-				return up, badRequest(name, "control_scale must be %s, not %q", fieldTypes["control_scale"], v)
-			}
-			jr.ControlScale = &f
+			err = parseField(&jr.ControlScale, name, v, parseFloat64)
 		case "strength":
-			f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
-			if err != nil {
-				return up, badRequest(name, "strength must be %s, not %q", fieldTypes["strength"], v)
-			}
-			jr.Strength = &f
+			err = parseField(&jr.Strength, name, v, parseFloat64)
 		case "steps":
-			n, err := strconv.Atoi(strings.TrimSpace(v))
-			if err != nil {
-				return up, badRequest(name, "steps must be %s, not %q", fieldTypes["steps"], v)
-			}
-			jr.Steps = &n
+			err = parseField(&jr.Steps, name, v, strconv.Atoi)
 		default:
 			if name == "" {
 				return up, badRequest("", "a multipart part without a form field name")
 			}
 			return up, badRequest(name, "Unrecognized request argument supplied: %s", name)
 		}
+		if err != nil {
+			return up, err
+		}
 	}
 	return up, nil
 }
+
+// parseField parses the multipart text field name's value v into *dst, or says what the field
+// must be.
+func parseField[T any](dst **T, name, v string, parse func(string) (T, error)) error {
+	x, err := parse(strings.TrimSpace(v))
+	if err != nil {
+		return badRequest(name, "%s must be %s, not %q", name, fieldTypes[name], v)
+	}
+	*dst = &x
+	return nil
+}
+
+func parseUint64(s string) (uint64, error)   { return strconv.ParseUint(s, 10, 64) }
+func parseFloat64(s string) (float64, error) { return strconv.ParseFloat(s, 64) }
 
 // MaxControlScale bounds control_scale.
 const MaxControlScale = 2.0

@@ -266,20 +266,7 @@ func TestBadInputs(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			r := post(t, context.Background(), ts.URL, c.ct, []byte(c.body))
-			if r.status != c.status {
-				t.Fatalf("status %d, want %d: %s", r.status, c.status, r.raw)
-			}
-			e := r.err.Error
-			if !strings.Contains(e.Message, c.message) {
-				t.Errorf("message %q does not say %q", e.Message, c.message)
-			}
-			if e.Type != "invalid_request_error" {
-				t.Errorf("type %q, want invalid_request_error", e.Type)
-			}
-			if c.param != "" && (e.Param == nil || *e.Param != c.param) {
-				t.Errorf("param %v, want %q", e.Param, c.param)
-			}
+			checkAPIError(t, post(t, context.Background(), ts.URL, c.ct, []byte(c.body)), c.status, c.param, c.message)
 		})
 	}
 	// Other methods and paths.
@@ -297,6 +284,25 @@ func TestBadInputs(t *testing.T) {
 		t.Fatalf("after the bad requests: status %d: %s", r.status, r.raw)
 	}
 	samePixels(t, p, decodePNG(t, r.resp.Data[0].B64JSON), sdxs.Request{Prompt: "still here", Seed: 1, Width: 64, Height: 64})
+}
+
+// checkAPIError checks that r is a client error with the status, an OpenAI-style body of type
+// invalid_request_error naming param (unless empty) and a message saying message.
+func checkAPIError(t testing.TB, r apiResult, status int, param, message string) {
+	t.Helper()
+	if r.status != status {
+		t.Fatalf("status %d, want %d: %s", r.status, status, r.raw)
+	}
+	e := r.err.Error
+	if !strings.Contains(e.Message, message) {
+		t.Errorf("message %q does not say %q", e.Message, message)
+	}
+	if e.Type != "invalid_request_error" {
+		t.Errorf("type %q, want invalid_request_error", e.Type)
+	}
+	if param != "" && (e.Param == nil || *e.Param != param) {
+		t.Errorf("param %v, want %q", e.Param, param)
+	}
 }
 
 func multipartBody(t testing.TB, fields map[string]string, fileField string, file []byte) ([]byte, string) {
@@ -692,7 +698,8 @@ func TestHealthAndInfo(t *testing.T) {
 	var info Info
 	json.NewDecoder(res.Body).Decode(&info)
 	res.Body.Close()
-	want := Info{Model: "tiny", Ready: true, DefaultSize: p.DefaultSize(), MinSide: 64, MaxSide: 1024, MaxN: 4, MaxPrompt: 1000}
+	want := Info{Model: "tiny", Ready: true, DefaultSize: p.DefaultSize(), MinSide: 64, MaxSide: 1024, MaxN: 4, MaxPrompt: 1000,
+		EditStrength: 0.5, EditSteps: 2, MaxSteps: 50}
 	if info != want {
 		t.Errorf("/v1/info = %+v, want %+v", info, want)
 	}
@@ -783,24 +790,34 @@ func (s *syncBuffer) String() string {
 func TestConcurrentClients(t *testing.T) {
 	p := tinyPipeline(t)
 	_, ts := startServer(t, p, Config{Workers: 2, QueueSize: 16})
+	concurrentClients(t, p, 8, func(i int) (apiResult, sdxs.Request) {
+		return postJSON(t, ts.URL, fmt.Sprintf(`{"prompt": "client %d", "size": "%dx64", "seed": %d}`, i%3, 64+8*(i%2), i)),
+			sdxs.Request{Prompt: fmt.Sprintf("client %d", i%3), Seed: uint64(i), Width: 64 + 8*(i%2), Height: 64}
+	})
+}
+
+// concurrentClients runs n clients at once: client i sends its request with send, which also
+// returns the sdxs.Request whose picture p must give; each picture is then compared.
+func concurrentClients(t *testing.T, p *sdxs.Pipeline, n int, send func(i int) (apiResult, sdxs.Request)) {
 	var wg sync.WaitGroup
-	imgs := make([]*image.RGBA, 8)
+	imgs := make([]*image.RGBA, n)
+	reqs := make([]sdxs.Request, n)
 	for i := range imgs {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			r := postJSON(t, ts.URL, fmt.Sprintf(`{"prompt": "client %d", "size": "%dx64", "seed": %d}`, i%3, 64+8*(i%2), i))
+			r, req := send(i)
 			if r.status != http.StatusOK {
 				t.Errorf("client %d: status %d %s", i, r.status, r.raw)
 				return
 			}
-			imgs[i] = decodePNG(t, r.resp.Data[0].B64JSON)
+			imgs[i], reqs[i] = decodePNG(t, r.resp.Data[0].B64JSON), req
 		}()
 	}
 	wg.Wait()
 	for i, img := range imgs {
 		if img != nil {
-			samePixels(t, p, img, sdxs.Request{Prompt: fmt.Sprintf("client %d", i%3), Seed: uint64(i), Width: 64 + 8*(i%2), Height: 64})
+			samePixels(t, p, img, reqs[i])
 		}
 	}
 }
