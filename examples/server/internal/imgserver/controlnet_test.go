@@ -104,3 +104,42 @@ func TestLoRAs(t *testing.T) {
 		t.Error("WithLoRAs invents a GenerateBatch")
 	}
 }
+
+// TestEditsControlNetMatchesPipeline sends an edit with the oracle's init picture and control
+// image to a server whose pipeline has the oracle's ControlNet: the picture is the pipeline's
+// own image to image picture with that control image, and differs from the one without it.
+func TestEditsControlNetMatchesPipeline(t *testing.T) {
+	p, err := sdxs.Load(oracle.Path(t, "sdxs-dreamshaper-tiny", "model"),
+		sdxs.WithControlNet(oracle.Path(t, "sdxs-dreamshaper-tiny", "controlnet")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	_, ts := startServer(t, p, Config{Control: PipelineControl})
+	controlPNG, err := os.ReadFile(oracle.Path(t, "sdxs-dreamshaper-tiny", "case5_control.png"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	initPNG, err := os.ReadFile(oracle.Path(t, "sdxs-dreamshaper-tiny", "img2img", "init0.png"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	const prompt = "a house by the lake"
+	r := postEdit(t, ts.URL, []string{"prompt", prompt, "seed", "5", "strength", "0.75", "steps", "4", "control_scale", "0.6"},
+		editFile{"image", "init0.png", initPNG}, editFile{"control_image", "sketch.png", controlPNG})
+	if r.status != http.StatusOK {
+		t.Fatalf("status %d: %s", r.status, r.raw)
+	}
+	req := sdxs.Request{Prompt: prompt, Seed: 5, Init: decodeInit(t, initPNG), Strength: 0.75, Steps: 4,
+		Control: decodeInit(t, controlPNG), ControlScale: 0.6}
+	got := decodePNG(t, r.resp.Data[0].B64JSON)
+	samePixels(t, p, got, req)
+	req.Control, req.ControlScale = nil, 0
+	plain, err := p.Generate(context.Background(), req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bytes.Equal(got.Pix, plain.Image.Pix) {
+		t.Error("the edit with a control image equals the one without")
+	}
+}

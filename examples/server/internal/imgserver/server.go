@@ -166,8 +166,9 @@ func New(cfg Config) (*Server, error) {
 }
 
 // Start attaches the model, makes a warm-up picture (so that the first request does not pay
-// for building the graphs; with Config.Control, a second one with a blank control image) and
-// marks the server ready. Requests may arrive meanwhile: image
+// for building the graphs; with Config.Control, a second one with a blank control image), builds
+// the VAE encoder of /v1/images/edits when gen has WarmEncoder (sdxs.Pipeline does), and marks
+// the server ready. Requests may arrive meanwhile: image
 // requests then get 503 with Retry-After, /healthz 503.
 func (s *Server) Start(ctx context.Context, gen Generator) error {
 	size := s.cfg.WarmSize
