@@ -470,6 +470,13 @@ func (p *Pipeline) Generate(ctx context.Context, req Request) (*Result, error) {
 }
 
 func (p *Pipeline) generate(ctx context.Context, req Request) (*Result, error) {
+	// An interface holding a nil picture (a nil *image.RGBA) would panic on its first use.
+	if req.Control != nil && imageproc.IsNil(req.Control) {
+		return nil, errors.New("sdxs: Request.Control is a nil picture")
+	}
+	if req.Init != nil && imageproc.IsNil(req.Init) {
+		return nil, errors.New("sdxs: Request.Init is a nil picture")
+	}
 	w, h, err := p.requestSize(req)
 	if err != nil {
 		return nil, err

@@ -48,7 +48,7 @@ const (
 // tangent test (strict > against one neighbour, ≥ against the other), and hysteresis.
 // Magnitudes outside the picture count as 0. It returns an error for invalid options.
 func Canny(img image.Image, opts CannyOptions) (*image.Gray, error) {
-	if img == nil {
+	if IsNil(img) {
 		return nil, fmt.Errorf("imageproc: Canny of a nil picture")
 	}
 	low, high := opts.Low, opts.High

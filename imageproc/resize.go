@@ -23,7 +23,7 @@ const lanczosSupport = 3.0
 // Resize returns nil (and does not panic) if img is nil or w×h is not a size a picture can
 // have (a side not positive, or too many pixels); callers validate sizes.
 func Resize(img image.Image, w, h int) *image.RGBA {
-	if img == nil || !validSize(w, h) {
+	if IsNil(img) || !validSize(w, h) {
 		return nil
 	}
 	src := ToRGB(img)

@@ -23,7 +23,7 @@ import (
 //
 // The result is a new picture; img is not modified. A nil img gives nil.
 func ToRGB(img image.Image) *image.RGBA {
-	if img == nil {
+	if IsNil(img) {
 		return nil
 	}
 	b := img.Bounds()

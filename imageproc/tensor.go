@@ -70,7 +70,7 @@ func InitTensor(img image.Image, w, h int) []float32 {
 // multiple (the VAE scale factor, 8). A side shorter than multiple gives 0, which callers must
 // refuse (Pillow cannot resize to it). A nil img or a multiple that is not positive gives 0×0.
 func DefaultSize(img image.Image, multiple int) (w, h int) {
-	if img == nil || multiple <= 0 {
+	if IsNil(img) || multiple <= 0 {
 		return 0, 0
 	}
 	b := img.Bounds()
