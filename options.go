@@ -27,6 +27,8 @@ type loadOptions struct {
 	vaeTileBudget int64     // WithVAETileBudget (0: the default)
 	precision     Precision // WithPrecision
 	precisionSet  bool      // WithPrecision was given
+	winoBudget    int64     // WithWinogradBudget (negative: the precision's default)
+	winoBudgetSet bool      // WithWinogradBudget was given
 }
 
 func applyOptions(opts []Option) *loadOptions {

@@ -233,6 +233,7 @@ func Load(nameOrDir string, opts ...Option) (*Pipeline, error) {
 	if err := p.setPrecision(o.precision); err != nil {
 		return nil, err
 	}
+	p.setWinogradBudget(o)
 	if p.vae, err = loadDecoder(p, folder, dir, comp, o); err != nil {
 		return nil, err
 	}
@@ -300,6 +301,7 @@ func New(parts Parts, opts ...Option) (*Pipeline, error) {
 	} else if p.unet.Params().Precision() == nn.BF16 {
 		p.precision = PrecisionBF16
 	}
+	p.setWinogradBudget(o)
 	if err := p.checkScheduler(); err != nil {
 		return nil, err
 	}

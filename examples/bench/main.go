@@ -103,6 +103,7 @@ func run() error {
 		strngth = flag.Float64("strength", 1, "image-to-image strength, in (0, 1]")
 		vaeKind = flag.String("vae", sdxs.VAETiny, `decoder (and encoder): "tiny" (TAESD) or "large" (the full KL VAE)`)
 		precStr = flag.String("precision", "fp32", `UNet arithmetic: "fp32" or "bf16" (bfloat16 weights and products, float32 accumulation)`)
+		winoMiB = flag.Int64("winograd-budget", -1, "MiB of extra memory the UNet may spend on Winograd weights below the 64×64 level (negative: the default)")
 	)
 	flag.Parse()
 	if *runs < 1 {
@@ -127,7 +128,7 @@ func run() error {
 		if err != nil {
 			return err
 		}
-		opts := []sdxs.Option{sdxs.WithVAE(*vaeKind), sdxs.WithPrecision(prec)}
+		opts := []sdxs.Option{sdxs.WithVAE(*vaeKind), sdxs.WithPrecision(prec), winoOpt(*winoMiB)}
 		if *cnDir != "" {
 			cn, err := sdxs.Resolve(context.Background(), *cnDir, sdxs.KindControlNet, hubOpts...)
 			if err != nil {
@@ -138,7 +139,7 @@ func run() error {
 		loadStart = time.Now() // the download is not part of the load time
 		p, err = sdxs.Load(dir, opts...)
 	} else {
-		p, parts, srcs, err = fromPreset(*preset, *vaeKind, sdxs.WithPrecision(prec))
+		p, parts, srcs, err = fromPreset(*preset, *vaeKind, sdxs.WithPrecision(prec), winoOpt(*winoMiB))
 		if err == nil && *save != "" {
 			if err := p.Warm(context.Background(), *width, *height); err != nil {
 				return err
@@ -527,4 +528,12 @@ func writeFile(path string, data []byte) error {
 		return err
 	}
 	return os.WriteFile(path, data, 0o644)
+}
+
+// winoOpt is the Winograd budget option of -winograd-budget (MiB), nil for the default.
+func winoOpt(mib int64) sdxs.Option {
+	if mib < 0 {
+		return nil
+	}
+	return sdxs.WithWinogradBudget(mib << 20)
 }

@@ -49,6 +49,12 @@ type Params struct {
 	bf16      map[string][]*kernels.BF16Matrix
 	// scratch is the buffer of loadScratch during a build.
 	scratch []float32
+	// The Winograd budget (see winograd_policy.go): the budget if set, the bytes granted, and
+	// the grant of each layer asked about.
+	winoBudget    int64
+	winoBudgetSet bool
+	winoSpent     int64
+	winoGrants    map[string]bool
 }
 
 // NewParams returns a parameter cache over src.

@@ -74,24 +74,6 @@ func (b *Builder) conv2d(x, w *Node, ws []int, wino *conv.Winograd, bias *Node, 
 	return b.apply("conv2d", c, []int{ws[0], ho, wo}, ins...)
 }
 
-// useWinograd decides whether a convolution runs with Winograd F(4×4, 3×3): 3×3, stride 1,
-// padding 0 or 1, enough 4×4 output tiles for the batched products to be efficient, and
-// weights small enough that their transform (4× the floats of the original, which is then
-// not kept) costs little memory.
-func useWinograd(cin, cout, k, stride, pad, ho, wo int) bool {
-	if k != 3 || stride != 1 || pad > 1 {
-		return false
-	}
-	tiles := ((ho + 3) / 4) * ((wo + 3) / 4)
-	return tiles >= winogradMinTiles && cin*cout <= winogradMaxWeights
-}
-
-// Limits of useWinograd.
-const (
-	winogradMinTiles   = 256
-	winogradMaxWeights = 1024 * 1024
-)
-
 // ConvLayer is Conv2d with the parameters "<name>.weight" and "<name>.bias" of this builder.
 func (b *Builder) ConvLayer(name string, x *Node, cout, k, stride, pad int, bias bool) *Node {
 	return b.ConvLayerOpts(name, x, cout, k, stride, pad, bias, ConvOpts{})
@@ -128,7 +110,7 @@ func (b *Builder) convLayerOpts(name string, x *Node, cout, k, stride, pad int, 
 	if len(xs) == 3 {
 		ho := (xs[1]+2*pad-k)/stride + 1
 		wo := (xs[2]+2*pad-k)/stride + 1
-		if ho > 0 && wo > 0 && useWinograd(cin, cout, k, stride, pad, ho, wo) {
+		if ho > 0 && wo > 0 && b.useWinograd(b.Path(name), cin, cout, k, stride, pad, ho, wo) {
 			// Also in bf16 mode: see BF16 for why these stay float32.
 			wino := conv.NewWinogradPad(cin, cout, xs[1], xs[2], pad)
 			tw := b.paramDerived(name+".weight", "winograd4x4", ws, wino.TransformWeights)
