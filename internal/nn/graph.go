@@ -146,8 +146,10 @@ func (p *Params) derivedParam(name, tag string, shape []int, fn func([]float32) 
 		}
 		data = v.Float32s()
 	} else {
+		// Decoded into the build's reused buffer: the weight is not kept once transformed,
+		// and garbage of that size would swell the peak memory.
 		var err error
-		if data, err = p.load(name, shape); err != nil {
+		if data, err = p.loadScratch(name, shape); err != nil {
 			return nil, err
 		}
 	}

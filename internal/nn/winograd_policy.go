@@ -29,7 +29,7 @@ const (
 // budget is zero: the transformed weights stay float32 (36·4 bytes a pair against bf16's
 // 9·2), and bf16 mode's memory target is tighter.
 const (
-	DefaultWinogradBudgetFP32 int64 = 96 << 20
+	DefaultWinogradBudgetFP32 int64 = 128 << 20
 	DefaultWinogradBudgetBF16 int64 = 0
 )
 

@@ -69,3 +69,48 @@ func TestWinogradBudget(t *testing.T) {
 	run(bf)
 	require.Zero(t, bf.WinogradBytes(), "bf16 default budget")
 }
+
+// BenchmarkWinogradLevels times the DreamShaper UNet's 3×3 convolutions at the 32×32 level of
+// a 512² picture as im2col + SGEMM (budget 0), as Winograd (unlimited budget) and as bf16
+// im2col, for the Winograd policy's choice of which layers to grant.
+func BenchmarkWinogradLevels(b *testing.B) {
+	r := rand.New(rand.NewPCG(1, 1))
+	for _, tc := range []struct{ cin, cout, hw int }{
+		{320, 640, 32}, {640, 640, 32}, {960, 640, 32}, {1920, 640, 32}, {1280, 1280, 32},
+	} {
+		for _, mode := range []string{"im2col", "winograd", "bf16"} {
+			b.Run(fmt.Sprintf("conv%dx%d_%dx%d/%s", tc.cin, tc.cout, tc.hw, tc.hw, mode), func(b *testing.B) {
+				src := memSource{}
+				src.add(r, "c.weight", tc.cout, tc.cin, 3, 3)
+				src.add(r, "c.bias", tc.cout)
+				params := NewParams(src)
+				params.SetWinogradBudget(0)
+				if mode == "bf16" {
+					params.SetPrecision(BF16)
+				}
+				if mode == "winograd" {
+					params.SetWinogradBudget(1 << 40)
+				}
+				prog, err := Build(params, func(bd *Builder) map[string]*Node {
+					return map[string]*Node{"y": bd.ConvLayer("c", bd.Input("x", tc.cin, tc.hw, tc.hw), tc.cout, 3, 1, 1, true)}
+				})
+				if err != nil {
+					b.Fatal(err)
+				}
+				if (params.WinogradBytes() > 0) != (mode == "winograd") {
+					b.Fatalf("winograd bytes %d in mode %s", params.WinogradBytes(), mode)
+				}
+				x := randn(r, tc.cin*tc.hw*tc.hw)
+				y := make([]float32, tc.cout*tc.hw*tc.hw)
+				in, out := map[string][]float32{"x": x}, map[string][]float32{"y": y}
+				b.ResetTimer()
+				for i := 0; i < b.N; i++ {
+					if err := prog.Run(context.Background(), in, out); err != nil {
+						b.Fatal(err)
+					}
+				}
+				b.ReportMetric(float64(b.Elapsed().Microseconds())/1e3/float64(b.N), "ms/op")
+			})
+		}
+	}
+}
