@@ -55,3 +55,33 @@ func Uint8(tb testing.TB, f *weights.File, name string) ([]uint8, []int) {
 	}
 	return v, shape
 }
+
+// ReadDump reads every tensor of a safetensors file written by a -dump flag (examples/txt2img,
+// examples/img2img), as AssertCase takes them: I64 and U8 tensors as they are, any other dtype
+// converted to float32. It fails the test if the file or a tensor cannot be read.
+func ReadDump(tb testing.TB, path string) []weights.Tensor {
+	tb.Helper()
+	f, err := weights.Open(path)
+	if err != nil {
+		tb.Fatalf("oracle: %v", err)
+	}
+	defer f.Close()
+	var ts []weights.Tensor
+	for _, name := range f.Names() {
+		info, _ := f.Info(name)
+		tn := weights.Tensor{Name: name, DType: info.DType, Shape: info.Shape}
+		switch info.DType {
+		case weights.I64:
+			tn.I64, _, err = f.Int64(name)
+		case weights.U8:
+			tn.U8, _, err = f.Uint8(name)
+		default:
+			tn.F32, _, err = f.Float32(name)
+		}
+		if err != nil {
+			tb.Fatalf("oracle: %s: tensor %q: %v", path, name, err)
+		}
+		ts = append(ts, tn)
+	}
+	return ts
+}
