@@ -1,10 +1,8 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"os"
-	"path/filepath"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -35,27 +33,11 @@ func TestHubIDs(t *testing.T) {
 	t.Setenv("HF_ENDPOINT", h.URL())
 	t.Setenv("HF_HUB_CACHE", t.TempDir())
 
-	data, err := os.ReadFile(oracle.Path(t, model, "cases.json"))
-	require.NoError(t, err)
-	var cases []struct {
-		Prompt       string   `json:"prompt"`
-		Seed         uint64   `json:"seed"`
-		Height       int      `json:"height"`
-		Width        int      `json:"width"`
-		ControlScale float64  `json:"control_scale"`
-		ControlPNG   string   `json:"control_png"`
-		LoraScale    *float64 `json:"lora_scale"`
-	}
-	require.NoError(t, json.Unmarshal(data, &cases))
+	cases := readCases(t, model)
 	ref := oracle.Tensors(t, model, "reference.safetensors")
 	check := func(t *testing.T, i int, extra ...string) {
-		c := cases[i]
-		dir := t.TempDir()
-		dump := filepath.Join(dir, "dump.safetensors")
-		args := append([]string{"-model", "org/tiny", "-prompt", c.Prompt, "-seed", fmt.Sprint(c.Seed),
-			"-width", fmt.Sprint(c.Width), "-height", fmt.Sprint(c.Height), "-out", filepath.Join(dir, "out.png"), "-dump", dump}, extra...)
-		require.NoError(t, runArgs(t, args...))
-		assert.True(t, oracle.AssertCase(t, ref, i, readDump(t, dump)))
+		dump, _ := runDump(t, append(append([]string{"-model", "org/tiny"}, caseArgs(cases[i])...), extra...)...)
+		assert.True(t, oracle.AssertCase(t, ref, i, oracle.ReadDump(t, dump)))
 	}
 	run := func(t *testing.T) {
 		ran := 0

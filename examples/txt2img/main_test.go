@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"flag"
 	"fmt"
 	"os"
@@ -26,60 +25,57 @@ func runArgs(t *testing.T, args ...string) error {
 	return run()
 }
 
-// readDump reads every tensor of a -dump file.
-func readDump(t *testing.T, path string) []weights.Tensor {
+// txtCase is one entry of the oracle model's cases.json, as these tests read it.
+type txtCase struct {
+	Prompt       string   `json:"prompt"`
+	Seed         uint64   `json:"seed"`
+	Height       int      `json:"height"`
+	Width        int      `json:"width"`
+	ControlScale float64  `json:"control_scale"`
+	ControlPNG   string   `json:"control_png"`
+	LoraScale    *float64 `json:"lora_scale"`
+	VAE          string   `json:"vae"`
+}
+
+// readCases reads the oracle cases of model.
+func readCases(t *testing.T, model string) []txtCase {
 	t.Helper()
-	f, err := weights.Open(path)
-	require.NoError(t, err)
-	defer f.Close()
-	var ts []weights.Tensor
-	for _, name := range f.Names() {
-		info, _ := f.Info(name)
-		tn := weights.Tensor{Name: name, DType: info.DType, Shape: info.Shape}
-		switch info.DType {
-		case weights.I64:
-			tn.I64, _, err = f.Int64(name)
-		case weights.U8:
-			tn.U8, _, err = f.Uint8(name)
-		default:
-			tn.F32, _, err = f.Float32(name)
-		}
-		require.NoError(t, err, name)
-		ts = append(ts, tn)
-	}
-	return ts
+	var cases []txtCase
+	oracle.JSON(t, &cases, model, "cases.json")
+	return cases
+}
+
+// caseArgs gives c's -prompt, -seed, -width and -height flags.
+func caseArgs(c txtCase) []string {
+	return []string{"-prompt", c.Prompt, "-seed", fmt.Sprint(c.Seed), "-width", fmt.Sprint(c.Width), "-height", fmt.Sprint(c.Height)}
+}
+
+// runDump runs the command with args and -out and -dump in a fresh temporary folder, requires
+// it to succeed, and returns the paths of the dump and the PNG.
+func runDump(t *testing.T, args ...string) (dump, png string) {
+	t.Helper()
+	dir := t.TempDir()
+	dump, png = filepath.Join(dir, "dump.safetensors"), filepath.Join(dir, "out.png")
+	require.NoError(t, runArgs(t, append(args, "-out", png, "-dump", dump)...))
+	return dump, png
 }
 
 // TestControlNetDump runs the oracle's ControlNet case through the command and holds every
 // tensor of its -dump to the oracle README's bounds.
 func TestControlNetDump(t *testing.T) {
 	const model = "sdxs-dreamshaper-tiny"
-	data, err := os.ReadFile(oracle.Path(t, model, "cases.json"))
-	require.NoError(t, err)
-	var cases []struct {
-		Prompt       string  `json:"prompt"`
-		Seed         uint64  `json:"seed"`
-		Height       int     `json:"height"`
-		Width        int     `json:"width"`
-		ControlScale float64 `json:"control_scale"`
-		ControlPNG   string  `json:"control_png"`
-	}
-	require.NoError(t, json.Unmarshal(data, &cases))
 	ran := 0
-	for i, c := range cases {
+	for i, c := range readCases(t, model) {
 		if c.ControlPNG == "" {
 			continue
 		}
 		ran++
-		dir := t.TempDir()
-		dump := filepath.Join(dir, "dump.safetensors")
-		require.NoError(t, runArgs(t, "-model", oracle.Path(t, model, "model"),
+		dump, _ := runDump(t, append([]string{"-model", oracle.Path(t, model, "model"),
 			"-controlnet", oracle.Path(t, model, "controlnet"),
-			"-control", oracle.Path(t, model, c.ControlPNG), "-control-scale", fmt.Sprint(c.ControlScale),
-			"-prompt", c.Prompt, "-seed", fmt.Sprint(c.Seed), "-width", fmt.Sprint(c.Width), "-height", fmt.Sprint(c.Height),
-			"-out", filepath.Join(dir, "out.png"), "-dump", dump))
+			"-control", oracle.Path(t, model, c.ControlPNG), "-control-scale", fmt.Sprint(c.ControlScale)},
+			caseArgs(c)...)...)
 		ref := oracle.Tensors(t, model, "reference.safetensors")
-		ts := readDump(t, dump)
+		ts := oracle.ReadDump(t, dump)
 		assert.True(t, oracle.AssertCase(t, ref, i, ts))
 		names := map[string]bool{}
 		for _, tn := range ts {
@@ -117,11 +113,8 @@ func TestControlErrors(t *testing.T) {
 // picture's OpenCV Canny edges (white on black), resized to the picture's size.
 func TestCanny(t *testing.T) {
 	const model = "sdxs-dreamshaper-tiny"
-	dir := t.TempDir()
-	dump := filepath.Join(dir, "dump.safetensors")
-	require.NoError(t, runArgs(t, "-model", oracle.Path(t, model, "model"), "-controlnet", oracle.Path(t, model, "controlnet"),
-		"-control", oracle.Path(t, "canny", "input0.png"), "-canny", "-width", "512", "-height", "512", "-seed", "3",
-		"-out", filepath.Join(dir, "out.png"), "-dump", dump))
+	dump, _ := runDump(t, "-model", oracle.Path(t, model, "model"), "-controlnet", oracle.Path(t, model, "controlnet"),
+		"-control", oracle.Path(t, "canny", "input0.png"), "-canny", "-width", "512", "-height", "512", "-seed", "3")
 	edges, err := imageproc.DecodeFile(oracle.Path(t, "canny", "edges0_rgb.png"))
 	require.NoError(t, err)
 	want := imageproc.ControlTensor(edges, 512, 512, false)
@@ -144,16 +137,7 @@ func TestCanny(t *testing.T) {
 // three layouts and holds its -dump file to every bound of the oracle README.
 func TestLoRADump(t *testing.T) {
 	const model = "sdxs-dreamshaper-tiny"
-	data, err := os.ReadFile(oracle.Path(t, model, "cases.json"))
-	require.NoError(t, err)
-	var cases []struct {
-		Prompt    string   `json:"prompt"`
-		Seed      uint64   `json:"seed"`
-		Height    int      `json:"height"`
-		Width     int      `json:"width"`
-		LoraScale *float64 `json:"lora_scale"`
-	}
-	require.NoError(t, json.Unmarshal(data, &cases))
+	cases := readCases(t, model)
 	ref := oracle.Tensors(t, model, "reference.safetensors")
 	ran := 0
 	for _, layout := range []string{"peft", "peft-bin", "kohya_lora.safetensors"} {
@@ -163,14 +147,10 @@ func TestLoRADump(t *testing.T) {
 			}
 			ran++
 			t.Run(fmt.Sprintf("%s/case%d", layout, i), func(t *testing.T) {
-				dir := t.TempDir()
-				dump := filepath.Join(dir, "dump.safetensors")
-				require.NoError(t, runArgs(t,
-					"-model", oracle.Path(t, model, "model"), "-prompt", c.Prompt, "-seed", fmt.Sprint(c.Seed),
-					"-width", fmt.Sprint(c.Width), "-height", fmt.Sprint(c.Height),
-					"-lora", oracle.Path(t, model, "lora", layout), "-lora-scale", fmt.Sprint(*c.LoraScale),
-					"-out", filepath.Join(dir, "out.png"), "-dump", dump))
-				assert.True(t, oracle.AssertCase(t, ref, i, readDump(t, dump)))
+				dump, _ := runDump(t, append([]string{"-model", oracle.Path(t, model, "model"),
+					"-lora", oracle.Path(t, model, "lora", layout), "-lora-scale", fmt.Sprint(*c.LoraScale)},
+					caseArgs(c)...)...)
+				assert.True(t, oracle.AssertCase(t, ref, i, oracle.ReadDump(t, dump)))
 			})
 		}
 	}
@@ -194,30 +174,16 @@ func TestLoRAFlags(t *testing.T) {
 // "large") with -vae large -dump and holds every dumped tensor to the oracle README's bounds.
 func TestDumpKLMatchesDiffusers(t *testing.T) {
 	const model = "sdxs-dreamshaper-tiny"
-	data, err := os.ReadFile(oracle.Path(t, model, "cases.json"))
-	require.NoError(t, err)
-	var cases []struct {
-		Prompt string `json:"prompt"`
-		Seed   uint64 `json:"seed"`
-		Height int    `json:"height"`
-		Width  int    `json:"width"`
-		VAE    string `json:"vae"`
-	}
-	require.NoError(t, json.Unmarshal(data, &cases))
 	ran := 0
-	for i, c := range cases {
+	for i, c := range readCases(t, model) {
 		if c.VAE != "large" {
 			continue
 		}
 		ran++
-		dir := t.TempDir()
-		dump, png := filepath.Join(dir, "dump.safetensors"), filepath.Join(dir, "out.png")
-		require.NoError(t, runArgs(t, "-model", oracle.Path(t, model, "model"), "-vae", "large",
-			"-prompt", c.Prompt, "-seed", fmt.Sprint(c.Seed), "-width", fmt.Sprint(c.Width), "-height", fmt.Sprint(c.Height),
-			"-out", png, "-dump", dump))
+		dump, png := runDump(t, append([]string{"-model", oracle.Path(t, model, "model"), "-vae", "large"}, caseArgs(c)...)...)
 		assert.FileExists(t, png)
 		ref := oracle.Tensors(t, model, "reference.safetensors")
-		assert.True(t, oracle.AssertCase(t, ref, i, readDump(t, dump)))
+		assert.True(t, oracle.AssertCase(t, ref, i, oracle.ReadDump(t, dump)))
 	}
 	require.Positive(t, ran, "the oracle has no case with vae: large")
 }

@@ -1,9 +1,7 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
-	"os"
 	"path/filepath"
 	"testing"
 
@@ -17,32 +15,18 @@ import (
 // flag took effect); an unknown precision is an error naming it.
 func TestPrecisionBF16(t *testing.T) {
 	const model = "sdxs-dreamshaper-tiny"
-	data, err := os.ReadFile(oracle.Path(t, model, "cases.json"))
-	require.NoError(t, err)
-	var cases []struct {
-		Prompt string `json:"prompt"`
-		Seed   uint64 `json:"seed"`
-		Height int    `json:"height"`
-		Width  int    `json:"width"`
-	}
-	require.NoError(t, json.Unmarshal(data, &cases))
-	data, err = os.ReadFile(oracle.Path(t, model, "bf16", "cases.json"))
-	require.NoError(t, err)
+	cases := readCases(t, model)
 	var torch []struct {
 		Case      int     `json:"case"`
 		UNetRelL2 float64 `json:"unet_output_rel_l2"`
 	}
-	require.NoError(t, json.Unmarshal(data, &torch))
+	oracle.JSON(t, &torch, model, "bf16", "cases.json")
 	require.NotEmpty(t, torch)
 	i := torch[0].Case
 	c := cases[i]
-	dir := t.TempDir()
-	dump := filepath.Join(dir, "dump.safetensors")
-	require.NoError(t, runArgs(t, "-model", oracle.Path(t, model, "model"), "-precision", "bf16",
-		"-prompt", c.Prompt, "-seed", fmt.Sprint(c.Seed), "-width", fmt.Sprint(c.Width), "-height", fmt.Sprint(c.Height),
-		"-out", filepath.Join(dir, "out.png"), "-dump", dump))
+	dump, _ := runDump(t, append([]string{"-model", oracle.Path(t, model, "model"), "-precision", "bf16"}, caseArgs(c)...)...)
 	var got []float32
-	for _, tn := range readDump(t, dump) {
+	for _, tn := range oracle.ReadDump(t, dump) {
 		if tn.Name == "unet_output" {
 			got = tn.F32
 		}
@@ -53,6 +37,6 @@ func TestPrecisionBF16(t *testing.T) {
 	require.LessOrEqual(t, rel, torch[0].UNetRelL2, "bf16 unet_output vs PyTorch's bf16")
 	require.Greater(t, rel, 1e-4, "-precision bf16 gave the float32 result")
 
-	err = runArgs(t, "-model", oracle.Path(t, model, "model"), "-precision", "fp16", "-prompt", "x", "-out", filepath.Join(dir, "x.png"))
+	err := runArgs(t, "-model", oracle.Path(t, model, "model"), "-precision", "fp16", "-prompt", "x", "-out", filepath.Join(t.TempDir(), "x.png"))
 	require.ErrorContains(t, err, "fp16")
 }
