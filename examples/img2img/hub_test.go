@@ -1,19 +1,12 @@
 package main
 
 import (
-	"bytes"
-	"context"
-	"encoding/json"
-	"fmt"
-	"os"
-	"path/filepath"
 	"testing"
 
 	"github.com/stretchr/testify/require"
 
 	"github.com/sdxs-go/sdxs/internal/fakehub"
 	"github.com/sdxs-go/sdxs/internal/oracle"
-	"github.com/sdxs-go/sdxs/weights"
 )
 
 // TestHubModel runs the first image-to-image reference with -model given as a repository id
@@ -31,24 +24,10 @@ func TestHubModel(t *testing.T) {
 	t.Setenv("HF_ENDPOINT", h.URL())
 	t.Setenv("HF_HUB_CACHE", t.TempDir())
 
-	data, err := os.ReadFile(oracle.Path(t, model, "img2img", "cases.json"))
-	require.NoError(t, err)
-	var cases []testCase
-	require.NoError(t, json.Unmarshal(data, &cases))
-	c := cases[0]
-	dir := t.TempDir()
-	dumpPath := filepath.Join(dir, "dump.safetensors")
-	var stdout bytes.Buffer
-	require.NoError(t, run(context.Background(), []string{
-		"-model", "org/tiny", "-init", oracle.Path(t, model, "img2img", c.InitPNG),
-		"-prompt", c.Prompt, "-seed", fmt.Sprint(c.Seed), "-strength", fmt.Sprint(c.Strength), "-steps", fmt.Sprint(c.Steps),
-		"-out", filepath.Join(dir, "out.png"), "-dump", dumpPath,
-	}, &stdout), stdout.String())
+	dumpPath, _ := runDump(t, append([]string{"-model", "org/tiny"}, caseArgs(t, readCases(t)[0])...)...)
 
 	ref := oracle.Tensors(t, model, "img2img", "reference.safetensors")
-	dump, err := weights.Open(dumpPath)
-	require.NoError(t, err)
-	defer dump.Close()
+	dump := openDump(t, dumpPath)
 	for _, s := range []struct {
 		name  string
 		relL2 bool

@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"image"
 	"image/color"
@@ -32,32 +31,50 @@ type testCase struct {
 	InitPNG  string  `json:"init_png"`
 }
 
+// readCases reads the oracle's image-to-image cases.
+func readCases(t *testing.T) []testCase {
+	t.Helper()
+	var cases []testCase
+	oracle.JSON(t, &cases, model, "img2img", "cases.json")
+	return cases
+}
+
+// caseArgs gives c's -init, -prompt, -seed, -strength and -steps flags.
+func caseArgs(t *testing.T, c testCase) []string {
+	return []string{"-init", oracle.Path(t, model, "img2img", c.InitPNG),
+		"-prompt", c.Prompt, "-seed", fmt.Sprint(c.Seed), "-strength", fmt.Sprint(c.Strength), "-steps", fmt.Sprint(c.Steps)}
+}
+
+// runDump runs the command with args and -out and -dump in a fresh temporary folder, requires
+// it to succeed, and returns the paths of the dump and the PNG.
+func runDump(t *testing.T, args ...string) (dumpPath, outPNG string) {
+	t.Helper()
+	dir := t.TempDir()
+	outPNG, dumpPath = filepath.Join(dir, "out.png"), filepath.Join(dir, "dump.safetensors")
+	var stdout bytes.Buffer
+	require.NoError(t, run(context.Background(), append(args, "-out", outPNG, "-dump", dumpPath), &stdout), stdout.String())
+	return dumpPath, outPNG
+}
+
+// openDump opens a -dump file, closed when the test ends.
+func openDump(t *testing.T, path string) *weights.File {
+	t.Helper()
+	dump, err := weights.Open(path)
+	require.NoError(t, err)
+	t.Cleanup(func() { dump.Close() })
+	return dump
+}
+
 // TestDumpMatchesDiffusers runs both image-to-image references through the command with -dump
 // and holds every tensor of the dump, and the PNG it writes, to the oracle README's bounds.
 func TestDumpMatchesDiffusers(t *testing.T) {
-	data, err := os.ReadFile(oracle.Path(t, model, "img2img", "cases.json"))
-	require.NoError(t, err)
-	var cases []testCase
-	require.NoError(t, json.Unmarshal(data, &cases))
+	cases := readCases(t)
 	require.Len(t, cases, 2)
 	ref := oracle.Tensors(t, model, "img2img", "reference.safetensors")
 	for i, c := range cases {
 		t.Run(fmt.Sprintf("case%d", i), func(t *testing.T) {
-			dir := t.TempDir()
-			outPNG, dumpPath := filepath.Join(dir, "out.png"), filepath.Join(dir, "dump.safetensors")
-			var stdout bytes.Buffer
-			err := run(context.Background(), []string{
-				"-model", oracle.Path(t, model, "model"),
-				"-init", oracle.Path(t, model, "img2img", c.InitPNG),
-				"-prompt", c.Prompt, "-seed", fmt.Sprint(c.Seed),
-				"-strength", fmt.Sprint(c.Strength), "-steps", fmt.Sprint(c.Steps),
-				"-out", outPNG, "-dump", dumpPath,
-			}, &stdout)
-			require.NoError(t, err, stdout.String())
-
-			dump, err := weights.Open(dumpPath)
-			require.NoError(t, err)
-			defer dump.Close()
+			dumpPath, outPNG := runDump(t, append([]string{"-model", oracle.Path(t, model, "model")}, caseArgs(t, c)...)...)
+			dump := openDump(t, dumpPath)
 			name := func(s string) string { return fmt.Sprintf("case%d.%s", i, s) }
 			compared := 0
 			for _, full := range ref.Names() {
@@ -205,27 +222,19 @@ func TestJPEGInit(t *testing.T) {
 // TestKLVAE runs the command with -vae large: the init latents then come from the KL VAE's
 // encoder (a sample of its distribution), and the dump holds them and the decoded picture.
 func TestKLVAE(t *testing.T) {
-	dir := t.TempDir()
-	outPNG, dumpPath := filepath.Join(dir, "out.png"), filepath.Join(dir, "dump.safetensors")
-	var stdout bytes.Buffer
-	err := run(context.Background(), []string{
-		"-model", oracle.Path(t, model, "model"), "-vae", "large",
+	dumpPath, outPNG := runDump(t, "-model", oracle.Path(t, model, "model"), "-vae", "large",
 		"-init", oracle.Path(t, model, "img2img", "init0.png"),
-		"-prompt", "a house", "-seed", "5", "-strength", "0.5", "-steps", "2",
-		"-out", outPNG, "-dump", dumpPath,
-	}, &stdout)
-	require.NoError(t, err, stdout.String())
+		"-prompt", "a house", "-seed", "5", "-strength", "0.5", "-steps", "2")
 	assert.FileExists(t, outPNG)
-	dump, err := weights.Open(dumpPath)
-	require.NoError(t, err)
-	defer dump.Close()
+	dump := openDump(t, dumpPath)
 	for _, name := range []string{"init_latents", "noisy_latents", "decoded"} {
 		v, _, err := dump.Float32(name)
 		require.NoError(t, err, name)
 		assert.NotEmpty(t, v, name)
 	}
 
-	err = run(context.Background(), []string{"-model", oracle.Path(t, model, "model"), "-vae", "medium",
+	var stdout bytes.Buffer
+	err := run(context.Background(), []string{"-model", oracle.Path(t, model, "model"), "-vae", "medium",
 		"-init", oracle.Path(t, model, "img2img", "init0.png"), "-seed", "1", "-out", outPNG}, &stdout)
 	require.ErrorContains(t, err, `WithVAE("medium")`)
 }
