@@ -35,9 +35,7 @@ func loadEncoder(t *testing.T, model string) (*Model, *weights.Set) {
 	dir := oracle.Path(t, model, "model", "text_encoder")
 	cfg, err := weights.LoadCLIPTextConfig(filepath.Join(dir, "config.json"))
 	require.NoError(t, err)
-	src, err := weights.OpenComponent(dir)
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = src.Close() })
+	src := oracle.OpenComponent(t, dir)
 	m, err := New(cfg, src)
 	require.NoError(t, err)
 	return m, src

@@ -51,9 +51,7 @@ func loadControlNet(t *testing.T) *ControlNet {
 	dir := oracle.Path(t, "sdxs-dreamshaper-tiny", "controlnet")
 	cfg, err := weights.LoadControlNetConfig(filepath.Join(dir, "config.json"))
 	require.NoError(t, err)
-	src, err := weights.OpenComponent(dir)
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = src.Close() })
+	src := oracle.OpenComponent(t, dir)
 	c, err := NewControlNet(cfg, src)
 	require.NoError(t, err)
 	return c

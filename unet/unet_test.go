@@ -62,9 +62,7 @@ func loadUNet(t *testing.T, model string) (*Model, *weights.Set) {
 	dir := oracle.Path(t, model, "model", "unet")
 	cfg, err := weights.LoadUNetConfig(filepath.Join(dir, "config.json"))
 	require.NoError(t, err)
-	src, err := weights.OpenComponent(dir)
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = src.Close() })
+	src := oracle.OpenComponent(t, dir)
 	m, err := New(cfg, src)
 	require.NoError(t, err)
 	return m, src

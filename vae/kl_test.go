@@ -24,9 +24,7 @@ func loadKL(t *testing.T, opts ...KLOption) (*KL, *weights.Set) {
 	dir := oracle.Path(t, klModel, "model", "vae_large")
 	cfg, err := weights.LoadKLVAEConfig(filepath.Join(dir, "config.json"))
 	require.NoError(t, err)
-	src, err := weights.OpenComponent(dir)
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = src.Close() })
+	src := oracle.OpenComponent(t, dir)
 	k, err := NewKL(cfg, src, opts...)
 	require.NoError(t, err)
 	return k, src

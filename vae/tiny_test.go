@@ -34,9 +34,7 @@ func loadTiny(t *testing.T, model string) (*Tiny, *weights.Set) {
 	dir := oracle.Path(t, model, "model", "vae")
 	cfg, err := weights.LoadTinyVAEConfig(filepath.Join(dir, "config.json"))
 	require.NoError(t, err)
-	src, err := weights.OpenComponent(dir)
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = src.Close() })
+	src := oracle.OpenComponent(t, dir)
 	d, err := NewTiny(cfg, src)
 	require.NoError(t, err)
 	return d, src

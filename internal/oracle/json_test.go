@@ -44,3 +44,11 @@ func TestJSON(t *testing.T) {
 		t.Fatalf("cases.json: %+v", cases)
 	}
 }
+
+// TestOpenComponent opens an oracle model's UNet folder.
+func TestOpenComponent(t *testing.T) {
+	src := OpenComponent(t, Path(t, "sdxs-dreamshaper-tiny", "model", "unet"))
+	if !src.Has("conv_in.weight") {
+		t.Fatal("conv_in.weight not in the UNet")
+	}
+}

@@ -85,3 +85,16 @@ func ReadDump(tb testing.TB, path string) []weights.Tensor {
 	}
 	return ts
 }
+
+// OpenComponent opens the component folder dir (a model's unet/, vae/, text_encoder/ …, as
+// weights.OpenComponent does); the set is closed when the test ends. It fails the test if the
+// folder cannot be opened.
+func OpenComponent(tb testing.TB, dir string) *weights.Set {
+	tb.Helper()
+	src, err := weights.OpenComponent(dir)
+	if err != nil {
+		tb.Fatalf("oracle: %v", err)
+	}
+	tb.Cleanup(func() { _ = src.Close() })
+	return src
+}
