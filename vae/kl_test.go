@@ -438,45 +438,22 @@ func TestKLInputErrors(t *testing.T) {
 	k, src := loadKL(t)
 	ctx := context.Background()
 	z := make([]float32, 4*4*4)
-	for _, c := range []struct {
-		name   string
-		z      []float32
-		h, w   int
-		substr string
-	}{
+	assertBadInputs(t, "", []badInput{
 		{"short", z[:len(z)-1], 4, 4, "latents have"},
 		{"other size", z, 4, 5, "latents have"},
 		{"nil", nil, 4, 4, "latents have"},
 		{"zero size", nil, 0, 0, "not positive"},
-	} {
-		t.Run(c.name, func(t *testing.T) {
-			out, err := k.Decode(ctx, c.z, c.h, c.w)
-			require.Error(t, err)
-			assert.Nil(t, out)
-			assert.Contains(t, err.Error(), c.substr)
-			_, err = k.Trace(ctx, c.z, c.h, c.w)
-			assert.ErrorContains(t, err, c.substr)
-		})
-	}
+	}, k.Decode, func(t *testing.T, c badInput) {
+		_, err := k.Trace(ctx, c.in, c.h, c.w)
+		assert.ErrorContains(t, err, c.substr)
+	})
 	img := make([]float32, 3*16*16)
-	for _, c := range []struct {
-		name   string
-		img    []float32
-		h, w   int
-		substr string
-	}{
+	assertBadInputs(t, "encode ", []badInput{
 		{"too small", img[:3*4*16], 4, 16, "too small"},
 		{"short", img[:len(img)-1], 16, 16, "image has"},
 		{"one channel", img[:16*16], 16, 16, "image has"},
 		{"zero", nil, 0, 0, "too small"},
-	} {
-		t.Run("encode "+c.name, func(t *testing.T) {
-			out, err := k.Encode(ctx, c.img, c.h, c.w)
-			require.Error(t, err)
-			assert.Nil(t, out)
-			assert.Contains(t, err.Error(), c.substr)
-		})
-	}
+	}, k.Encode, nil)
 	t.Run("cancelled", func(t *testing.T) {
 		cctx, cancel := context.WithCancel(ctx)
 		cancel()

@@ -216,25 +216,13 @@ func TestEncodeInputErrors(t *testing.T) {
 	img := make([]float32, 3*16*16)
 	_, err := d.Encode(ctx, img, 16, 16)
 	require.NoError(t, err)
-	for _, c := range []struct {
-		name   string
-		img    []float32
-		h, w   int
-		substr string
-	}{
+	assertBadInputs(t, "", []badInput{
 		{"short", img[:len(img)-1], 16, 16, "picture has"},
 		{"four channels", make([]float32, 4*16*16), 16, 16, "picture has"},
 		{"other size", img, 16, 17, "picture has"},
 		{"nil", nil, 16, 16, "picture has"},
 		{"zero size", nil, 0, 0, "not positive"},
-	} {
-		t.Run(c.name, func(t *testing.T) {
-			out, err := d.Encode(ctx, c.img, c.h, c.w)
-			require.Error(t, err)
-			assert.Nil(t, out)
-			assert.Contains(t, err.Error(), c.substr)
-		})
-	}
+	}, d.Encode, nil)
 	t.Run("cancelled", func(t *testing.T) {
 		cctx, cancel := context.WithCancel(ctx)
 		cancel()

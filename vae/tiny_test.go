@@ -40,6 +40,32 @@ func loadTiny(t *testing.T, model string) (*Tiny, *weights.Set) {
 	return d, src
 }
 
+// badInput is an input a decoder or encoder must refuse, with a part of the error it gives.
+type badInput struct {
+	name   string
+	in     []float32
+	h, w   int
+	substr string
+}
+
+// assertBadInputs runs call on each input in a subtest named prefix+name: it must fail with an
+// error containing substr and return nil. extra, if not nil, then checks more in the subtest.
+func assertBadInputs(t *testing.T, prefix string, cases []badInput,
+	call func(context.Context, []float32, int, int) ([]float32, error), extra func(*testing.T, badInput)) {
+	t.Helper()
+	for _, c := range cases {
+		t.Run(prefix+c.name, func(t *testing.T) {
+			out, err := call(context.Background(), c.in, c.h, c.w)
+			require.Error(t, err)
+			assert.Nil(t, out)
+			assert.Contains(t, err.Error(), c.substr)
+			if extra != nil {
+				extra(t, c)
+			}
+		})
+	}
+}
+
 // case0Latents returns case 0's x₀ divided by the scaling factor, and its latent size.
 func case0Latents(t *testing.T, model string, d *Tiny) (z []float32, h, w int) {
 	t.Helper()
@@ -130,12 +156,7 @@ func TestDecodeInputErrors(t *testing.T) {
 	_, err := d.Decode(ctx, z, 4, 4)
 	require.NoError(t, err)
 
-	for _, c := range []struct {
-		name   string
-		z      []float32
-		h, w   int
-		substr string
-	}{
+	assertBadInputs(t, "", []badInput{
 		{"short", z[:len(z)-1], 4, 4, "latents have"},
 		{"long", append(slices.Clone(z), 0), 4, 4, "latents have"},
 		{"three channels", z[:3*4*4], 4, 4, "latents have"},
@@ -143,16 +164,10 @@ func TestDecodeInputErrors(t *testing.T) {
 		{"nil", nil, 4, 4, "latents have"},
 		{"zero size", nil, 0, 0, "not positive"},
 		{"negative", z, -4, -4, "not positive"},
-	} {
-		t.Run(c.name, func(t *testing.T) {
-			out, err := d.Decode(ctx, c.z, c.h, c.w)
-			require.Error(t, err)
-			assert.Nil(t, out)
-			assert.Contains(t, err.Error(), c.substr)
-			_, err = d.Trace(ctx, c.z, c.h, c.w)
-			require.Error(t, err)
-		})
-	}
+	}, d.Decode, func(t *testing.T, c badInput) {
+		_, err := d.Trace(ctx, c.in, c.h, c.w)
+		require.Error(t, err)
+	})
 
 	t.Run("cancelled", func(t *testing.T) {
 		cctx, cancel := context.WithCancel(ctx)
