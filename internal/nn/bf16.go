@@ -157,17 +157,9 @@ func (p *Params) bf16Derived(name, tag string, shape []int, conv func([]float32)
 	if v, ok := p.bf16[key]; ok {
 		return v, nil
 	}
-	var data []float32
-	if v, ok := p.vals[name]; ok {
-		if !equalShape(v.Shape(), shape) {
-			return nil, &ShapeError{Name: name, Want: shape, Got: v.Shape()}
-		}
-		data = v.Float32s()
-	} else {
-		var err error
-		if data, err = p.loadScratch(name, shape); err != nil {
-			return nil, err
-		}
+	data, err := p.sourceLocked(name, shape)
+	if err != nil {
+		return nil, err
 	}
 	v := conv(data)
 	if p.bf16 == nil {

@@ -127,6 +127,20 @@ func (p *Params) MarkUsed(name string) {
 	p.used[name] = true
 }
 
+// sourceLocked returns the float32 values of parameter name, to derive another form from: the
+// kept value if a graph asked for it directly before, else the weight decoded into the build's
+// reused scratch buffer (not kept once derived: garbage of that size would swell the peak
+// memory). The caller holds p.mu and must not keep the slice.
+func (p *Params) sourceLocked(name string, shape []int) ([]float32, error) {
+	if v, ok := p.vals[name]; ok {
+		if !equalShape(v.Shape(), shape) {
+			return nil, &ShapeError{Name: name, Want: shape, Got: v.Shape()}
+		}
+		return v.Float32s(), nil
+	}
+	return p.loadScratch(name, shape)
+}
+
 // derivedParam returns fn of the parameter name (of the given shape), computed once and cached
 // under tag. The parameter itself is not kept, unless a graph asked for it directly before.
 func (p *Params) derivedParam(name, tag string, shape []int, fn func([]float32) []float32) ([]float32, error) {
@@ -139,19 +153,9 @@ func (p *Params) derivedParam(name, tag string, shape []int, fn func([]float32) 
 	if v, ok := p.derivedVals[key]; ok {
 		return v, nil
 	}
-	var data []float32
-	if v, ok := p.vals[name]; ok {
-		if !equalShape(v.Shape(), shape) {
-			return nil, &ShapeError{Name: name, Want: shape, Got: v.Shape()}
-		}
-		data = v.Float32s()
-	} else {
-		// Decoded into the build's reused buffer: the weight is not kept once transformed,
-		// and garbage of that size would swell the peak memory.
-		var err error
-		if data, err = p.loadScratch(name, shape); err != nil {
-			return nil, err
-		}
+	data, err := p.sourceLocked(name, shape)
+	if err != nil {
+		return nil, err
 	}
 	v := fn(data)
 	if p.derivedVals == nil {
