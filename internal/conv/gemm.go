@@ -75,29 +75,35 @@ func gemmPacked(a, b, c []float32, ld, cin, rows, n int) {
 	rp := padRows(rows)
 	// The kernels read a (rp × cin), cin rows of b and write rows × n of c.
 	_ = a[rp*cin-1]
-	_ = b[(cin-1)*ld+n-1]
+	for k0 := 0; k0 < cin; k0 += gemmKB {
+		klen := min(gemmKB, cin-k0)
+		gemmBlock(a[k0*rp:], b[k0*ld:], c, ld, klen, rows, n, k0 > 0)
+	}
+}
+
+// gemmBlock sets C = A·B (or adds A·B to C when acc is set) for one block of k input channels:
+// A is packed (element (o, i) at blockIndex(o, i, k), whole groups of 24 rows), B [k, n] and
+// C [rows, n] have row stride ld.
+func gemmBlock(a, b, c []float32, ld, k, rows, n int, acc bool) {
+	if !useAVX512 {
+		gemmPackedGo(a, b, c, ld, k, rows, n, acc)
+		return
+	}
+	_ = a[padRows(rows)*k-1]
+	_ = b[(k-1)*ld+n-1]
 	_ = c[(rows-1)*ld+n-1]
 	wide := n / 48 * 48
 	if n-wide > 32 {
 		wide = n
 	}
-	for k0 := 0; k0 < cin; k0 += gemmKB {
-		klen := min(gemmKB, cin-k0)
-		ab, bb := a[k0*rp:], b[k0*ld:]
-		acc := 0
-		if k0 > 0 {
-			acc = 1
-		}
-		switch {
-		case !useAVX512:
-			gemmPackedGo(ab, bb, c, ld, klen, rows, n, acc != 0)
-		default:
-			if wide > 0 {
-				gemm8x48PAVX512(&ab[0], &bb[0], &c[0], ld, klen, rows, wide, acc)
-			}
-			if wide < n {
-				gemm24x16PAVX512(&ab[0], &bb[wide], &c[wide], ld, klen, rows, n-wide, acc)
-			}
-		}
+	ac := 0
+	if acc {
+		ac = 1
+	}
+	if wide > 0 {
+		gemm8x48PAVX512(&a[0], &b[0], &c[0], ld, k, rows, wide, ac)
+	}
+	if wide < n {
+		gemm24x16PAVX512(&a[0], &b[wide], &c[wide], ld, k, rows, n-wide, ac)
 	}
 }

@@ -11,6 +11,7 @@ const (
 	phaseInput           // part = a range of input channels of the current chunk
 	phaseOutput          // part = a range of output channels of the current chunk
 	phaseProducts        // part = one position ξ of the products of the current chunk
+	phaseLazy            // part = one group of lazyRows output channels of the products (lazy mode)
 )
 
 // runState holds the arguments of one Run and the work split of its
@@ -108,6 +109,9 @@ func (r *runState) work(w int) {
 			p.inputChunk(v, r.x, r.t0, r.nt, c0, c1)
 		case phaseProducts:
 			p.products(r.s[:nv], r.s[nv:nv+nm], r.tw, r.nt, i, i+1)
+		case phaseLazy:
+			us := r.s[nv+nm+w*lazyScratch() : nv+nm+(w+1)*lazyScratch()]
+			p.lazyGroup(r.s[:nv], r.s[nv:nv+nm], r.tw, us, r.nt, i)
 		case phaseOutput:
 			m := r.s[nv : nv+nm]
 			c0, c1 := i*p.cout/r.parts, (i+1)*p.cout/r.parts

@@ -35,3 +35,29 @@ func outputTransform(dst []float32, ldd int, m []float32, ldm, nrows, ncols, n i
 	_ = dst[(nrows-1)*ldd+ncols-1]
 	outputTransformAVX512(&dst[0], ldd, &m[0], ldm, nrows, ncols, n, bias, ep)
 }
+
+// useLazyAsm selects the assembly weight transforms of the lazy mode (which also need AVX-512 BW
+// for the bfloat16 loads).
+var useLazyAsm = cpu.X86.HasAVX512BW
+
+// weightPairs is weightPairsGo, in assembly when the CPU allows.
+func weightPairs(dst []float32, ldp int, src []float32, n int) {
+	if !useAVX512 || !useLazyAsm || n <= 0 {
+		weightPairsGo(dst, ldp, src, n)
+		return
+	}
+	_ = dst[(nXi-1)*ldp+16*n-1]
+	_ = src[n*9*16-1]
+	weightPairsAVX512(&dst[0], ldp, &src[0], n)
+}
+
+// weightPairsBF16 is weightPairsBF16Go, in assembly when the CPU allows.
+func weightPairsBF16(dst []float32, ldp int, src []uint16, n int) {
+	if !useAVX512 || !useLazyAsm || n <= 0 {
+		weightPairsBF16Go(dst, ldp, src, n)
+		return
+	}
+	_ = dst[(nXi-1)*ldp+16*n-1]
+	_ = src[n*9*16-1]
+	weightPairsBF16AVX512(&dst[0], ldp, &src[0], n)
+}

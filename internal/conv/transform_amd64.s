@@ -1977,3 +1977,431 @@ gemm24x16PAVX512_stored:
 	JG   gemm24x16PAVX512_cols
 	VZEROUPPER
 	RET
+
+DATA convwconst<>+0(SB)/4, $0x3e800000
+DATA convwconst<>+4(SB)/4, $0xbe2aaaab
+DATA convwconst<>+8(SB)/4, $0x3d2aaaab
+DATA convwconst<>+12(SB)/4, $0x3e2aaaab
+DATA convwconst<>+16(SB)/4, $0x3daaaaab
+GLOBL convwconst<>(SB), RODATA|NOPTR, $20
+
+// func weightPairsAVX512(dst *float32, ldp int, src *float32, n int)
+// Requires: AVX, AVX512F
+TEXT ·weightPairsAVX512(SB), NOSPLIT, $0-32
+	MOVQ dst+0(FP), AX
+	MOVQ ldp+8(FP), CX
+	SHLQ $0x02, CX
+	MOVQ src+16(FP), DX
+	MOVQ n+24(FP), BX
+
+weightPairsAVX512_pair:
+	VMOVUPS     (DX), Z0
+	VMOVUPS     192(DX), Z1
+	VMOVUPS     384(DX), Z2
+	VMULPS.BCST convwconst<>+0(SB), Z0, Z3
+	VADDPS      Z2, Z0, Z4
+	VADDPS      Z1, Z4, Z5
+	VSUBPS      Z1, Z4, Z6
+	VMULPS.BCST convwconst<>+4(SB), Z5, Z5
+	VMULPS.BCST convwconst<>+4(SB), Z6, Z6
+	VMULPS.BCST convwconst<>+8(SB), Z0, Z4
+	VMULPS.BCST convwconst<>+12(SB), Z2, Z7
+	VADDPS      Z7, Z4, Z4
+	VMULPS.BCST convwconst<>+16(SB), Z1, Z7
+	VADDPS      Z7, Z4, Z8
+	VSUBPS      Z7, Z4, Z9
+	VMOVUPS     64(DX), Z1
+	VMOVUPS     256(DX), Z0
+	VMOVUPS     448(DX), Z7
+	VMULPS.BCST convwconst<>+0(SB), Z1, Z4
+	VADDPS      Z7, Z1, Z10
+	VADDPS      Z0, Z10, Z11
+	VSUBPS      Z0, Z10, Z12
+	VMULPS.BCST convwconst<>+4(SB), Z11, Z11
+	VMULPS.BCST convwconst<>+4(SB), Z12, Z12
+	VMULPS.BCST convwconst<>+8(SB), Z1, Z10
+	VMULPS.BCST convwconst<>+12(SB), Z7, Z13
+	VADDPS      Z13, Z10, Z10
+	VMULPS.BCST convwconst<>+16(SB), Z0, Z13
+	VADDPS      Z13, Z10, Z14
+	VSUBPS      Z13, Z10, Z15
+	VMOVUPS     128(DX), Z0
+	VMOVUPS     320(DX), Z1
+	VMOVUPS     512(DX), Z13
+	VMULPS.BCST convwconst<>+0(SB), Z0, Z10
+	VADDPS      Z13, Z0, Z16
+	VADDPS      Z1, Z16, Z17
+	VSUBPS      Z1, Z16, Z18
+	VMULPS.BCST convwconst<>+4(SB), Z17, Z17
+	VMULPS.BCST convwconst<>+4(SB), Z18, Z18
+	VMULPS.BCST convwconst<>+8(SB), Z0, Z16
+	VMULPS.BCST convwconst<>+12(SB), Z13, Z19
+	VADDPS      Z19, Z16, Z16
+	VMULPS.BCST convwconst<>+16(SB), Z1, Z19
+	VADDPS      Z19, Z16, Z20
+	VSUBPS      Z19, Z16, Z21
+	MOVQ        AX, SI
+	VMULPS.BCST convwconst<>+0(SB), Z3, Z1
+	VADDPS      Z10, Z3, Z0
+	VADDPS      Z4, Z0, Z19
+	VSUBPS      Z4, Z0, Z16
+	VMULPS.BCST convwconst<>+4(SB), Z19, Z19
+	VMULPS.BCST convwconst<>+4(SB), Z16, Z16
+	VMULPS.BCST convwconst<>+8(SB), Z3, Z0
+	VMULPS.BCST convwconst<>+12(SB), Z10, Z22
+	VADDPS      Z22, Z0, Z0
+	VMULPS.BCST convwconst<>+16(SB), Z4, Z22
+	VADDPS      Z22, Z0, Z23
+	VSUBPS      Z22, Z0, Z24
+	VMOVUPS     Z1, (SI)
+	ADDQ        CX, SI
+	VMOVUPS     Z19, (SI)
+	ADDQ        CX, SI
+	VMOVUPS     Z16, (SI)
+	ADDQ        CX, SI
+	VMOVUPS     Z23, (SI)
+	ADDQ        CX, SI
+	VMOVUPS     Z24, (SI)
+	ADDQ        CX, SI
+	VMOVUPS     Z10, (SI)
+	ADDQ        CX, SI
+	VMULPS.BCST convwconst<>+0(SB), Z5, Z10
+	VADDPS      Z17, Z5, Z4
+	VADDPS      Z11, Z4, Z3
+	VSUBPS      Z11, Z4, Z24
+	VMULPS.BCST convwconst<>+4(SB), Z3, Z3
+	VMULPS.BCST convwconst<>+4(SB), Z24, Z24
+	VMULPS.BCST convwconst<>+8(SB), Z5, Z4
+	VMULPS.BCST convwconst<>+12(SB), Z17, Z23
+	VADDPS      Z23, Z4, Z4
+	VMULPS.BCST convwconst<>+16(SB), Z11, Z23
+	VADDPS      Z23, Z4, Z16
+	VSUBPS      Z23, Z4, Z19
+	VMOVUPS     Z10, (SI)
+	ADDQ        CX, SI
+	VMOVUPS     Z3, (SI)
+	ADDQ        CX, SI
+	VMOVUPS     Z24, (SI)
+	ADDQ        CX, SI
+	VMOVUPS     Z16, (SI)
+	ADDQ        CX, SI
+	VMOVUPS     Z19, (SI)
+	ADDQ        CX, SI
+	VMOVUPS     Z17, (SI)
+	ADDQ        CX, SI
+	VMULPS.BCST convwconst<>+0(SB), Z6, Z17
+	VADDPS      Z18, Z6, Z11
+	VADDPS      Z12, Z11, Z5
+	VSUBPS      Z12, Z11, Z19
+	VMULPS.BCST convwconst<>+4(SB), Z5, Z5
+	VMULPS.BCST convwconst<>+4(SB), Z19, Z19
+	VMULPS.BCST convwconst<>+8(SB), Z6, Z11
+	VMULPS.BCST convwconst<>+12(SB), Z18, Z16
+	VADDPS      Z16, Z11, Z11
+	VMULPS.BCST convwconst<>+16(SB), Z12, Z16
+	VADDPS      Z16, Z11, Z24
+	VSUBPS      Z16, Z11, Z3
+	VMOVUPS     Z17, (SI)
+	ADDQ        CX, SI
+	VMOVUPS     Z5, (SI)
+	ADDQ        CX, SI
+	VMOVUPS     Z19, (SI)
+	ADDQ        CX, SI
+	VMOVUPS     Z24, (SI)
+	ADDQ        CX, SI
+	VMOVUPS     Z3, (SI)
+	ADDQ        CX, SI
+	VMOVUPS     Z18, (SI)
+	ADDQ        CX, SI
+	VMULPS.BCST convwconst<>+0(SB), Z8, Z18
+	VADDPS      Z20, Z8, Z12
+	VADDPS      Z14, Z12, Z6
+	VSUBPS      Z14, Z12, Z3
+	VMULPS.BCST convwconst<>+4(SB), Z6, Z6
+	VMULPS.BCST convwconst<>+4(SB), Z3, Z3
+	VMULPS.BCST convwconst<>+8(SB), Z8, Z12
+	VMULPS.BCST convwconst<>+12(SB), Z20, Z24
+	VADDPS      Z24, Z12, Z12
+	VMULPS.BCST convwconst<>+16(SB), Z14, Z24
+	VADDPS      Z24, Z12, Z19
+	VSUBPS      Z24, Z12, Z5
+	VMOVUPS     Z18, (SI)
+	ADDQ        CX, SI
+	VMOVUPS     Z6, (SI)
+	ADDQ        CX, SI
+	VMOVUPS     Z3, (SI)
+	ADDQ        CX, SI
+	VMOVUPS     Z19, (SI)
+	ADDQ        CX, SI
+	VMOVUPS     Z5, (SI)
+	ADDQ        CX, SI
+	VMOVUPS     Z20, (SI)
+	ADDQ        CX, SI
+	VMULPS.BCST convwconst<>+0(SB), Z9, Z20
+	VADDPS      Z21, Z9, Z14
+	VADDPS      Z15, Z14, Z8
+	VSUBPS      Z15, Z14, Z5
+	VMULPS.BCST convwconst<>+4(SB), Z8, Z8
+	VMULPS.BCST convwconst<>+4(SB), Z5, Z5
+	VMULPS.BCST convwconst<>+8(SB), Z9, Z14
+	VMULPS.BCST convwconst<>+12(SB), Z21, Z19
+	VADDPS      Z19, Z14, Z14
+	VMULPS.BCST convwconst<>+16(SB), Z15, Z19
+	VADDPS      Z19, Z14, Z3
+	VSUBPS      Z19, Z14, Z6
+	VMOVUPS     Z20, (SI)
+	ADDQ        CX, SI
+	VMOVUPS     Z8, (SI)
+	ADDQ        CX, SI
+	VMOVUPS     Z5, (SI)
+	ADDQ        CX, SI
+	VMOVUPS     Z3, (SI)
+	ADDQ        CX, SI
+	VMOVUPS     Z6, (SI)
+	ADDQ        CX, SI
+	VMOVUPS     Z21, (SI)
+	ADDQ        CX, SI
+	VMULPS.BCST convwconst<>+0(SB), Z2, Z21
+	VADDPS      Z13, Z2, Z15
+	VADDPS      Z7, Z15, Z9
+	VSUBPS      Z7, Z15, Z6
+	VMULPS.BCST convwconst<>+4(SB), Z9, Z9
+	VMULPS.BCST convwconst<>+4(SB), Z6, Z6
+	VMULPS.BCST convwconst<>+8(SB), Z2, Z15
+	VMULPS.BCST convwconst<>+12(SB), Z13, Z3
+	VADDPS      Z3, Z15, Z15
+	VMULPS.BCST convwconst<>+16(SB), Z7, Z3
+	VADDPS      Z3, Z15, Z5
+	VSUBPS      Z3, Z15, Z8
+	VMOVUPS     Z21, (SI)
+	ADDQ        CX, SI
+	VMOVUPS     Z9, (SI)
+	ADDQ        CX, SI
+	VMOVUPS     Z6, (SI)
+	ADDQ        CX, SI
+	VMOVUPS     Z5, (SI)
+	ADDQ        CX, SI
+	VMOVUPS     Z8, (SI)
+	ADDQ        CX, SI
+	VMOVUPS     Z13, (SI)
+	ADDQ        $0x40, AX
+	ADDQ        $0x00000240, DX
+	DECQ        BX
+	JNZ         weightPairsAVX512_pair
+	VZEROUPPER
+	RET
+
+// func weightPairsBF16AVX512(dst *float32, ldp int, src *uint16, n int)
+// Requires: AVX, AVX512F
+TEXT ·weightPairsBF16AVX512(SB), NOSPLIT, $0-32
+	MOVQ dst+0(FP), AX
+	MOVQ ldp+8(FP), CX
+	SHLQ $0x02, CX
+	MOVQ src+16(FP), DX
+	MOVQ n+24(FP), BX
+
+weightPairsBF16AVX512_pair:
+	VPMOVZXWD   (DX), Z0
+	VPSLLD      $0x10, Z0, Z0
+	VPMOVZXWD   96(DX), Z1
+	VPSLLD      $0x10, Z1, Z1
+	VPMOVZXWD   192(DX), Z2
+	VPSLLD      $0x10, Z2, Z2
+	VMULPS.BCST convwconst<>+0(SB), Z0, Z3
+	VADDPS      Z2, Z0, Z4
+	VADDPS      Z1, Z4, Z5
+	VSUBPS      Z1, Z4, Z6
+	VMULPS.BCST convwconst<>+4(SB), Z5, Z5
+	VMULPS.BCST convwconst<>+4(SB), Z6, Z6
+	VMULPS.BCST convwconst<>+8(SB), Z0, Z4
+	VMULPS.BCST convwconst<>+12(SB), Z2, Z7
+	VADDPS      Z7, Z4, Z4
+	VMULPS.BCST convwconst<>+16(SB), Z1, Z7
+	VADDPS      Z7, Z4, Z8
+	VSUBPS      Z7, Z4, Z9
+	VPMOVZXWD   32(DX), Z1
+	VPSLLD      $0x10, Z1, Z1
+	VPMOVZXWD   128(DX), Z0
+	VPSLLD      $0x10, Z0, Z0
+	VPMOVZXWD   224(DX), Z7
+	VPSLLD      $0x10, Z7, Z7
+	VMULPS.BCST convwconst<>+0(SB), Z1, Z4
+	VADDPS      Z7, Z1, Z10
+	VADDPS      Z0, Z10, Z11
+	VSUBPS      Z0, Z10, Z12
+	VMULPS.BCST convwconst<>+4(SB), Z11, Z11
+	VMULPS.BCST convwconst<>+4(SB), Z12, Z12
+	VMULPS.BCST convwconst<>+8(SB), Z1, Z10
+	VMULPS.BCST convwconst<>+12(SB), Z7, Z13
+	VADDPS      Z13, Z10, Z10
+	VMULPS.BCST convwconst<>+16(SB), Z0, Z13
+	VADDPS      Z13, Z10, Z14
+	VSUBPS      Z13, Z10, Z15
+	VPMOVZXWD   64(DX), Z0
+	VPSLLD      $0x10, Z0, Z0
+	VPMOVZXWD   160(DX), Z1
+	VPSLLD      $0x10, Z1, Z1
+	VPMOVZXWD   256(DX), Z13
+	VPSLLD      $0x10, Z13, Z13
+	VMULPS.BCST convwconst<>+0(SB), Z0, Z10
+	VADDPS      Z13, Z0, Z16
+	VADDPS      Z1, Z16, Z17
+	VSUBPS      Z1, Z16, Z18
+	VMULPS.BCST convwconst<>+4(SB), Z17, Z17
+	VMULPS.BCST convwconst<>+4(SB), Z18, Z18
+	VMULPS.BCST convwconst<>+8(SB), Z0, Z16
+	VMULPS.BCST convwconst<>+12(SB), Z13, Z19
+	VADDPS      Z19, Z16, Z16
+	VMULPS.BCST convwconst<>+16(SB), Z1, Z19
+	VADDPS      Z19, Z16, Z20
+	VSUBPS      Z19, Z16, Z21
+	MOVQ        AX, SI
+	VMULPS.BCST convwconst<>+0(SB), Z3, Z1
+	VADDPS      Z10, Z3, Z0
+	VADDPS      Z4, Z0, Z19
+	VSUBPS      Z4, Z0, Z16
+	VMULPS.BCST convwconst<>+4(SB), Z19, Z19
+	VMULPS.BCST convwconst<>+4(SB), Z16, Z16
+	VMULPS.BCST convwconst<>+8(SB), Z3, Z0
+	VMULPS.BCST convwconst<>+12(SB), Z10, Z22
+	VADDPS      Z22, Z0, Z0
+	VMULPS.BCST convwconst<>+16(SB), Z4, Z22
+	VADDPS      Z22, Z0, Z23
+	VSUBPS      Z22, Z0, Z24
+	VMOVUPS     Z1, (SI)
+	ADDQ        CX, SI
+	VMOVUPS     Z19, (SI)
+	ADDQ        CX, SI
+	VMOVUPS     Z16, (SI)
+	ADDQ        CX, SI
+	VMOVUPS     Z23, (SI)
+	ADDQ        CX, SI
+	VMOVUPS     Z24, (SI)
+	ADDQ        CX, SI
+	VMOVUPS     Z10, (SI)
+	ADDQ        CX, SI
+	VMULPS.BCST convwconst<>+0(SB), Z5, Z10
+	VADDPS      Z17, Z5, Z4
+	VADDPS      Z11, Z4, Z3
+	VSUBPS      Z11, Z4, Z24
+	VMULPS.BCST convwconst<>+4(SB), Z3, Z3
+	VMULPS.BCST convwconst<>+4(SB), Z24, Z24
+	VMULPS.BCST convwconst<>+8(SB), Z5, Z4
+	VMULPS.BCST convwconst<>+12(SB), Z17, Z23
+	VADDPS      Z23, Z4, Z4
+	VMULPS.BCST convwconst<>+16(SB), Z11, Z23
+	VADDPS      Z23, Z4, Z16
+	VSUBPS      Z23, Z4, Z19
+	VMOVUPS     Z10, (SI)
+	ADDQ        CX, SI
+	VMOVUPS     Z3, (SI)
+	ADDQ        CX, SI
+	VMOVUPS     Z24, (SI)
+	ADDQ        CX, SI
+	VMOVUPS     Z16, (SI)
+	ADDQ        CX, SI
+	VMOVUPS     Z19, (SI)
+	ADDQ        CX, SI
+	VMOVUPS     Z17, (SI)
+	ADDQ        CX, SI
+	VMULPS.BCST convwconst<>+0(SB), Z6, Z17
+	VADDPS      Z18, Z6, Z11
+	VADDPS      Z12, Z11, Z5
+	VSUBPS      Z12, Z11, Z19
+	VMULPS.BCST convwconst<>+4(SB), Z5, Z5
+	VMULPS.BCST convwconst<>+4(SB), Z19, Z19
+	VMULPS.BCST convwconst<>+8(SB), Z6, Z11
+	VMULPS.BCST convwconst<>+12(SB), Z18, Z16
+	VADDPS      Z16, Z11, Z11
+	VMULPS.BCST convwconst<>+16(SB), Z12, Z16
+	VADDPS      Z16, Z11, Z24
+	VSUBPS      Z16, Z11, Z3
+	VMOVUPS     Z17, (SI)
+	ADDQ        CX, SI
+	VMOVUPS     Z5, (SI)
+	ADDQ        CX, SI
+	VMOVUPS     Z19, (SI)
+	ADDQ        CX, SI
+	VMOVUPS     Z24, (SI)
+	ADDQ        CX, SI
+	VMOVUPS     Z3, (SI)
+	ADDQ        CX, SI
+	VMOVUPS     Z18, (SI)
+	ADDQ        CX, SI
+	VMULPS.BCST convwconst<>+0(SB), Z8, Z18
+	VADDPS      Z20, Z8, Z12
+	VADDPS      Z14, Z12, Z6
+	VSUBPS      Z14, Z12, Z3
+	VMULPS.BCST convwconst<>+4(SB), Z6, Z6
+	VMULPS.BCST convwconst<>+4(SB), Z3, Z3
+	VMULPS.BCST convwconst<>+8(SB), Z8, Z12
+	VMULPS.BCST convwconst<>+12(SB), Z20, Z24
+	VADDPS      Z24, Z12, Z12
+	VMULPS.BCST convwconst<>+16(SB), Z14, Z24
+	VADDPS      Z24, Z12, Z19
+	VSUBPS      Z24, Z12, Z5
+	VMOVUPS     Z18, (SI)
+	ADDQ        CX, SI
+	VMOVUPS     Z6, (SI)
+	ADDQ        CX, SI
+	VMOVUPS     Z3, (SI)
+	ADDQ        CX, SI
+	VMOVUPS     Z19, (SI)
+	ADDQ        CX, SI
+	VMOVUPS     Z5, (SI)
+	ADDQ        CX, SI
+	VMOVUPS     Z20, (SI)
+	ADDQ        CX, SI
+	VMULPS.BCST convwconst<>+0(SB), Z9, Z20
+	VADDPS      Z21, Z9, Z14
+	VADDPS      Z15, Z14, Z8
+	VSUBPS      Z15, Z14, Z5
+	VMULPS.BCST convwconst<>+4(SB), Z8, Z8
+	VMULPS.BCST convwconst<>+4(SB), Z5, Z5
+	VMULPS.BCST convwconst<>+8(SB), Z9, Z14
+	VMULPS.BCST convwconst<>+12(SB), Z21, Z19
+	VADDPS      Z19, Z14, Z14
+	VMULPS.BCST convwconst<>+16(SB), Z15, Z19
+	VADDPS      Z19, Z14, Z3
+	VSUBPS      Z19, Z14, Z6
+	VMOVUPS     Z20, (SI)
+	ADDQ        CX, SI
+	VMOVUPS     Z8, (SI)
+	ADDQ        CX, SI
+	VMOVUPS     Z5, (SI)
+	ADDQ        CX, SI
+	VMOVUPS     Z3, (SI)
+	ADDQ        CX, SI
+	VMOVUPS     Z6, (SI)
+	ADDQ        CX, SI
+	VMOVUPS     Z21, (SI)
+	ADDQ        CX, SI
+	VMULPS.BCST convwconst<>+0(SB), Z2, Z21
+	VADDPS      Z13, Z2, Z15
+	VADDPS      Z7, Z15, Z9
+	VSUBPS      Z7, Z15, Z6
+	VMULPS.BCST convwconst<>+4(SB), Z9, Z9
+	VMULPS.BCST convwconst<>+4(SB), Z6, Z6
+	VMULPS.BCST convwconst<>+8(SB), Z2, Z15
+	VMULPS.BCST convwconst<>+12(SB), Z13, Z3
+	VADDPS      Z3, Z15, Z15
+	VMULPS.BCST convwconst<>+16(SB), Z7, Z3
+	VADDPS      Z3, Z15, Z5
+	VSUBPS      Z3, Z15, Z8
+	VMOVUPS     Z21, (SI)
+	ADDQ        CX, SI
+	VMOVUPS     Z9, (SI)
+	ADDQ        CX, SI
+	VMOVUPS     Z6, (SI)
+	ADDQ        CX, SI
+	VMOVUPS     Z5, (SI)
+	ADDQ        CX, SI
+	VMOVUPS     Z8, (SI)
+	ADDQ        CX, SI
+	VMOVUPS     Z13, (SI)
+	ADDQ        $0x40, AX
+	ADDQ        $0x00000120, DX
+	DECQ        BX
+	JNZ         weightPairsBF16AVX512_pair
+	VZEROUPPER
+	RET

@@ -5,6 +5,15 @@ package conv
 // useAVX512 is false: there are no assembly transforms on this build.
 var useAVX512 = false
 
+// useLazyAsm is false: there are no assembly weight transforms on this build.
+var useLazyAsm = false
+
+func weightPairs(dst []float32, ldp int, src []float32, n int) { weightPairsGo(dst, ldp, src, n) }
+
+func weightPairsBF16(dst []float32, ldp int, src []uint16, n int) {
+	weightPairsBF16Go(dst, ldp, src, n)
+}
+
 func inputTransform(v []float32, ldv int, plane []float32, h, w, ys, xs, n int) {
 	inputTransformGo(v, ldv, plane, h, w, ys, xs, n)
 }
@@ -23,3 +32,6 @@ func outputTransformAVX512(dst *float32, ldd int, m *float32, ldm, nrows, ncols,
 
 func gemm8x48PAVX512(a, b, c *float32, ld, k, rows, n, acc int)  { panic("unreachable") }
 func gemm24x16PAVX512(a, b, c *float32, ld, k, rows, n, acc int) { panic("unreachable") }
+
+func weightPairsAVX512(dst *float32, ldp int, src *float32, n int)    { panic("unreachable") }
+func weightPairsBF16AVX512(dst *float32, ldp int, src *uint16, n int) { panic("unreachable") }

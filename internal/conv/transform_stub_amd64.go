@@ -23,3 +23,13 @@ func gemm8x48PAVX512(a *float32, b *float32, c *float32, ld int, k int, rows int
 //
 //go:noescape
 func gemm24x16PAVX512(a *float32, b *float32, c *float32, ld int, k int, rows int, n int, acc int)
+
+// weightPairsAVX512 is weightPairsGo on 16 lanes.
+//
+//go:noescape
+func weightPairsAVX512(dst *float32, ldp int, src *float32, n int)
+
+// weightPairsBF16AVX512 is weightPairsBF16Go on 16 lanes.
+//
+//go:noescape
+func weightPairsBF16AVX512(dst *float32, ldp int, src *uint16, n int)

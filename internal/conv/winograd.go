@@ -52,6 +52,7 @@ type Winograd struct {
 	ldt                  int // stride between the ξ rows of V and M (≥ chunk, multiple of 16)
 	private              bool
 	packed               bool // U packed for gemmPacked (else row-major for Sgemm)
+	lazy, lazy16         bool // the lazy mode (lazy.go), with bfloat16 taps
 	workers              int
 }
 
@@ -204,6 +205,9 @@ func (p *Winograd) ScratchSize() int {
 	if p.private {
 		n *= min(p.workers, ceilDiv(p.tiles, p.chunk))
 	}
+	if p.lazy {
+		n += p.workers * lazyScratch()
+	}
 	return n + 16 // room to align to 64 bytes
 }
 
@@ -264,7 +268,7 @@ func (p *Winograd) RunEpilogue(out, x, tw, bias, scratch []float32, ep Epilogue)
 	}
 	check("out", out, p.cout*p.oh*p.ow)
 	check("x", x, p.cin*p.h*p.w)
-	check("tw", tw, p.TransformedSize())
+	check("tw", tw, p.WeightsSize())
 	if bias != nil {
 		check("bias", bias, p.cout)
 	}
@@ -292,7 +296,10 @@ func (p *Winograd) RunEpilogue(out, x, tw, bias, scratch []float32, ep Epilogue)
 			r.t0, r.nt = t0, min(p.chunk, p.tiles-t0)
 			r.phase = phaseInput
 			r.parallel(min(p.cin, 4*workers), workers)
-			if p.packed {
+			if p.lazy {
+				r.phase = phaseLazy
+				r.parallel(ceilDiv(p.cout, lazyRows), workers)
+			} else if p.packed {
 				r.phase = phaseProducts
 				r.parallel(nXi, workers)
 			} else {

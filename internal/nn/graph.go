@@ -55,6 +55,8 @@ type Params struct {
 	winoBudgetSet bool
 	winoSpent     int64
 	winoGrants    map[string]bool
+	// lazyOff turns the lazy Winograd mode off (for tests and benchmarks that want im2col).
+	lazyOff bool
 }
 
 // NewParams returns a parameter cache over src.

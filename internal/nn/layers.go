@@ -110,11 +110,12 @@ func (b *Builder) convLayerOpts(name string, x *Node, cout, k, stride, pad int, 
 	if len(xs) == 3 {
 		ho := (xs[1]+2*pad-k)/stride + 1
 		wo := (xs[2]+2*pad-k)/stride + 1
-		if ho > 0 && wo > 0 && b.useWinograd(b.Path(name), cin, cout, k, stride, pad, ho, wo) {
-			// Also in bf16 mode: see BF16 for why these stay float32.
-			wino := conv.NewWinogradPad(cin, cout, xs[1], xs[2], pad)
-			tw := b.paramDerived(name+".weight", "winograd4x4", ws, wino.TransformWeights)
-			return b.conv2d(x, tw, ws, wino, bn, stride, pad, opts)
+		if ho > 0 && wo > 0 {
+			if wino := b.winograd(b.Path(name), cin, cout, xs[1], xs[2], k, stride, pad, ho, wo); wino != nil {
+				// Also in bf16 mode: see BF16 for why these compute in float32.
+				tw := b.paramDerived(name+".weight", wino.WeightsKind(), ws, wino.PrepareWeights)
+				return b.conv2d(x, tw, ws, wino, bn, stride, pad, opts)
+			}
 		}
 	}
 	if bf16 && len(xs) == 3 {

@@ -1,5 +1,7 @@
 package nn
 
+import "github.com/sdxs-go/sdxs/internal/conv"
+
 // The Winograd policy.
 //
 // A 3×3, stride-1 convolution with padding 0 or 1 runs as Winograd F(4×4, 3×3) (conv package)
@@ -85,23 +87,49 @@ func (p *Params) winogradGrant(name string, extra int64) bool {
 	return g
 }
 
-// useWinograd decides whether the convolution name (full path) runs as Winograd F(4×4, 3×3),
-// by the policy above.
-func (b *Builder) useWinograd(name string, cin, cout, k, stride, pad, ho, wo int) bool {
+// winograd returns the Winograd plan of the convolution name (full path) of a [cin, h, w] input
+// by the policy above, or nil for im2col. Where the CPU runs the lazy mode of internal/conv on
+// its kernels (conv.LazyFast), a layer that would be Winograd only if granted memory runs lazily
+// instead when the grant is refused (its weights then stay 9 taps a pair, float32 or bf16), and
+// the layers always granted run lazily too, since they cost no memory that way.
+func (b *Builder) winograd(name string, cin, cout, h, w, k, stride, pad, ho, wo int) *conv.Winograd {
 	if k != 3 || stride != 1 || pad > 1 {
-		return false
+		return nil
+	}
+	bf16 := b.st.params.Precision() == BF16
+	var lazy *conv.Winograd
+	if conv.LazyFast() && !b.st.params.lazyDisabled() {
+		if p := conv.NewWinogradLazy(cin, cout, h, w, pad, bf16); p.Lazy() {
+			lazy = p
+		}
 	}
 	tiles := ((ho + 3) / 4) * ((wo + 3) / 4)
 	if tiles >= winogradMinTiles && cin*cout <= winogradMaxWeights {
-		return true
+		if lazy != nil {
+			return lazy
+		}
+		return conv.NewWinogradPad(cin, cout, h, w, pad)
 	}
 	if tiles < winogradBudgetMinTiles {
-		return false
+		return nil
 	}
 	// Extra bytes: 36 float32 per pair, less what the weight would take otherwise.
 	per := int64(36*4 - 9*4)
-	if b.st.params.Precision() == BF16 {
+	if bf16 {
 		per = 36*4 - 9*2
 	}
-	return b.st.params.winogradGrant(name, per*int64(cin)*int64(cout))
+	if b.st.params.winogradGrant(name, per*int64(cin)*int64(cout)) {
+		return conv.NewWinogradPad(cin, cout, h, w, pad)
+	}
+	return lazy
+}
+
+// lazyDisabled reports whether the lazy Winograd mode is turned off for these parameters.
+func (p *Params) lazyDisabled() bool {
+	if p.over != nil {
+		return p.over.parent.lazyDisabled()
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.lazyOff
 }

@@ -7,6 +7,9 @@ import (
 	"testing"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/sdxs-go/sdxs/internal/conv"
+	"github.com/sdxs-go/sdxs/internal/kernels"
 )
 
 // TestWinogradBudget checks the Winograd policy below the 64×64 level: layers at 32×32 are
@@ -46,6 +49,7 @@ func TestWinogradBudget(t *testing.T) {
 
 	ref := NewParams(src)
 	ref.SetWinogradBudget(0)
+	ref.lazyOff = true
 	want := run(ref)
 	require.Zero(t, ref.WinogradBytes())
 
@@ -72,19 +76,24 @@ func TestWinogradBudget(t *testing.T) {
 
 // BenchmarkWinogradLevels times the DreamShaper UNet's 3×3 convolutions at the 32×32 level of
 // a 512² picture as im2col + SGEMM (budget 0), as Winograd (unlimited budget) and as bf16
-// im2col, for the Winograd policy's choice of which layers to grant.
+// im2col, and as lazy Winograd (float32 and bf16 taps), for the Winograd policy's choice of
+// which layers to grant.
 func BenchmarkWinogradLevels(b *testing.B) {
 	r := rand.New(rand.NewPCG(1, 1))
 	for _, tc := range []struct{ cin, cout, hw int }{
 		{320, 640, 32}, {640, 640, 32}, {960, 640, 32}, {1920, 640, 32}, {1280, 1280, 32},
 	} {
-		for _, mode := range []string{"im2col", "winograd", "bf16"} {
+		for _, mode := range []string{"im2col", "winograd", "bf16", "lazy", "lazy-bf16"} {
 			b.Run(fmt.Sprintf("conv%dx%d_%dx%d/%s", tc.cin, tc.cout, tc.hw, tc.hw, mode), func(b *testing.B) {
 				src := memSource{}
 				src.add(r, "c.weight", tc.cout, tc.cin, 3, 3)
 				src.add(r, "c.bias", tc.cout)
 				params := NewParams(src)
 				params.SetWinogradBudget(0)
+				params.lazyOff = mode != "lazy" && mode != "lazy-bf16"
+				if mode == "lazy-bf16" {
+					params.SetPrecision(BF16)
+				}
 				if mode == "bf16" {
 					params.SetPrecision(BF16)
 				}
@@ -112,5 +121,66 @@ func BenchmarkWinogradLevels(b *testing.B) {
 				b.ReportMetric(float64(b.Elapsed().Microseconds())/1e3/float64(b.N), "ms/op")
 			})
 		}
+	}
+}
+
+// TestLazyWinograd checks the lazy Winograd mode in graphs: where the CPU runs it, a 3×3 layer
+// at 32×32 that the budget does not grant runs lazily, holds its weight as 9 taps a pair
+// (float32, or bf16 in bf16 mode) and nothing more, and gives the im2col result of the float32
+// weight (of the weight rounded to bf16 in bf16 mode).
+func TestLazyWinograd(t *testing.T) {
+	if !conv.LazyFast() {
+		t.Skip("the lazy Winograd mode does not run on kernels on this CPU or build")
+	}
+	r := rand.New(rand.NewPCG(9, 9))
+	const cin, cout, hw = 170, 180, 32
+	src := memSource{}
+	w := src.add(r, "c.weight", cout, cin, 3, 3)
+	src.add(r, "c.bias", cout)
+	rounded := memSource{}
+	for name, v := range src {
+		rounded[name] = v
+	}
+	wr := make([]float32, len(w))
+	for i, v := range w {
+		wr[i] = kernels.FromBF16(kernels.ToBF16(v))
+	}
+	rounded["c.weight"] = struct {
+		d []float32
+		s []int
+	}{wr, []int{cout, cin, 3, 3}}
+	x := randn(r, cin*hw*hw)
+	run := func(params *Params) []float32 {
+		t.Helper()
+		prog, err := Build(params, func(b *Builder) map[string]*Node {
+			return map[string]*Node{"y": b.ConvLayer("c", b.Input("x", cin, hw, hw), cout, 3, 1, 1, true)}
+		})
+		require.NoError(t, err)
+		y := make([]float32, cout*hw*hw)
+		require.NoError(t, prog.Run(context.Background(), map[string][]float32{"x": x}, map[string][]float32{"y": y}))
+		return y
+	}
+	for _, pr := range []Precision{FP32, BF16} {
+		t.Run(pr.String(), func(t *testing.T) {
+			ref := NewParams(src)
+			if pr == BF16 {
+				ref = NewParams(rounded)
+			}
+			ref.SetWinogradBudget(0)
+			ref.lazyOff = true
+			want := run(ref)
+
+			p := NewParams(src)
+			p.SetPrecision(pr)
+			p.SetWinogradBudget(0)
+			got := run(p)
+			require.Zero(t, p.WinogradBytes())
+			taps := int64(24*8) * cin * 9 * 4 // cout padded to 192 rows
+			if pr == BF16 {
+				taps /= 2
+			}
+			require.Equal(t, taps+cout*4, p.Bytes(), "taps and bias only")
+			require.Less(t, relL2(got, want), 1e-5)
+		})
 	}
 }

@@ -29,6 +29,9 @@ func main() {
 	genOutput()
 	genGemm(1, 3)
 	genGemm(3, 1)
+	genWeightConsts()
+	genWeights(false)
+	genWeights(true)
 	Generate()
 }
 

@@ -1,0 +1,224 @@
+package conv
+
+import (
+	"fmt"
+	"math"
+	"unsafe"
+)
+
+// The lazy mode.
+//
+// Transformed weights take 36 floats per (output, input) channel pair against the 9 of the
+// weight: a plan in the lazy mode (NewWinogradLazy) keeps only the 9 taps, packed for the
+// transform (PrepareWeights), and transforms them again on every run, one group of 24 output
+// channels and one block of gemmKB input channels at a time, into a worker's scratch (under
+// 1 MB, so that it stays in the L2 cache for the 36 products that read it back). The transform
+// is about 9 vector operations per channel pair, against 2·36·tiles multiply-adds of the
+// products: 1–4 % of the layer at 16 to 64 tiles per chunk. Only plans that would share their
+// chunks between goroutines (Cin·Cout above privateMaxMACs) go lazy: the small layers' transformed
+// weights are small.
+
+// Blocking of the lazy mode (variables so that benchmarks can try others; see BenchmarkLazy):
+// a worker transforms the weights of lazyRows output channels (a multiple of gemmGroup) and
+// lazyKB input channels (even) at a time, and runs their 36 products before the next block.
+// More rows read the transformed tiles V fewer times; fewer input channels keep the block in
+// the L2 cache.
+var (
+	lazyRows = 48
+	lazyKB   = 128
+)
+
+// lazyScratch returns the floats of one worker's transformed-weight block in the lazy mode.
+// The planes of the 36 positions ξ lie lazyPad floats more than a block apart: at a stride that
+// is a multiple of 4 KiB, the transform's 36 stores of each step would fall into one set of the
+// L1 cache and evict one another.
+func lazyScratch() int { return nXi * (lazyRows*lazyKB + lazyPad) }
+
+const lazyPad = 16
+
+// NewWinogradLazy is NewWinogradPad for a plan that keeps its weights untransformed (see the
+// lazy mode above), as float32 or, with bf16, as bfloat16 values (half the bytes; the plan then
+// computes with the weights rounded to bfloat16, exactly, in float32). The plan goes lazy only
+// when Cin·Cout is above the private size and Cin is even; Lazy reports whether it did. Either
+// way, PrepareWeights gives the weights Run takes.
+func NewWinogradLazy(cin, cout, h, w, pad int, bf16 bool) *Winograd {
+	p := NewWinogradPad(cin, cout, h, w, pad)
+	if !p.private && cin%2 == 0 {
+		p.lazy, p.lazy16 = true, bf16
+		p.packed = true // the products run on the packed kernels (or their plain-Go twin)
+	}
+	return p
+}
+
+// LazyFast reports whether the lazy mode runs on assembly kernels on this CPU: without them
+// its products run on plain Go, far slower than a transformed-weight plan on kernels.Sgemm.
+func LazyFast() bool { return useAVX512 && useLazyAsm }
+
+// Lazy reports whether the plan keeps its weights untransformed.
+func (p *Winograd) Lazy() bool { return p.lazy }
+
+// WeightsSize returns the length of the weights PrepareWeights returns for this plan.
+func (p *Winograd) WeightsSize() int {
+	if !p.lazy {
+		return p.TransformedSize()
+	}
+	n := padRows(p.cout) * p.cin * 9
+	if p.lazy16 {
+		return n / 2
+	}
+	return n
+}
+
+// WeightsKind names the form PrepareWeights gives ("winograd4x4", "winograd-taps" or
+// "winograd-taps-bf16"): plans of one kind over the same channel counts take the same weights,
+// whatever their image size.
+func (p *Winograd) WeightsKind() string {
+	switch {
+	case !p.lazy:
+		return "winograd4x4"
+	case p.lazy16:
+		return "winograd-taps-bf16"
+	}
+	return "winograd-taps"
+}
+
+// PrepareWeights returns the weights Run takes, made from w ([Cout, Cin, 3, 3], as in PyTorch):
+// the transformed weights (TransformWeights), or in the lazy mode the taps packed for the
+// transform (as float32, or two bfloat16 values in each float32 slot: an opaque layout). Call
+// it once per weight tensor and keep the result. It panics when w has the wrong length.
+func (p *Winograd) PrepareWeights(w []float32) []float32 {
+	if !p.lazy {
+		return p.TransformWeights(w)
+	}
+	if len(w) != p.cout*p.cin*9 {
+		panic(fmt.Sprintf("conv: PrepareWeights: %d weights, want %d·%d·9 = %d", len(w), p.cout, p.cin, p.cout*p.cin*9))
+	}
+	out := make([]float32, p.WeightsSize())
+	var o16 []uint16
+	if p.lazy16 {
+		o16 = unsafe.Slice((*uint16)(unsafe.Pointer(&out[0])), 2*len(out))
+	}
+	for o := 0; o < p.cout; o++ {
+		for i := 0; i < p.cin; i++ {
+			for tap := 0; tap < 9; tap++ {
+				v := w[(o*p.cin+i)*9+tap]
+				j := tapIndex(o, i, tap, p.cin)
+				if p.lazy16 {
+					o16[j] = toBF16(v)
+				} else {
+					out[j] = v
+				}
+			}
+		}
+	}
+	return out
+}
+
+// tapIndex returns the position of tap of the weight (o, i) in packed taps: panels of 8 output
+// channels, each holding pairs of input channels, each 9 taps of 16 lanes (the pair's first
+// channel's 8 rows, then its second's).
+func tapIndex(o, i, tap, cin int) int {
+	return (((o/8)*(cin/2)+i/2)*9+tap)*16 + (i%2)*8 + o%8
+}
+
+// toBF16 rounds f to the nearest bfloat16 (ties to even; NaN stays NaN), as kernels.ToBF16.
+func toBF16(f float32) uint16 {
+	b := math.Float32bits(f)
+	if b&0x7fffffff > 0x7f800000 {
+		return uint16(b>>16) | 0x40
+	}
+	return uint16((b + 0x7fff + (b>>16)&1) >> 16)
+}
+
+// Constants of the weight transform.
+var (
+	wc4  = float32(1.0 / 4)
+	wcm6 = float32(-1.0 / 6)
+	wc24 = float32(1.0 / 24)
+	wc6  = float32(1.0 / 6)
+	wc12 = float32(1.0 / 12)
+)
+
+// gTriple applies G to (a, b, c): the six values G·(a, b, c)ᵀ, rounded after every operation
+// as the assembly kernels compute them.
+func gTriple(a, b, c float32) [6]float32 {
+	s := a + c
+	q := float32(a*wc24) + float32(c*wc6)
+	w := b * wc12
+	return [6]float32{a * wc4, float32(s+b) * wcm6, float32(s-b) * wcm6, q + w, q - w, c}
+}
+
+// weightPairsGo transforms n pairs of input channels of one panel of 8 output channels from
+// packed taps src (see tapIndex) into dst: transformed position ξ of lane l (the pair's first
+// channel's 8 rows, then its second's) of pair j at dst[ξ·ldp + 16j + l].
+func weightPairsGo(dst []float32, ldp int, src []float32, n int) {
+	for j := 0; j < n; j++ {
+		for l := 0; l < 16; l++ {
+			var g [9]float32
+			for tap := range g {
+				g[tap] = src[(j*9+tap)*16+l]
+			}
+			weightLane(dst[16*j+l:], ldp, &g)
+		}
+	}
+}
+
+// weightPairsBF16Go is weightPairsGo on bfloat16 taps.
+func weightPairsBF16Go(dst []float32, ldp int, src []uint16, n int) {
+	for j := 0; j < n; j++ {
+		for l := 0; l < 16; l++ {
+			var g [9]float32
+			for tap := range g {
+				g[tap] = math.Float32frombits(uint32(src[(j*9+tap)*16+l]) << 16)
+			}
+			weightLane(dst[16*j+l:], ldp, &g)
+		}
+	}
+}
+
+// weightLane writes U = G g Gᵀ of one 3×3 weight g to dst[ξ·ldp].
+func weightLane(dst []float32, ldp int, g *[9]float32) {
+	var t [6][3]float32
+	for c := 0; c < 3; c++ {
+		y := gTriple(g[c], g[3+c], g[6+c])
+		for r := range y {
+			t[r][c] = y[r]
+		}
+	}
+	for r := 0; r < 6; r++ {
+		y := gTriple(t[r][0], t[r][1], t[r][2])
+		for c, v := range y {
+			dst[(r*6+c)*ldp] = v
+		}
+	}
+}
+
+// lazyGroup computes the products M_ξ = U_ξ·V_ξ of the output channels [lazyRows·g,
+// lazyRows·(g+1)) for every ξ, transforming their weights block by block into us (lazyScratch
+// floats).
+func (p *Winograd) lazyGroup(v, m, src, us []float32, nt, g int) {
+	o0 := g * lazyRows
+	rows := min(lazyRows, p.cout-o0)
+	rp := padRows(rows)
+	ld := nXi * p.ldt
+	var s16 []uint16
+	if p.lazy16 {
+		s16 = unsafe.Slice((*uint16)(unsafe.Pointer(&src[0])), 2*len(src))
+	}
+	for k0 := 0; k0 < p.cin; k0 += lazyKB {
+		klen := min(lazyKB, p.cin-k0)
+		ldp := rp*klen + lazyPad
+		for q := 0; q < rp/8; q++ {
+			off := (((o0/8)+q)*(p.cin/2) + k0/2) * 9 * 16
+			dst := us[q*klen*8 : (nXi-1)*ldp+(q+1)*klen*8]
+			if p.lazy16 {
+				weightPairsBF16(dst, ldp, s16[off:off+klen/2*9*16], klen/2)
+			} else {
+				weightPairs(dst, ldp, src[off:off+klen/2*9*16], klen/2)
+			}
+		}
+		for xi := 0; xi < nXi; xi++ {
+			gemmBlock(us[xi*ldp:xi*ldp+rp*klen], v[xi*p.ldt+k0*ld:], m[o0*ld+xi*p.ldt:], ld, klen, rows, nt, k0 > 0)
+		}
+	}
+}
