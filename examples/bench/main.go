@@ -36,6 +36,7 @@ import (
 	"path"
 	"path/filepath"
 	"runtime"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -103,6 +104,7 @@ func run() error {
 		strngth = flag.Float64("strength", 1, "image-to-image strength, in (0, 1]")
 		vaeKind = flag.String("vae", sdxs.VAETiny, `decoder (and encoder): "tiny" (TAESD) or "large" (the full KL VAE)`)
 		precStr = flag.String("precision", "fp32", `UNet arithmetic: "fp32" or "bf16" (bfloat16 weights and products, float32 accumulation)`)
+		cpuProf = flag.String("cpuprofile", "", "write a CPU profile of the timed runs to this file (go tool pprof)")
 		winoMiB = flag.Int64("winograd-budget", -1, "MiB of extra memory the UNet may spend on Winograd weights below the 64×64 level (negative: the default)")
 	)
 	flag.Parse()
@@ -176,6 +178,17 @@ func run() error {
 	}
 	if _, err := p.Generate(ctx, req); err != nil { // warm-up
 		return err
+	}
+	if *cpuProf != "" {
+		f, err := os.Create(*cpuProf)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return fmt.Errorf("-cpuprofile: %w", err)
+		}
+		defer pprof.StopCPUProfile()
 	}
 	times := map[sdxs.Stage][]float64{}
 	var totals, lastTimesteps []float64

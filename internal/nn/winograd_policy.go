@@ -12,18 +12,26 @@ import "github.com/sdxs-go/sdxs/internal/conv"
 //   - or it has at least winogradBudgetMinTiles tiles (the 32×32 level at 512²) and the extra
 //     memory of its transformed weights still fits the parameters' Winograd budget
 //     (SetWinogradBudget). A layer's grant is charged once, by its full name, in the order
-//     the layers are first built, and kept for every later build over the same parameters.
+//     the layers are first built, and kept for every later build over the same parameters;
+//   - or, where the CPU runs conv's lazy mode on its kernels (conv.LazyFast), it has at least
+//     winogradBudgetMinTiles tiles and the budget refused it, or it is an always-Winograd layer
+//     above, or (in fp32 mode) it has at least lazyMinTilesFP32 tiles (the 16×16 level): then
+//     it keeps its weight as 9 taps a pair (float32, or bf16 in bf16 mode) and transforms them
+//     on every run, at no memory cost and 0–20 % slower than with transformed weights held in
+//     memory (BenchmarkLazy in internal/conv).
 //
 // Why a budget: the transformed weights are 36 floats per (cout, cin) pair against the 9 of
 // the weight they replace, so Winograd's 3.5–4.7× per layer at 32×32 is paid with 4× the
 // layer's weight memory (+490 MB for the whole 32×32 level of the DreamShaper UNet in fp32).
 // The time saved per byte is the same for every layer of one level (time and memory both
 // grow as cin·cout), and larger at larger levels, so a budget spent level by level from the
-// top buys the most time. The 16×16 level (16 tiles) is left to im2col: see BENCHMARKS.md.
+// top buys the most time. Without the lazy mode, the 16×16 level (16 tiles) is left to im2col;
+// with it, bf16 mode leaves that level to bf16 im2col, as fast there (see BENCHMARKS.md).
 const (
 	winogradMinTiles       = 256
 	winogradMaxWeights     = 1024 * 1024
 	winogradBudgetMinTiles = 64
+	lazyMinTilesFP32       = 16
 )
 
 // Default Winograd budgets, in bytes of memory beyond what the layer's weights would take
@@ -111,6 +119,10 @@ func (b *Builder) winograd(name string, cin, cout, h, w, k, stride, pad, ho, wo 
 		return conv.NewWinogradPad(cin, cout, h, w, pad)
 	}
 	if tiles < winogradBudgetMinTiles {
+		// The 16×16 level: lazy Winograd beats float32 im2col there (1.3×), not bf16 im2col.
+		if lazy != nil && !bf16 && tiles >= lazyMinTilesFP32 {
+			return lazy
+		}
 		return nil
 	}
 	// Extra bytes: 36 float32 per pair, less what the weight would take otherwise.

@@ -74,14 +74,15 @@ func TestWinogradBudget(t *testing.T) {
 	require.Zero(t, bf.WinogradBytes(), "bf16 default budget")
 }
 
-// BenchmarkWinogradLevels times the DreamShaper UNet's 3×3 convolutions at the 32×32 level of
-// a 512² picture as im2col + SGEMM (budget 0), as Winograd (unlimited budget) and as bf16
+// BenchmarkWinogradLevels times the DreamShaper UNet's 3×3 convolutions at the 32×32 and 16×16
+// levels of a 512² picture as im2col + SGEMM (budget 0), as Winograd (unlimited budget) and as bf16
 // im2col, and as lazy Winograd (float32 and bf16 taps), for the Winograd policy's choice of
 // which layers to grant.
 func BenchmarkWinogradLevels(b *testing.B) {
 	r := rand.New(rand.NewPCG(1, 1))
 	for _, tc := range []struct{ cin, cout, hw int }{
 		{320, 640, 32}, {640, 640, 32}, {960, 640, 32}, {1920, 640, 32}, {1280, 1280, 32},
+		{640, 1280, 16}, {1280, 1280, 16}, {2560, 1280, 16},
 	} {
 		for _, mode := range []string{"im2col", "winograd", "bf16", "lazy", "lazy-bf16"} {
 			b.Run(fmt.Sprintf("conv%dx%d_%dx%d/%s", tc.cin, tc.cout, tc.hw, tc.hw, mode), func(b *testing.B) {
