@@ -15,7 +15,7 @@ import "github.com/sdxs-go/sdxs/internal/conv"
 //     the layers are first built, and kept for every later build over the same parameters;
 //   - or, where the CPU runs conv's lazy mode on its kernels (conv.LazyFast), it has at least
 //     winogradBudgetMinTiles tiles and the budget refused it, or it is an always-Winograd layer
-//     above, or (in fp32 mode) it has at least lazyMinTilesFP32 tiles (the 16×16 level): then
+//     above, or it has at least lazyMinTiles tiles (the 16×16 level): then
 //     it keeps its weight as 9 taps a pair (float32, or bf16 in bf16 mode) and transforms them
 //     on every run, at no memory cost and 0–20 % slower than with transformed weights held in
 //     memory (BenchmarkLazy in internal/conv).
@@ -25,13 +25,12 @@ import "github.com/sdxs-go/sdxs/internal/conv"
 // layer's weight memory (+490 MB for the whole 32×32 level of the DreamShaper UNet in fp32).
 // The time saved per byte is the same for every layer of one level (time and memory both
 // grow as cin·cout), and larger at larger levels, so a budget spent level by level from the
-// top buys the most time. Without the lazy mode, the 16×16 level (16 tiles) is left to im2col;
-// with it, bf16 mode leaves that level to bf16 im2col, as fast there (see BENCHMARKS.md).
+// top buys the most time. Without the lazy mode, the 16×16 level (16 tiles) is left to im2col.
 const (
 	winogradMinTiles       = 256
 	winogradMaxWeights     = 1024 * 1024
 	winogradBudgetMinTiles = 64
-	lazyMinTilesFP32       = 16
+	lazyMinTiles           = 16
 )
 
 // Default Winograd budgets, in bytes of memory beyond what the layer's weights would take
@@ -119,8 +118,9 @@ func (b *Builder) winograd(name string, cin, cout, h, w, k, stride, pad, ho, wo 
 		return conv.NewWinogradPad(cin, cout, h, w, pad)
 	}
 	if tiles < winogradBudgetMinTiles {
-		// The 16×16 level: lazy Winograd beats float32 im2col there (1.3×), not bf16 im2col.
-		if lazy != nil && !bf16 && tiles >= lazyMinTilesFP32 {
+		// The 16×16 level: lazy Winograd beats im2col there, float32 (1.3× a layer) and bf16
+		// (7–10 % of the bf16 UNet; BENCHMARKS.md).
+		if lazy != nil && tiles >= lazyMinTiles {
 			return lazy
 		}
 		return nil
