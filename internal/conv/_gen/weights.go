@@ -63,6 +63,10 @@ func genWeights(bf16 bool) {
 	dst := Load(Param("dst"), GP64())
 	ldp := Load(Param("ldp"), GP64())
 	SHLQ(Imm(2), ldp)
+	ldp3, ldp5, ldp6 := GP64(), GP64(), GP64()
+	LEAQ(Mem{Base: ldp, Index: ldp, Scale: 2}, ldp3)
+	LEAQ(Mem{Base: ldp, Index: ldp, Scale: 4}, ldp5)
+	LEAQ(Mem{Base: ldp3, Index: ldp3, Scale: 1}, ldp6)
 	src := Load(Param("src"), GP64())
 	n := Load(Param("n"), GP64())
 	lbl := name + "_pair"
@@ -88,16 +92,25 @@ func genWeights(bf16 bool) {
 			t[r][c] = y[r]
 		}
 	}
-	// U = t Gᵀ: row r gives ξ = 6r … 6r+5.
+	// U = t Gᵀ: row r gives ξ = 6r … 6r+5, at p + c·ldp for c < 6 with p = dst + 6r·ldp.
 	p := GP64()
 	MOVQ(dst, p)
 	for r := 0; r < 6; r++ {
 		y := gTriple(zp, t[r][0], t[r][1], t[r][2])
 		for c := range y {
-			VMOVUPS(y[c], Mem{Base: p})
-			if r < 5 || c < 5 {
-				ADDQ(ldp, p)
+			m := Mem{Base: p}
+			switch c {
+			case 1, 2, 4:
+				m = Mem{Base: p, Index: ldp, Scale: uint8(c)}
+			case 3:
+				m = Mem{Base: p, Index: ldp3, Scale: 1}
+			case 5:
+				m = Mem{Base: p, Index: ldp5, Scale: 1}
 			}
+			VMOVUPS(y[c], m)
+		}
+		if r < 5 {
+			ADDQ(ldp6, p)
 		}
 		zp.put(y[0], y[1], y[2], y[3], y[4], t[r][0], t[r][1], t[r][2])
 	}
