@@ -1,6 +1,12 @@
 // Package textenc is the CLIP text transformer (transformers' CLIPTextModel) as a Gorgonia
 // graph, built from its config.json: token and position embeddings, causal pre-norm transformer
 // layers and the final layer norm. Its output, the last hidden state, conditions the UNet.
+//
+// In bf16 (Params().SetPrecision(nn.BF16) before the first graph is built) the encoder holds the
+// weights of its linear layers (the attention's q/k/v/out projections and the MLP's fc1/fc2) in
+// bfloat16 and multiplies them by activations rounded to bfloat16 with float32 accumulation;
+// the embeddings, layer norms, softmax, attention products, residual sums and the final layer
+// norm stay float32.
 package textenc
 
 import (
@@ -50,6 +56,10 @@ func New(cfg *weights.CLIPTextConfig, src weights.TensorSource) (*Model, error) 
 // SetCache makes the encoder keep its compiled graph in c, shared with the other models of a
 // pipeline under one byte budget.
 func (m *Model) SetCache(c *nn.ProgramCache) { m.runner.SetCache(c) }
+
+// Params returns the parameters the encoder's graphs are built over (to set their precision
+// before the first build, or to account for their memory).
+func (m *Model) Params() *nn.Params { return m.params }
 
 // Config returns the model's configuration.
 func (m *Model) Config() *weights.CLIPTextConfig { return m.cfg }
