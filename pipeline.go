@@ -162,7 +162,7 @@ type Pipeline struct {
 	loras    loraCache
 	// loraUnfused applies adapters as unfused low-rank branches rather than merged weights.
 	loraUnfused bool
-	// precision is the UNet's arithmetic (WithPrecision).
+	// precision is the arithmetic of the UNet and the text encoder (WithPrecision).
 	precision Precision
 }
 

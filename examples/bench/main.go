@@ -103,7 +103,7 @@ func run() error {
 		steps   = flag.Int("steps", 1, "inference steps of the schedule")
 		strngth = flag.Float64("strength", 1, "image-to-image strength, in (0, 1]")
 		vaeKind = flag.String("vae", sdxs.VAETiny, `decoder (and encoder): "tiny" (TAESD) or "large" (the full KL VAE)`)
-		precStr = flag.String("precision", "fp32", `UNet arithmetic: "fp32" or "bf16" (bfloat16 weights and products, float32 accumulation)`)
+		precStr = flag.String("precision", "fp32", `UNet and text encoder arithmetic: "fp32" or "bf16" (bfloat16 weights and products, float32 accumulation)`)
 		cpuProf = flag.String("cpuprofile", "", "write a CPU profile of the timed runs to this file (go tool pprof)")
 		winoMiB = flag.Int64("winograd-budget", -1, "MiB of extra memory the UNet may spend on Winograd weights below the 64×64 level (negative: the default)")
 	)

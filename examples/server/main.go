@@ -99,7 +99,7 @@ func parseFlags(args []string) (*options, error) {
 	fs.IntVar(&o.warmSize, "warm-size", 0, "side of the warm-up picture (default: the model's size)")
 	fs.DurationVar(&o.grace, "shutdown-timeout", 5*time.Minute, "how long SIGTERM waits for requests in flight")
 	fs.StringVar(&o.logFormat, "log", "json", "log format: json or text")
-	fs.Func("precision", `UNet arithmetic: "fp32" (default) or "bf16" (bfloat16 weights and products, float32 accumulation)`, func(v string) error {
+	fs.Func("precision", `UNet and text encoder arithmetic: "fp32" (default) or "bf16" (bfloat16 weights and products, float32 accumulation)`, func(v string) error {
 		var err error
 		o.precision, err = sdxs.ParsePrecision(v)
 		return err

@@ -95,7 +95,7 @@ func run() error {
 
 		loraLenient = flag.Bool("lora-lenient", false, "skip (with a warning) the layers of a LoRA the model does not have, instead of failing")
 		vaeOpt      = flag.String("vae", "tiny", `decoder: "tiny" (TAESD, vae/) or "large" (the full KL VAE, vae_large/)`)
-		precStr     = flag.String("precision", "fp32", `UNet arithmetic: "fp32" or "bf16" (bfloat16 weights and products, float32 accumulation)`)
+		precStr     = flag.String("precision", "fp32", `UNet and text encoder arithmetic: "fp32" or "bf16" (bfloat16 weights and products, float32 accumulation)`)
 	)
 	flag.Parse()
 	if *model == "" {
