@@ -3,6 +3,8 @@ package textenc
 import (
 	"context"
 	"fmt"
+	"math/rand/v2"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -99,7 +101,8 @@ func TestBF16MatchesReference(t *testing.T) {
 // TestBF16Overlay replaces a weight of a bf16 encoder (as a merged LoRA does): the overlay
 // holds the replacement in bf16 too. Replacing it by its own values gives exactly the bf16
 // encoder's output; doubling it gives what an fp32 encoder with the same replacement gives,
-// within the bf16 bound, and the base encoder is unchanged afterwards.
+// within the bf16 bound, and so does an unfused low-rank update of the same layer (as an
+// unfused LoRA runs); the base encoder is unchanged afterwards.
 func TestBF16Overlay(t *testing.T) {
 	const model = "sdxs-09-tiny"
 	const name = "text_model.encoder.layers.1.mlp.fc1.weight"
@@ -138,6 +141,28 @@ func TestBF16Overlay(t *testing.T) {
 	}
 	bound := bf16Layers * float64(cfg.NumHiddenLayers) * oracle.RelL2(rounded, want)
 	oracle.AssertRelL2(t, "bf16 overlay vs fp32 overlay", got, want, bound)
+
+	// The same layer with an unfused low-rank update: its bf16 product plus a float32 branch.
+	d, f := cfg.HiddenSize, cfg.IntermediateSize
+	rng := rand.New(rand.NewPCG(1, 2))
+	lr := nn.LowRank{Rank: 2, A: make([]float32, 2*d), B: make([]float32, f*2), Scale: 1}
+	for i := range lr.A {
+		lr.A[i] = float32(rng.NormFloat64())
+	}
+	for i := range lr.B {
+		lr.B[i] = float32(rng.NormFloat64())
+	}
+	branches := map[string][]nn.LowRank{strings.TrimSuffix(name, ".weight"): {lr}}
+	got, err = m16.WithLowRank(branches).Encode(ctx, ids)
+	require.NoError(t, err)
+	want, err = m32.WithLowRank(branches).Encode(ctx, ids)
+	require.NoError(t, err)
+	require.Greater(t, oracle.RelL2(got, base), 1e-2, "the low-rank branch changed nothing")
+	for j, v := range want {
+		rounded[j] = kernels.FromBF16(kernels.ToBF16(v))
+	}
+	bound = bf16Layers * float64(cfg.NumHiddenLayers) * oracle.RelL2(rounded, want)
+	oracle.AssertRelL2(t, "bf16 low-rank vs fp32 low-rank", got, want, bound)
 
 	again, err := m16.Encode(ctx, ids)
 	require.NoError(t, err)
