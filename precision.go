@@ -17,8 +17,8 @@ const (
 	// at load from F32, F16 or BF16 files) and multiplies them by activations rounded to
 	// bfloat16 with float32 accumulation (VDPBF16PS where the CPU has AVX512_BF16, a
 	// bit-identical plain-Go twin elsewhere). Norms, softmax, attention products, residual
-	// sums, the text encoder's embeddings and final layer norm, the UNet's Winograd
-	// convolutions, the VAE, ControlNet and the scheduler step stay float32.
+	// sums, the text encoder's embeddings and final layer norm, the products of the UNet's
+	// Winograd convolutions, the VAE, ControlNet and the scheduler step stay float32.
 	PrecisionBF16
 )
 
