@@ -209,3 +209,28 @@ func BenchmarkSoftmax(b *testing.B) {
 		})
 	}
 }
+
+// TestTranspose checks Transpose and TransposeRows on odd and whole-block sizes against the
+// definition, with the assembly blocks and without.
+func TestTranspose(t *testing.T) {
+	r := rand.New(rand.NewPCG(31, 32))
+	for _, s := range [][2]int{{1, 1}, {16, 16}, {17, 5}, {33, 48}, {64, 640}, {100, 77}} {
+		rows, cols := s[0], s[1]
+		src := make([]float32, rows*cols)
+		for i := range src {
+			src[i] = float32(r.NormFloat64())
+		}
+		dst := make([]float32, rows*cols)
+		Transpose(dst, src, rows, cols)
+		split := make([]float32, rows*cols)
+		TransposeRows(split, src, rows, cols, 0, min(16, rows))
+		TransposeRows(split, src, rows, cols, min(16, rows), rows)
+		for i := 0; i < rows; i++ {
+			for j := 0; j < cols; j++ {
+				if dst[j*rows+i] != src[i*cols+j] || split[j*rows+i] != src[i*cols+j] {
+					t.Fatalf("%d×%d: element (%d, %d) wrong", rows, cols, i, j)
+				}
+			}
+		}
+	}
+}
