@@ -87,7 +87,7 @@ func BenchmarkPhases(b *testing.B) {
 		b.Run(name+"/products", func(b *testing.B) {
 			for range b.N {
 				if p.private || !p.packed {
-					p.products(v, m, tw, nt, 0, nXi)
+					p.products(v, m, tw, p.uStride(), nt, 0, nXi)
 					continue
 				}
 				r := getRun()

@@ -23,7 +23,7 @@ func roundBF16(w []float32) []float32 {
 // plain-Go twins in every case.
 func TestLazyMatchesDirect(t *testing.T) {
 	type shape struct{ cin, cout, h, w, pad int }
-	shapes := []shape{{170, 170, 9, 11, 1}, {300, 50, 16, 16, 1}, {258, 31, 13, 7, 0}, {520, 200, 8, 8, 1}, {640, 96, 32, 32, 1}}
+	shapes := []shape{{170, 170, 9, 11, 1}, {300, 50, 16, 16, 1}, {258, 31, 13, 7, 0}, {520, 200, 8, 8, 1}, {640, 96, 32, 32, 1}, {96, 40, 60, 60, 1}, {130, 200, 40, 38, 0}, {64, 30, 1, 500, 1}}
 	rng := rand.New(rand.NewPCG(21, 22))
 	for _, s := range shapes {
 		for _, bf16 := range []bool{false, true} {
@@ -42,6 +42,12 @@ func TestLazyMatchesDirect(t *testing.T) {
 					if !p.Lazy() {
 						t.Fatalf("plan is not lazy")
 					}
+					// 16 to 48 tiles a chunk: a few chunks transform per chunk, three or more once
+					// per run (cached).
+					if want := ceilDiv(p.tiles, p.chunk) >= lazyCacheMinChunks; p.cached != want {
+						t.Fatalf("%d chunks, cached %v", ceilDiv(p.tiles, p.chunk), p.cached)
+					}
+					t.Logf("%d tiles in chunks of %d, cached %v", p.tiles, p.chunk, p.cached)
 					ref := wt
 					if bf16 {
 						ref = roundBF16(wt)
@@ -159,14 +165,17 @@ func TestLazyOnlyForSharedPlans(t *testing.T) {
 
 // TestLazyRunDoesNotAllocate checks that a lazy run allocates nothing.
 func TestLazyRunDoesNotAllocate(t *testing.T) {
-	p := NewWinogradLazy(320, 64, 20, 20, 1, true)
-	x, wt, bias := randomProblem(rand.New(rand.NewPCG(27, 28)), 320, 64, 20, 20, true)
-	pw := p.PrepareWeights(wt)
-	out := make([]float32, 64*20*20)
-	s := make([]float32, p.ScratchSize())
-	p.Run(out, x, pw, bias, s)
-	if n := testing.AllocsPerRun(10, func() { p.Run(out, x, pw, bias, s) }); n != 0 {
-		t.Errorf("lazy Run allocates %v times", n)
+	x, wt, bias := randomProblem(rand.New(rand.NewPCG(27, 28)), 320, 64, 40, 40, true)
+	for _, maxChunk := range []int{512, 16} { // one chunk; many (cached)
+		var p *Winograd
+		withKnobs(false, 16, maxChunk, func() { p = NewWinogradLazy(320, 64, 40, 40, 1, true) })
+		pw := p.PrepareWeights(wt)
+		out := make([]float32, 64*40*40)
+		s := make([]float32, p.ScratchSize())
+		p.Run(out, x, pw, bias, s)
+		if n := testing.AllocsPerRun(10, func() { p.Run(out, x, pw, bias, s) }); n != 0 {
+			t.Errorf("lazy Run (cached %v) allocates %v times", p.cached, n)
+		}
 	}
 }
 

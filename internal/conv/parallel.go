@@ -12,6 +12,7 @@ const (
 	phaseOutput          // part = a range of output channels of the current chunk
 	phaseProducts        // part = one position ξ of the products of the current chunk
 	phaseLazy            // part = one group of lazyRows output channels of the products (lazy mode)
+	phaseCache           // part = one panel and block of the weights to transform (cached lazy mode)
 )
 
 // runState holds the arguments of one Run and the work split of its
@@ -101,14 +102,20 @@ func (r *runState) work(w int) {
 			t0 := i * p.chunk
 			nt := min(p.chunk, p.tiles-t0)
 			p.inputChunk(v, r.x, t0, nt, 0, p.cin)
-			p.products(v, m, r.tw, nt, 0, nXi)
+			p.products(v, m, r.tw, p.uStride(), nt, 0, nXi)
 			p.outputChunk(r.out, m, r.bias, t0, nt, 0, p.cout, r.ep)
 		case phaseInput:
 			v := r.s[:nv]
 			c0, c1 := i*p.cin/r.parts, (i+1)*p.cin/r.parts
 			p.inputChunk(v, r.x, r.t0, r.nt, c0, c1)
 		case phaseProducts:
-			p.products(r.s[:nv], r.s[nv:nv+nm], r.tw, r.nt, i, i+1)
+			if p.cached {
+				p.products(r.s[:nv], r.s[nv:nv+nm], r.s[nv+nm:], p.cachedStride(), r.nt, i, i+1)
+				continue
+			}
+			p.products(r.s[:nv], r.s[nv:nv+nm], r.tw, p.uStride(), r.nt, i, i+1)
+		case phaseCache:
+			p.cacheWeights(r.s[nv+nm:], r.tw, i)
 		case phaseLazy:
 			us := r.s[nv+nm+w*lazyScratch() : nv+nm+(w+1)*lazyScratch()]
 			p.lazyGroup(r.s[:nv], r.s[nv:nv+nm], r.tw, us, r.nt, i)

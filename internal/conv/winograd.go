@@ -53,6 +53,7 @@ type Winograd struct {
 	private              bool
 	packed               bool // U packed for gemmPacked (else row-major for Sgemm)
 	lazy, lazy16         bool // the lazy mode (lazy.go), with bfloat16 taps
+	cached               bool // lazy, with the weights transformed once per run (lazy.go)
 	workers              int
 }
 
@@ -205,7 +206,10 @@ func (p *Winograd) ScratchSize() int {
 	if p.private {
 		n *= min(p.workers, ceilDiv(p.tiles, p.chunk))
 	}
-	if p.lazy {
+	switch {
+	case p.cached:
+		n += nXi * p.cachedStride()
+	case p.lazy:
 		n += p.workers * lazyScratch()
 	}
 	return n + 16 // room to align to 64 bytes
@@ -291,19 +295,26 @@ func (p *Winograd) RunEpilogue(out, x, tw, bias, scratch []float32, ep Epilogue)
 	} else {
 		nv, _ := p.chunkFloats()
 		v, m := s[:nv], s[nv:]
+		if p.cached {
+			r.phase = phaseCache
+			r.parallel(padRows(p.cout)/8*ceilDiv(p.cin, gemmKB), workers)
+		}
 		for c := 0; c < nchunks; c++ {
 			t0 := c * p.chunk
 			r.t0, r.nt = t0, min(p.chunk, p.tiles-t0)
 			r.phase = phaseInput
 			r.parallel(min(p.cin, 4*workers), workers)
-			if p.lazy {
+			if p.cached {
+				r.phase = phaseProducts
+				r.parallel(nXi, workers)
+			} else if p.lazy {
 				r.phase = phaseLazy
 				r.parallel(ceilDiv(p.cout, lazyRows), workers)
 			} else if p.packed {
 				r.phase = phaseProducts
 				r.parallel(nXi, workers)
 			} else {
-				p.products(v, m, tw, r.nt, 0, nXi) // Sgemm is parallel
+				p.products(v, m, tw, p.uStride(), r.nt, 0, nXi) // Sgemm is parallel
 			}
 			r.phase = phaseOutput
 			r.parallel(min(p.cout, 4*workers), workers)
@@ -313,9 +324,8 @@ func (p *Winograd) RunEpilogue(out, x, tw, bias, scratch []float32, ep Epilogue)
 }
 
 // products computes the matrix products M_ξ = U_ξ·V_ξ of a chunk of nt
-// tiles for ξ in [xi0, xi1).
-func (p *Winograd) products(v, m, tw []float32, nt, xi0, xi1 int) {
-	plane := p.uStride()
+// tiles for ξ in [xi0, xi1), U_ξ at tw[ξ·plane].
+func (p *Winograd) products(v, m, tw []float32, plane, nt, xi0, xi1 int) {
 	ld := nXi * p.ldt
 	for xi := xi0; xi < xi1; xi++ {
 		u := tw[xi*plane : (xi+1)*plane]
