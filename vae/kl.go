@@ -6,6 +6,7 @@ import (
 	"math"
 	"slices"
 
+	"github.com/sdxs-go/sdxs/internal/conv"
 	"github.com/sdxs-go/sdxs/internal/nn"
 	"github.com/sdxs-go/sdxs/weights"
 )
@@ -180,7 +181,7 @@ func (k *KL) AttentionMACs(h, w int) int64 {
 func (k *KL) DecodeBytes(h, w int) int64 {
 	ch := k.cfg.BlockOutChannels
 	n := len(ch)
-	var peak int64
+	var peak, scratch int64
 	for i := 0; i < n; i++ {
 		// Up block i works at h·2^i × w·2^i; its input has ch[n-i] channels (ch[n-1] for the
 		// first) and its output ch[n-1-i]; the previous block's upsampler wrote its input at this
@@ -192,9 +193,10 @@ func (k *KL) DecodeBytes(h, w int) int64 {
 		}
 		c := int64(max(in, ch[n-1-i]))
 		peak = max(peak, 4*c*s)
+		scratch = max(scratch, convScratch(int(c), int(c), h<<i, w<<i))
 	}
 	attn := int64(min(256, h*w)) * int64(h*w)
-	return 4*(peak+attn) + convScratchBytes
+	return 4*(peak+attn) + scratch
 }
 
 // EncodeBytes estimates the memory, in bytes, of the activations of encoding an h×w picture in
@@ -205,7 +207,7 @@ func (k *KL) DecodeBytes(h, w int) int64 {
 // 512×512.
 func (k *KL) EncodeBytes(h, w int) int64 {
 	ch := k.cfg.BlockOutChannels
-	var peak int64
+	var peak, scratch int64
 	hi, wi := h, w
 	for i := range ch {
 		c := ch[i]
@@ -213,17 +215,27 @@ func (k *KL) EncodeBytes(h, w int) int64 {
 			c = max(c, ch[i-1])
 		}
 		peak = max(peak, int64(c)*int64(hi)*int64(wi))
+		scratch = max(scratch, convScratch(c, c, hi, wi))
 		hi, wi = downsampled(hi), downsampled(wi)
 	}
 	lh, lw := k.EncodedSize(h, w)
 	n := int64(lh) * int64(lw)
-	return 4*(peak*17/4+min(256, n)*n) + convScratchBytes
+	return 4*(peak*17/4+min(256, n)*n) + scratch
 }
 
 // convScratchBytes bounds the scratch memory of one convolution (im2col columns or Winograd
 // chunks) in DecodeBytes.
 const convScratchBytes = 16 << 20
 
+// convScratch returns the scratch bytes of the widest 3×3 convolution of cin → cout channels on
+// an h×w image: at least convScratchBytes, more where a lazy Winograd convolution transforms
+// its weights once per run (large images).
+func convScratch(cin, cout, h, w int) int64 {
+	if !conv.LazyFast() || h < 1 || w < 1 {
+		return convScratchBytes
+	}
+	return max(convScratchBytes, int64(conv.NewWinogradLazy(cin, cout, h, w, 1, false).ScratchSize())*4)
+}
 // Decode turns latents [latent_channels, h, w] (x₀ already divided by the scaling factor) into
 // an image [out_channels, H, W] (H = h·UpscaleFactor) in [-1, 1] before clamping, as diffusers'
 // AutoencoderKL.decode does. When DecodeBytes(h, w) exceeds the tile budget it decodes

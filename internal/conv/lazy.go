@@ -256,3 +256,17 @@ func (p *Winograd) lazyGroup(v, m, src, us []float32, nt, g int) {
 		}
 	}
 }
+
+// CachedWeightsBytes returns the scratch bytes a lazy plan of cin → cout channels takes, beyond
+// its chunk's, when it transforms its weights once per run (large images), on CPUs where the
+// lazy mode runs (LazyFast); 0 elsewhere. Memory estimates add it to the convolutions' scratch.
+func CachedWeightsBytes(cin, cout int) int64 {
+	if !LazyFast() {
+		return 0
+	}
+	b := int64(nXi) * int64(padRows(cout)*cin+lazyPad) * 4
+	if b > lazyCacheMaxBytes {
+		return 0
+	}
+	return b
+}
