@@ -17,9 +17,11 @@ const DefaultCacheBudget int64 = 1 << 30
 
 // WithCacheBudget sets the byte budget of the pipeline's compiled graphs (one per model and
 // image size): when a new size's graphs would take the cache over the budget, the least
-// recently used graphs are dropped (and rebuilt if their size is asked for again). The graph
-// just built is always kept, even if alone it exceeds the budget. bytes ≤ 0 means unbounded:
-// every size ever asked for stays in memory. The default is DefaultCacheBudget.
+// recently used graphs are dropped (and rebuilt if their size is asked for again). The most
+// recently used graph of each model is always kept, even when they alone exceed the budget
+// (at 1024×1024 the UNet's and the decoder's do), so that a generation never rebuilds its own
+// graphs. bytes ≤ 0 means unbounded: every size ever asked for stays in memory. The default is
+// DefaultCacheBudget.
 func WithCacheBudget(bytes int64) Option {
 	return func(o *loadOptions) { o.cacheBudget = &bytes }
 }

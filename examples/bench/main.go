@@ -105,6 +105,7 @@ func run() error {
 		vaeKind = flag.String("vae", sdxs.VAETiny, `decoder (and encoder): "tiny" (TAESD) or "large" (the full KL VAE)`)
 		precStr = flag.String("precision", "fp32", `UNet and text encoder arithmetic: "fp32" or "bf16" (bfloat16 weights and products, float32 accumulation)`)
 		cpuProf = flag.String("cpuprofile", "", "write a CPU profile of the timed runs to this file (go tool pprof)")
+		cacheMB = flag.Int64("cache-budget", -1, "MiB of compiled graphs the pipeline keeps (negative: sdxs.DefaultCacheBudget; at 1024² the UNet's and the decoder's graphs take more than the default, and a decoder rebuilt every run is timed with its build)")
 		winoMiB = flag.Int64("winograd-budget", -1, "MiB of extra memory the UNet may spend on Winograd weights below the 64×64 level (negative: the default)")
 	)
 	flag.Parse()
@@ -130,7 +131,7 @@ func run() error {
 		if err != nil {
 			return err
 		}
-		opts := []sdxs.Option{sdxs.WithVAE(*vaeKind), sdxs.WithPrecision(prec), winoOpt(*winoMiB)}
+		opts := []sdxs.Option{sdxs.WithVAE(*vaeKind), sdxs.WithPrecision(prec), winoOpt(*winoMiB), cacheOpt(*cacheMB)}
 		if *cnDir != "" {
 			cn, err := sdxs.Resolve(context.Background(), *cnDir, sdxs.KindControlNet, hubOpts...)
 			if err != nil {
@@ -141,7 +142,7 @@ func run() error {
 		loadStart = time.Now() // the download is not part of the load time
 		p, err = sdxs.Load(dir, opts...)
 	} else {
-		p, parts, srcs, err = fromPreset(*preset, *vaeKind, sdxs.WithPrecision(prec), winoOpt(*winoMiB))
+		p, parts, srcs, err = fromPreset(*preset, *vaeKind, sdxs.WithPrecision(prec), winoOpt(*winoMiB), cacheOpt(*cacheMB))
 		if err == nil && *save != "" {
 			if err := p.Warm(context.Background(), *width, *height); err != nil {
 				return err
@@ -544,6 +545,14 @@ func writeFile(path string, data []byte) error {
 }
 
 // winoOpt is the Winograd budget option of -winograd-budget (MiB), nil for the default.
+// cacheOpt is the graph cache option of -cache-budget (MiB), nil for the default.
+func cacheOpt(mib int64) sdxs.Option {
+	if mib < 0 {
+		return nil
+	}
+	return sdxs.WithCacheBudget(mib << 20)
+}
+
 func winoOpt(mib int64) sdxs.Option {
 	if mib < 0 {
 		return nil

@@ -17,9 +17,13 @@ import (
 // of one pipeline) can share one cache, so that the budget bounds them together.
 //
 // Budget rules: a budget ≤ 0 means unbounded. Otherwise, after each insertion the least
-// recently used programs are dropped until the total is within the budget, except that the
-// program just built is always kept (even when alone it exceeds the budget), so that a request
-// never has to rebuild the program it asked for.
+// recently used programs are dropped until the total is within the budget, except that the most
+// recently used program of each runner is always kept (even when they alone exceed the
+// budget): a generation runs one program of each model in turn, and with only one of them kept
+// a large size would rebuild every model's program for every picture (at 1024×1024 the UNet's
+// and the decoder's programs take more than the default budget of a pipeline; rebuilding them
+// each time doubled the time and the peak memory). The budget bounds the programs kept for
+// other sizes and keys.
 //
 // Dropping a program never breaks a run in progress: the run holds its own reference to the
 // program, whose memory is freed once the last run ends.
@@ -180,8 +184,22 @@ func (c *ProgramCache) insert(key cacheKey, prog *Program) {
 	if c.budget <= 0 {
 		return
 	}
-	for c.bytes > c.budget && c.lru.Len() > 1 {
-		c.remove(c.lru.Back())
+	if c.bytes <= c.budget {
+		return
+	}
+	// Each runner's most recently used program stays; the others go, oldest first.
+	newest := make(map[*runnerID]*list.Element)
+	for e := c.lru.Front(); e != nil; e = e.Next() {
+		if o := e.Value.(*cacheEntry).key.owner; newest[o] == nil {
+			newest[o] = e
+		}
+	}
+	for e := c.lru.Back(); e != nil && c.bytes > c.budget; {
+		prev := e.Prev()
+		if newest[e.Value.(*cacheEntry).key.owner] != e {
+			c.remove(e)
+		}
+		e = prev
 	}
 }
 

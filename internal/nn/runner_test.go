@@ -153,6 +153,38 @@ func TestProgramCacheSharedByRunners(t *testing.T) {
 	require.Equal(t, p2.ArenaBytes(), c.Bytes())
 }
 
+// TestProgramCacheKeepsEachRunnersLatest checks that a budget too small for the programs of one
+// generation (one per model, as at 1024×1024) does not make the models evict each other: each
+// runner's most recently used program stays, and only programs of other keys are dropped.
+func TestProgramCacheKeepsEachRunnersLatest(t *testing.T) {
+	m := newConvModel(1)
+	r1 := NewRunner("one", NewParams(m.src), m.build)
+	r2 := NewRunner("two", NewParams(m.src), m.build)
+	ctx := context.Background()
+	p, err := r1.Program(ctx, 16)
+	require.NoError(t, err)
+	c := NewProgramCache(p.ArenaBytes()) // room for one program of this size
+	r1.SetCache(c)
+	r2.SetCache(c)
+	for round := 0; round < 3; round++ { // a generation runs both models in turn
+		_, err := r1.Program(ctx, 16)
+		require.NoError(t, err)
+		_, err = r2.Program(ctx, 16)
+		require.NoError(t, err)
+	}
+	require.EqualValues(t, 3, m.builds.Load(), "one build before the cache, then one per runner")
+	require.Equal(t, 2, c.Len())
+	// Another size of r1 evicts r1's older program, not r2's only one.
+	_, err = r1.Program(ctx, 8)
+	require.NoError(t, err)
+	require.Equal(t, 2, c.Len())
+	_, err = r2.Program(ctx, 16)
+	require.NoError(t, err)
+	_, err = r1.Program(ctx, 8)
+	require.NoError(t, err)
+	require.EqualValues(t, 4, m.builds.Load(), "r1 at 8 built once; r2 kept")
+}
+
 func TestRunnerConcurrentSameKeyBuildsOnce(t *testing.T) {
 	m := newConvModel(1)
 	m.gate, m.gateSize = make(chan struct{}), 16
