@@ -236,6 +236,7 @@ func convScratch(cin, cout, h, w int) int64 {
 	}
 	return max(convScratchBytes, int64(conv.NewWinogradLazy(cin, cout, h, w, 1, false).ScratchSize())*4)
 }
+
 // Decode turns latents [latent_channels, h, w] (x₀ already divided by the scaling factor) into
 // an image [out_channels, H, W] (H = h·UpscaleFactor) in [-1, 1] before clamping, as diffusers'
 // AutoencoderKL.decode does. When DecodeBytes(h, w) exceeds the tile budget it decodes
