@@ -34,9 +34,11 @@ const (
 )
 
 // Default Winograd budgets, in bytes of memory beyond what the layer's weights would take
-// as im2col weights: fp32 DreamShaper stays within 2.2 GiB of peak RSS. In bf16 mode the
-// budget is zero: the transformed weights stay float32 (36·4 bytes a pair against bf16's
-// 9·2), and bf16 mode's memory target is tighter.
+// as im2col weights. A layer that can run as lazy Winograd (conv.LazyFast, and a plan that goes
+// lazy) does so at the same speed (BENCHMARKS.md: DreamShaper's fp32 UNet 0.61–0.62 s with 0
+// or 128 MiB), so the default budget does not grant it transformed weights. Elsewhere, in fp32
+// mode, 128 MiB: DreamShaper stays within 2.2 GiB of peak RSS. In bf16 mode 0: the transformed weights stay float32 (36·4 bytes a pair
+// against bf16's 9·2), and bf16 mode's memory target is tighter.
 const (
 	DefaultWinogradBudgetFP32 int64 = 128 << 20
 	DefaultWinogradBudgetBF16 int64 = 0
@@ -66,10 +68,10 @@ func (p *Params) WinogradBytes() int64 {
 }
 
 // winogradGrant reports whether the layer name may run as Winograd under the budget, charging
-// extra bytes the first time it is granted.
-func (p *Params) winogradGrant(name string, extra int64) bool {
+// extra bytes the first time it is granted; lazy says whether it could run lazily instead.
+func (p *Params) winogradGrant(name string, extra int64, lazy bool) bool {
 	if p.over != nil {
-		return p.over.parent.winogradGrant(name, extra)
+		return p.over.parent.winogradGrant(name, extra, lazy)
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -79,7 +81,7 @@ func (p *Params) winogradGrant(name string, extra int64) bool {
 	budget := p.winoBudget
 	if !p.winoBudgetSet {
 		budget = DefaultWinogradBudgetFP32
-		if p.precision == BF16 {
+		if p.precision == BF16 || lazy {
 			budget = DefaultWinogradBudgetBF16
 		}
 	}
@@ -130,7 +132,7 @@ func (b *Builder) winograd(name string, cin, cout, h, w, k, stride, pad, ho, wo 
 	if bf16 {
 		per = 36*4 - 9*2
 	}
-	if b.st.params.winogradGrant(name, per*int64(cin)*int64(cout)) {
+	if b.st.params.winogradGrant(name, per*int64(cin)*int64(cout), lazy != nil) {
 		return conv.NewWinogradPad(cin, cout, h, w, pad)
 	}
 	return lazy

@@ -66,7 +66,7 @@ func TestWinogradBudget(t *testing.T) {
 
 	def := NewParams(src)
 	run(def)
-	require.Equal(t, 3*extra, def.WinogradBytes(), "fp32 default budget")
+	require.Equal(t, 3*extra, def.WinogradBytes(), "fp32 default budget (these small layers cannot run lazily)")
 
 	bf := NewParams(src)
 	bf.SetPrecision(BF16)
@@ -182,6 +182,13 @@ func TestLazyWinograd(t *testing.T) {
 			}
 			require.Equal(t, taps+cout*4, p.Bytes(), "taps and bias only")
 			require.Less(t, relL2(got, want), 1e-5)
+
+			// The default budget does not grant a layer that can run lazily.
+			d := NewParams(src)
+			d.SetPrecision(pr)
+			run(d)
+			require.Zero(t, d.WinogradBytes())
+			require.Equal(t, taps+cout*4, d.Bytes())
 		})
 	}
 }
