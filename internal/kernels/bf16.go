@@ -444,3 +444,60 @@ func BF16Kernel() string {
 	}
 	return "go"
 }
+
+// PackRight packs w [rows×cols, row stride ldw] into m for GemmBF16Right (C = X·wᵀ), as
+// NewBF16Right does, reusing m's storage: for products of two activations, such as attention's
+// queries by keys. m must not be in use by a product meanwhile.
+func (m *BF16Matrix) PackRight(w []float32, rows, cols, ldw int) {
+	if rows < 0 || cols < 0 || ldw < cols || (rows > 0 && len(w) < (rows-1)*ldw+cols) {
+		panic(fmt.Sprintf("kernels: PackRight: %d values (stride %d) for %d×%d", len(w), ldw, rows, cols))
+	}
+	kq := (cols + 1) / 2
+	np := (rows + bfNR - 1) / bfNR
+	m.resize(rows, cols, np*kq*bfNR)
+	// Each panel: its rows as pairs (vectorised), then the 32 rows' dwords interleaved.
+	parallelRange(np, func(p0, p1 int) {
+		buf := getBF16Buffer(bfNR * kq)
+		tmp := *buf
+		for p := p0; p < p1; p++ {
+			n := min(bfNR, rows-p*bfNR)
+			packPairs(tmp, kq, w[p*bfNR*ldw:], n, cols, ldw)
+			panel := m.data[p*kq*bfNR : (p+1)*kq*bfNR]
+			for q := 0; q < kq; q++ {
+				d := panel[q*bfNR : (q+1)*bfNR]
+				for j := 0; j < n; j++ {
+					d[j] = tmp[j*kq+q]
+				}
+				clear(d[n:])
+			}
+		}
+		bf16Buffers.Put(buf)
+	})
+}
+
+// PackRightTransposed packs the transpose of x [k×n, row stride ldx] into m for GemmBF16Right,
+// reusing m's storage: m then stands for W = xᵀ [n×k], so that GemmBF16Right gives C = X·x,
+// as attention's probabilities by values. m must not be in use by a product meanwhile.
+func (m *BF16Matrix) PackRightTransposed(x []float32, k, n, ldx int) {
+	if k < 0 || n < 0 || ldx < n || (k > 0 && len(x) < (k-1)*ldx+n) {
+		panic(fmt.Sprintf("kernels: PackRightTransposed: %d values (stride %d) for %d×%d", len(x), ldx, k, n))
+	}
+	kq := (k + 1) / 2
+	np := (n + bfNR - 1) / bfNR
+	m.resize(n, k, np*kq*bfNR)
+	parallelRange(np, func(p0, p1 int) {
+		for p := p0; p < p1; p++ {
+			packPanel(m.data[p*kq*bfNR:(p+1)*kq*bfNR], x, ldx, p*bfNR, min(bfNR, n-p*bfNR), k)
+		}
+	})
+}
+
+// resize makes m a right operand of rows×cols in n dwords, keeping its storage when it is
+// large enough.
+func (m *BF16Matrix) resize(rows, cols, n int) {
+	m.rows, m.cols, m.kq, m.left = rows, cols, (cols+1)/2, false
+	if cap(m.data) < n {
+		m.data = make([]uint32, n)
+	}
+	m.data = m.data[:n]
+}

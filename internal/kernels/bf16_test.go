@@ -3,6 +3,7 @@ package kernels
 import (
 	"math"
 	"math/rand/v2"
+	"slices"
 	"testing"
 	"unsafe"
 )
@@ -249,5 +250,40 @@ func TestBF16PackAsm(t *testing.T) {
 			}
 		}
 		useBF16Pack = true
+	}
+}
+
+// TestPackRight checks that PackRight and PackRightTransposed lay out activations exactly as
+// NewBF16Right lays out weights (of the matrix and of its transpose), on odd sizes, with
+// strides, reusing one matrix from larger to smaller shapes and back.
+func TestPackRight(t *testing.T) {
+	r := rand.New(rand.NewPCG(51, 52))
+	var m, mt BF16Matrix
+	for _, s := range [][2]int{{1, 1}, {1024, 80}, {33, 7}, {77, 64}, {5, 160}, {300, 33}} {
+		rows, cols := s[0], s[1]
+		ld := cols + r.IntN(5)
+		w := make([]float32, (rows-1)*ld+cols)
+		for i := range w {
+			w[i] = float32(r.NormFloat64())
+		}
+		dense := make([]float32, rows*cols)
+		trans := make([]float32, rows*cols)
+		for i := 0; i < rows; i++ {
+			for j := 0; j < cols; j++ {
+				dense[i*cols+j] = w[i*ld+j]
+				trans[j*rows+i] = w[i*ld+j]
+			}
+		}
+		m.PackRight(w, rows, cols, ld)
+		want := NewBF16Right(dense, rows, cols)
+		if m.Rows() != rows || m.Cols() != cols || !slices.Equal(m.data, want.data) {
+			t.Fatalf("PackRight %d×%d differs from NewBF16Right", rows, cols)
+		}
+		// w read as x [k = rows, n = cols]: mt stands for xᵀ [cols×rows].
+		mt.PackRightTransposed(w, rows, cols, ld)
+		wantT := NewBF16Right(trans, cols, rows)
+		if mt.Rows() != cols || mt.Cols() != rows || !slices.Equal(mt.data, wantT.data) {
+			t.Fatalf("PackRightTransposed %d×%d differs from NewBF16Right of the transpose", rows, cols)
+		}
 	}
 }

@@ -77,28 +77,32 @@ func BenchmarkConvPrecision(b *testing.B) {
 }
 
 // BenchmarkAttention times the DreamShaper UNet's self-attention at the 32×32 and 16×16 levels
-// (1024 tokens × 640 channels, 256 × 1280, 8 heads).
+// (1024 tokens × 640 channels, 256 × 1280, 8 heads) in fp32 and bf16.
 func BenchmarkAttention(b *testing.B) {
 	r := rand.New(rand.NewPCG(1, 1))
 	for _, tc := range []struct{ n, c, heads int }{{1024, 640, 8}, {256, 1280, 8}} {
-		b.Run(fmt.Sprintf("attn%dx%d", tc.n, tc.c), func(b *testing.B) {
-			prog, err := Build(NewParams(memSource{}), func(bd *Builder) map[string]*Node {
-				q, k, v := bd.Input("q", tc.n, tc.c), bd.Input("k", tc.n, tc.c), bd.Input("v", tc.n, tc.c)
-				return map[string]*Node{"y": bd.Attention(q, k, v, tc.heads, false)}
-			})
-			if err != nil {
-				b.Fatal(err)
-			}
-			in := map[string][]float32{"q": randn(r, tc.n*tc.c), "k": randn(r, tc.n*tc.c), "v": randn(r, tc.n*tc.c)}
-			out := map[string][]float32{"y": make([]float32, tc.n*tc.c)}
-			b.ResetTimer()
-			for i := 0; i < b.N; i++ {
-				if err := prog.Run(context.Background(), in, out); err != nil {
+		for _, pr := range []Precision{FP32, BF16} {
+			b.Run(fmt.Sprintf("attn%dx%d/%v", tc.n, tc.c, pr), func(b *testing.B) {
+				params := NewParams(memSource{})
+				params.SetPrecision(pr)
+				prog, err := Build(params, func(bd *Builder) map[string]*Node {
+					q, k, v := bd.Input("q", tc.n, tc.c), bd.Input("k", tc.n, tc.c), bd.Input("v", tc.n, tc.c)
+					return map[string]*Node{"y": bd.Attention(q, k, v, tc.heads, false)}
+				})
+				if err != nil {
 					b.Fatal(err)
 				}
-			}
-			flops := 4 * float64(tc.n) * float64(tc.n) * float64(tc.c)
-			b.ReportMetric(flops*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
-		})
+				in := map[string][]float32{"q": randn(r, tc.n*tc.c), "k": randn(r, tc.n*tc.c), "v": randn(r, tc.n*tc.c)}
+				out := map[string][]float32{"y": make([]float32, tc.n*tc.c)}
+				b.ResetTimer()
+				for i := 0; i < b.N; i++ {
+					if err := prog.Run(context.Background(), in, out); err != nil {
+						b.Fatal(err)
+					}
+				}
+				flops := 4 * float64(tc.n) * float64(tc.n) * float64(tc.c)
+				b.ReportMetric(flops*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
+			})
+		}
 	}
 }

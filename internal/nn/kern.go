@@ -420,18 +420,42 @@ func (l *layerNormKernel) run(out []float32, in [][]float32, _ []float32) {
 type attentionKernel struct {
 	nq, nk, c, heads int
 	causal           bool
+	// bf16 computes both products with bf16 operands (queries, keys, probabilities and
+	// values rounded to bfloat16, as torch.bfloat16 does) and float32 accumulation, for up to
+	// attnRowsBF16 query rows at once; kb and vb hold one head's keys and values packed for
+	// them (a Program runs one at a time).
+	bf16   bool
+	kb, vb kernels.BF16Matrix
 }
 
-// attnRows is the number of query rows whose scores are held at once.
-const attnRows = 256
+// attnRows is the number of query rows whose scores are held at once (attnRowsBF16 in bf16:
+// the keys and values are packed once per head, so fewer, larger products pay).
+const (
+	attnRows     = 256
+	attnRowsBF16 = 1024
+	// attnMinBF16 is the fewest scores (query rows × keys) for which bf16 mode runs attention's
+	// products in bf16 (BenchmarkAttention).
+	attnMinBF16 = 512 * 512
+)
 
-func (a *attentionKernel) scratchSize() int { return min(attnRows, a.nq) * a.nk }
+func (a *attentionKernel) rows() int {
+	if a.bf16 {
+		return min(attnRowsBF16, a.nq)
+	}
+	return min(attnRows, a.nq)
+}
+
+func (a *attentionKernel) scratchSize() int { return a.rows() * a.nk }
 func (a *attentionKernel) inplace() int     { return -1 }
 
 func (a *attentionKernel) run(out []float32, in [][]float32, scratch []float32) {
 	q, k, v := in[0], in[1], in[2]
 	d := a.c / a.heads
 	scale := float32(1 / math.Sqrt(float64(d)))
+	if a.bf16 {
+		a.runBF16(out, q, k, v, scratch, d, scale)
+		return
+	}
 	for h := 0; h < a.heads; h++ {
 		for r0 := 0; r0 < a.nq; r0 += attnRows {
 			rows := min(attnRows, a.nq-r0)
@@ -449,6 +473,34 @@ func (a *attentionKernel) run(out []float32, in [][]float32, scratch []float32) 
 				}
 			})
 			sgemm(false, false, rows, d, a.nk, 1, s, a.nk, v[h*d:], a.c, 0, out[r0*a.c+h*d:], a.c)
+		}
+	}
+}
+
+// runBF16 is run with bf16 products: S = Q·Kᵀ, the scaled softmax of S in float32, then P·V,
+// both products on kernels.GemmBF16Right with the head's keys and values packed once.
+func (a *attentionKernel) runBF16(out, q, k, v, scratch []float32, d int, scale float32) {
+	n := a.rows()
+	for h := 0; h < a.heads; h++ {
+		a.kb.PackRight(k[h*d:], a.nk, d, a.c)
+		a.vb.PackRightTransposed(v[h*d:], a.nk, d, a.c)
+		for r0 := 0; r0 < a.nq; r0 += n {
+			rows := min(n, a.nq-r0)
+			s := scratch[:rows*a.nk]
+			kernels.GemmBF16Right(q[r0*a.c+h*d:], rows, a.c, &a.kb, s, a.nk, false)
+			parallelFor(rows, 16, func(lo, hi int) {
+				for r := lo; r < hi; r++ {
+					row := s[r*a.nk : (r+1)*a.nk]
+					kernels.ScaleShift(row, row, scale, 0)
+					if a.causal {
+						for j := r0 + r + 1; j < a.nk; j++ {
+							row[j] = float32(math.Inf(-1))
+						}
+					}
+					softmaxRow(row)
+				}
+			})
+			kernels.GemmBF16Right(s, rows, a.nk, &a.vb, out[r0*a.c+h*d:], a.c, false)
 		}
 	}
 }
