@@ -620,7 +620,8 @@ func (concatKernel) inplace() int     { return -1 }
 func (c concatKernel) run(out []float32, in [][]float32, _ []float32) {
 	off := 0
 	for i, x := range in {
-		copy(out[off:], x[:c.sizes[i]])
+		dst, src := out[off:off+c.sizes[i]], x[:c.sizes[i]]
+		parallelFor(len(dst), 1<<16, func(lo, hi int) { copy(dst[lo:hi], src[lo:hi]) })
 		off += c.sizes[i]
 	}
 }
