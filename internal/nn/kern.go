@@ -639,8 +639,18 @@ func (u upsampleKernel) run(out []float32, in [][]float32, _ []float32) {
 			src := x[c*u.h*u.w : (c+1)*u.h*u.w]
 			dst := out[c*u.ho*u.wo : (c+1)*u.ho*u.wo]
 			for oy := 0; oy < u.ho; oy++ {
-				srow := src[yi[oy]*u.w : (yi[oy]+1)*u.w]
 				drow := dst[oy*u.wo : (oy+1)*u.wo]
+				if oy > 0 && yi[oy] == yi[oy-1] { // the row above, again
+					copy(drow, dst[(oy-1)*u.wo:oy*u.wo])
+					continue
+				}
+				srow := src[yi[oy]*u.w : (yi[oy]+1)*u.w]
+				if u.wo == 2*u.w {
+					for i, v := range srow {
+						drow[2*i], drow[2*i+1] = v, v
+					}
+					continue
+				}
 				for ox := range drow {
 					drow[ox] = srow[xi[ox]]
 				}

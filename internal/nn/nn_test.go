@@ -256,6 +256,24 @@ func TestUpsampleNearest(t *testing.T) {
 	require.Equal(t, []int{0, 0, 1, 1, 2, 2}, nearestIndex(3, 6))
 	// PyTorch: floor(i·(5/7)) in float32.
 	require.Equal(t, []int{0, 0, 1, 2, 2, 3, 4}, nearestIndex(5, 7))
+
+	// The kernel (2× rows and columns, and other ratios) against the definition.
+	r := rand.New(rand.NewPCG(81, 82))
+	const c, h, w = 3, 5, 7
+	x := randn(r, c*h*w)
+	for _, s := range [][2]int{{10, 14}, {7, 9}, {10, 9}, {5, 14}} {
+		ho, wo := s[0], s[1]
+		out := make([]float32, c*ho*wo)
+		upsampleKernel{c: c, h: h, w: w, ho: ho, wo: wo}.run(out, [][]float32{x}, nil)
+		yi, xi := nearestIndex(h, ho), nearestIndex(w, wo)
+		for ch := 0; ch < c; ch++ {
+			for y := 0; y < ho; y++ {
+				for xx := 0; xx < wo; xx++ {
+					require.Equal(t, x[ch*h*w+yi[y]*w+xi[xx]], out[ch*ho*wo+y*wo+xx], "%d×%d: (%d, %d, %d)", ho, wo, ch, y, xx)
+				}
+			}
+		}
+	}
 }
 
 // TestProgramMatchesTapeMachine runs one graph under Gorgonia's TapeMachine and under the
