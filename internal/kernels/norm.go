@@ -166,6 +166,30 @@ func addGo(dst, a, b []float32) {
 	}
 }
 
+// Mul sets dst[i] = a[i]·b[i] for i < len(dst), as in gated activations (GEGLU). dst may be a
+// or b.
+func Mul(dst, a, b []float32) {
+	n := len(dst)
+	a, b = a[:n], b[:n]
+	if n == 0 {
+		return
+	}
+	if useAVX512Elementwise {
+		mulAVX512(&dst[0], &a[0], &b[0], n)
+		return
+	}
+	mulGo(dst, a, b)
+}
+
+// mulGo is the plain-Go twin of mulAVX512.
+func mulGo(dst, a, b []float32) {
+	n := len(dst)
+	a, b = a[:n], b[:n]
+	for i := range dst {
+		dst[i] = a[i] * b[i]
+	}
+}
+
 // ReLUInPlace replaces every negative x[i] with 0; NaN stays NaN and −0
 // stays −0.
 func ReLUInPlace(x []float32) {

@@ -455,6 +455,65 @@ addAVX512_done:
 	VZEROUPPER
 	RET
 
+// func mulAVX512(dst *float32, a *float32, b *float32, n int)
+// Requires: AVX, AVX512F
+TEXT ·mulAVX512(SB), NOSPLIT, $0-32
+	MOVQ dst+0(FP), AX
+	MOVQ a+8(FP), DX
+	MOVQ b+16(FP), BX
+	MOVQ n+24(FP), CX
+	XORQ SI, SI
+
+mulAVX512_loopN:
+	CMPQ    CX, $0x00000040
+	JL      mulAVX512_loop16
+	VMOVUPS (DX)(SI*4), Z0
+	VMOVUPS (BX)(SI*4), Z1
+	VMULPS  Z1, Z0, Z0
+	VMOVUPS Z0, (AX)(SI*4)
+	VMOVUPS 64(DX)(SI*4), Z0
+	VMOVUPS 64(BX)(SI*4), Z1
+	VMULPS  Z1, Z0, Z0
+	VMOVUPS Z0, 64(AX)(SI*4)
+	VMOVUPS 128(DX)(SI*4), Z0
+	VMOVUPS 128(BX)(SI*4), Z1
+	VMULPS  Z1, Z0, Z0
+	VMOVUPS Z0, 128(AX)(SI*4)
+	VMOVUPS 192(DX)(SI*4), Z0
+	VMOVUPS 192(BX)(SI*4), Z1
+	VMULPS  Z1, Z0, Z0
+	VMOVUPS Z0, 192(AX)(SI*4)
+	ADDQ    $0x00000040, SI
+	SUBQ    $0x00000040, CX
+	JMP     mulAVX512_loopN
+
+mulAVX512_loop16:
+	CMPQ    CX, $0x10
+	JL      mulAVX512_tail
+	VMOVUPS (DX)(SI*4), Z0
+	VMOVUPS (BX)(SI*4), Z1
+	VMULPS  Z1, Z0, Z0
+	VMOVUPS Z0, (AX)(SI*4)
+	ADDQ    $0x10, SI
+	SUBQ    $0x10, CX
+	JMP     mulAVX512_loop16
+
+mulAVX512_tail:
+	TESTQ     CX, CX
+	JZ        mulAVX512_done
+	MOVL      $0x00000001, DI
+	SHLL      CL, DI
+	DECL      DI
+	KMOVW     DI, K1
+	VMOVUPS.Z (DX)(SI*4), K1, Z0
+	VMOVUPS.Z (BX)(SI*4), K1, Z1
+	VMULPS    Z1, Z0, Z0
+	VMOVUPS   Z0, K1, (AX)(SI*4)
+
+mulAVX512_done:
+	VZEROUPPER
+	RET
+
 // func reluAVX512(x *float32, n int)
 // Requires: AVX, AVX512F
 TEXT ·reluAVX512(SB), NOSPLIT, $0-16

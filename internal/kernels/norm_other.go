@@ -12,4 +12,5 @@ func layerNormRowAVX512(dst, src, gamma, beta *float32, n int, mean, rstd float3
 	panic("unreachable")
 }
 func addAVX512(dst, a, b *float32, n int) { panic("unreachable") }
+func mulAVX512(dst, a, b *float32, n int) { panic("unreachable") }
 func reluAVX512(x *float32, n int)        { panic("unreachable") }

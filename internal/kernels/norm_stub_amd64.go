@@ -29,6 +29,11 @@ func layerNormRowAVX512(dst *float32, src *float32, gamma *float32, beta *float3
 //go:noescape
 func addAVX512(dst *float32, a *float32, b *float32, n int)
 
+// mulAVX512 sets dst[i] = a[i] · b[i] for i < n.
+//
+//go:noescape
+func mulAVX512(dst *float32, a *float32, b *float32, n int)
+
 // reluAVX512 sets x[i] = max(x[i], 0) for i < n (NaN stays NaN).
 //
 //go:noescape

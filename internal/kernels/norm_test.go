@@ -125,6 +125,18 @@ var normMaps = []normMap{
 			// below half a float32 unit of the larger; one rounding then.
 			return float64(float32(float64(v[0]) + float64(v[1]))), 0
 		}},
+	{name: "Mul", nin: 2, exact: true, special: true,
+		run: func(asm bool, dst []float32, in [][]float32, s []float32) {
+			if asm {
+				Mul(dst, in[0], in[1])
+			} else {
+				mulGo(dst, in[0], in[1])
+			}
+		},
+		ref: func(v, s []float32, fused bool) (float64, float64) {
+			// The product of two float32 is exact in float64; one rounding.
+			return float64(float32(float64(v[0]) * float64(v[1]))), 0
+		}},
 	{name: "ReLU", nin: 1, exact: true, special: true,
 		run: func(asm bool, dst []float32, in [][]float32, s []float32) {
 			copy(dst, in[0])

@@ -582,9 +582,7 @@ func (g gegluKernel) run(out []float32, in [][]float32, _ []float32) {
 			gate := x[r*2*g.f+g.f : (r+1)*2*g.f]
 			dst := out[r*g.f : (r+1)*g.f]
 			geluSlice(dst, gate)
-			for i := range dst {
-				dst[i] *= val[i]
-			}
+			kernels.Mul(dst, dst, val)
 		}
 	})
 }

@@ -68,6 +68,13 @@ func genNormAll() {
 			return in[0]
 		})
 
+	genMap("mulAVX512", "mulAVX512 sets dst[i] = a[i] · b[i] for i < n.",
+		"func(dst, a, b *float32, n int)", []string{"a", "b"}, 4, func() {},
+		func(in []reg.VecVirtual) reg.VecVirtual {
+			VMULPS(in[1], in[0], in[0])
+			return in[0]
+		})
+
 	genMap("reluAVX512", "reluAVX512 sets x[i] = max(x[i], 0) for i < n (NaN stays NaN).",
 		"func(x *float32, n int)", []string{"x"}, 4,
 		func() {
