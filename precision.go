@@ -16,9 +16,11 @@ const (
 	// linear weights (attention projections, MLP) in bfloat16 (half the bytes; converted once
 	// at load from F32, F16 or BF16 files) and multiplies them by activations rounded to
 	// bfloat16 with float32 accumulation (VDPBF16PS where the CPU has AVX512_BF16, a
-	// bit-identical plain-Go twin elsewhere). Norms, softmax, attention products, residual
-	// sums, the text encoder's embeddings and final layer norm, the products of the UNet's
-	// Winograd convolutions, the VAE, ControlNet and the scheduler step stay float32.
+	// bit-identical plain-Go twin elsewhere), and so are attention's products where the score
+	// matrix is large (the 32×32 level's self-attention). Norms, softmax, residual sums, the
+	// other attention products, the text encoder's embeddings and final layer norm, the
+	// products of the UNet's Winograd convolutions (whose weights are held as bf16 where the
+	// CPU runs them lazily), the VAE, ControlNet and the scheduler step stay float32.
 	PrecisionBF16
 )
 

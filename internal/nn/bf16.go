@@ -17,8 +17,10 @@ const (
 	// BF16 holds the weights of convolutions and linear layers in bfloat16 (converted once, at
 	// load, from whatever the file holds; their float32 copies are not kept) and multiplies
 	// them by activations rounded to bfloat16, accumulating in float32, as PyTorch's
-	// torch.bfloat16 does. Everything else (norms, softmax, attention products, residual sums,
-	// biases, activations) stays float32, and so do the products of the convolutions that run
+	// torch.bfloat16 does; attention's products too where the score matrix has at least
+	// attnMinBF16 entries. Everything else (norms, softmax, smaller attention products,
+	// residual sums, biases, activations) stays float32, and so do the products of the
+	// convolutions that run
 	// with Winograd (large 3×3 layers): rounding their transformed weights to bfloat16 costs
 	// eight times the error of rounding the weights themselves (relative L2 1.8e-2 against
 	// 2.3e-3), and bf16 im2col runs them 1.8 times slower than float32 Winograd. In the lazy
