@@ -42,22 +42,26 @@ func padRows(rows int) int { return ceilDiv(rows, gemmGroup) * gemmGroup }
 // where A is packed (element (o, i) at blockIndex(o, i, k)) and B and C
 // have row stride ld.
 func gemmPackedGo(a, b, c []float32, ld, k, rows, n int, acc bool) {
-	sum := make([]float32, n)
-	for o := 0; o < rows; o++ {
-		clear(sum)
-		for i := 0; i < k; i++ {
-			av := a[blockIndex(o, i, k)]
-			for t, bv := range b[i*ld : i*ld+n] {
-				sum[t] += av * bv
+	var buf [64]float32 // columns in blocks of 64: no allocation
+	for t0 := 0; t0 < n; t0 += len(buf) {
+		nb := min(len(buf), n-t0)
+		sum := buf[:nb]
+		for o := 0; o < rows; o++ {
+			clear(sum)
+			for i := 0; i < k; i++ {
+				av := a[blockIndex(o, i, k)]
+				for t, bv := range b[i*ld+t0 : i*ld+t0+nb] {
+					sum[t] += av * bv
+				}
 			}
-		}
-		dst := c[o*ld : o*ld+n]
-		if acc {
-			for t := range dst {
-				dst[t] += sum[t]
+			dst := c[o*ld+t0 : o*ld+t0+nb]
+			if acc {
+				for t := range dst {
+					dst[t] += sum[t]
+				}
+			} else {
+				copy(dst, sum)
 			}
-		} else {
-			copy(dst, sum)
 		}
 	}
 }
