@@ -61,3 +61,13 @@ func weightPairsBF16(dst []float32, ldp int, src []uint16, n int) {
 	_ = src[n*9*16-1]
 	weightPairsBF16AVX512(&dst[0], ldp, &src[0], n)
 }
+
+// prefetchRows asks for the cache lines of columns [x0, x1) of rows [y0, y1) of plane (w
+// floats a row), ahead of a transform that will read them.
+func prefetchRows(plane []float32, w, y0, y1, x0, x1 int) {
+	if !useAVX512 || y0 >= y1 || x0 >= x1 {
+		return
+	}
+	_ = plane[(y1-1)*w+x1-1]
+	prefetchRowsAVX512(&plane[y0*w+x0], w, y1-y0, (x1-x0+15)/16+1)
+}

@@ -2351,3 +2351,32 @@ weightPairsBF16AVX512_pair:
 	JNZ         weightPairsBF16AVX512_pair
 	VZEROUPPER
 	RET
+
+// func prefetchRowsAVX512(p *float32, stride int, rows int, lines int)
+// Requires: MMX+
+TEXT ·prefetchRowsAVX512(SB), NOSPLIT, $0-32
+	MOVQ  p+0(FP), AX
+	MOVQ  stride+8(FP), CX
+	SHLQ  $0x02, CX
+	MOVQ  rows+16(FP), DX
+	MOVQ  lines+24(FP), BX
+	TESTQ DX, DX
+	JLE   prefetch_done
+	TESTQ BX, BX
+	JLE   prefetch_done
+
+prefetch_row:
+	MOVQ AX, SI
+	MOVQ BX, DI
+
+prefetch_line:
+	PREFETCHT0 (SI)
+	ADDQ       $0x40, SI
+	DECQ       DI
+	JNZ        prefetch_line
+	ADDQ       CX, AX
+	DECQ       DX
+	JNZ        prefetch_row
+
+prefetch_done:
+	RET

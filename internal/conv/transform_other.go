@@ -5,6 +5,9 @@ package conv
 // useAVX512 is false: there are no assembly transforms on this build.
 var useAVX512 = false
 
+// prefetchRows does nothing without assembly.
+func prefetchRows(plane []float32, w, y0, y1, x0, x1 int) {}
+
 // useLazyAsm is false: there are no assembly weight transforms on this build.
 var useLazyAsm = false
 
@@ -35,3 +38,5 @@ func gemm24x16PAVX512(a, b, c *float32, ld, k, rows, n, acc int) { panic("unreac
 
 func weightPairsAVX512(dst *float32, ldp int, src *float32, n int)    { panic("unreachable") }
 func weightPairsBF16AVX512(dst *float32, ldp int, src *uint16, n int) { panic("unreachable") }
+
+func prefetchRowsAVX512(p *float32, stride, rows, lines int) { panic("unreachable") }

@@ -33,3 +33,8 @@ func weightPairsAVX512(dst *float32, ldp int, src *float32, n int)
 //
 //go:noescape
 func weightPairsBF16AVX512(dst *float32, ldp int, src *uint16, n int)
+
+// prefetchRowsAVX512 prefetches lines cache lines from each of rows rows, stride floats apart, from p on.
+//
+//go:noescape
+func prefetchRowsAVX512(p *float32, stride int, rows int, lines int)

@@ -178,3 +178,14 @@ func TestGemmKernels(t *testing.T) {
 		}
 	}
 }
+
+// TestPrefetchRows calls the prefetch on whole planes, single rows and columns, the last row and
+// empty ranges: it must not fault (a prefetch has no other effect to check), and the
+// convolutions that use it are checked against direct ones elsewhere.
+func TestPrefetchRows(t *testing.T) {
+	const h, w = 7, 37
+	plane := make([]float32, h*w)
+	for _, c := range [][4]int{{0, h, 0, w}, {h - 1, h, 0, w}, {0, h, w - 1, w}, {3, 4, 5, 6}, {2, 2, 0, w}, {0, h, 4, 4}} {
+		prefetchRows(plane, w, c[0], c[1], c[2], c[3])
+	}
+}

@@ -32,6 +32,7 @@ func main() {
 	genWeightConsts()
 	genWeights(false)
 	genWeights(true)
+	genPrefetch()
 	Generate()
 }
 
