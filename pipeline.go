@@ -459,19 +459,25 @@ func checkSize(width, height int) error {
 // Generate makes one picture. It checks ctx between stages (and between the layers of each
 // model) and returns ctx's error if it is cancelled; after Close it returns ErrClosed.
 func (p *Pipeline) Generate(ctx context.Context, req Request) (*Result, error) {
+	return p.generateEntered(ctx, req, nil)
+}
+
+// generateEntered is Generate, taking the prompt's token ids and text embeddings from prev
+// when it is not nil (a picture of the same request and adapters).
+func (p *Pipeline) generateEntered(ctx context.Context, req Request, prev *Result) (*Result, error) {
 	cctx, exit, err := p.enter(ctx)
 	if err != nil {
 		return nil, err
 	}
 	defer exit()
-	res, err := p.generate(cctx, req)
+	res, err := p.generate(cctx, req, prev)
 	if err != nil {
 		return nil, p.closedErr(ctx, err)
 	}
 	return res, nil
 }
 
-func (p *Pipeline) generate(ctx context.Context, req Request) (*Result, error) {
+func (p *Pipeline) generate(ctx context.Context, req Request, prev *Result) (*Result, error) {
 	// An interface holding a nil picture (a nil *image.RGBA) would panic on its first use.
 	if req.Control != nil && imageproc.IsNil(req.Control) {
 		return nil, errors.New("sdxs: Request.Control is a nil picture")
@@ -528,15 +534,21 @@ func (p *Pipeline) generate(ctx context.Context, req Request) (*Result, error) {
 		return nil
 	}
 
-	err = stage(StageTokenize, func() error {
-		res.InputIDs = p.tok.InputIDs(req.Prompt)
-		return nil
-	})
-	if err == nil {
-		err = stage(StageTextEncoder, func() (err error) {
-			res.TextEmbeddings, err = text.Encode(ctx, res.InputIDs)
-			return err
+	if prev != nil {
+		// The same prompt and adapters: the embeddings of the picture before (copies, as a
+		// Result's slices are the caller's).
+		res.InputIDs, res.TextEmbeddings = slices.Clone(prev.InputIDs), slices.Clone(prev.TextEmbeddings)
+	} else {
+		err = stage(StageTokenize, func() error {
+			res.InputIDs = p.tok.InputIDs(req.Prompt)
+			return nil
 		})
+		if err == nil {
+			err = stage(StageTextEncoder, func() (err error) {
+				res.TextEmbeddings, err = text.Encode(ctx, res.InputIDs)
+				return err
+			})
+		}
 	}
 	var latents []float32
 	if err == nil && req.Init != nil {

@@ -140,20 +140,23 @@ func (p *Pipeline) CacheBytes() (used, budget int64) {
 // GenerateBatch makes n pictures of req with the seeds req.Seed, req.Seed+1, …, req.Seed+n−1
 // (as stable-diffusion.cpp numbers a batch), so that picture i is exactly what Generate gives
 // alone with Seed req.Seed+i. The pictures are made one after another, each using every core.
-// On error it returns the pictures made so far with the error.
+// The prompt is tokenized and encoded once, for the first picture (the others' StageTextEncoder
+// timing is zero). On error it returns the pictures made so far with the error.
 func (p *Pipeline) GenerateBatch(ctx context.Context, req Request, n int) ([]*Result, error) {
 	if n < 1 {
 		return nil, fmt.Errorf("sdxs: GenerateBatch: n = %d, want at least 1", n)
 	}
 	out := make([]*Result, 0, min(n, 64))
+	var prev *Result
 	for i := range n {
 		r := req
 		r.Seed = req.Seed + uint64(i)
-		res, err := p.Generate(ctx, r)
+		res, err := p.generateEntered(ctx, r, prev)
 		if err != nil {
 			return out, fmt.Errorf("sdxs: picture %d of %d (seed %d): %w", i+1, n, r.Seed, err)
 		}
 		out = append(out, res)
+		prev = res
 	}
 	return out, nil
 }

@@ -313,8 +313,17 @@ func TestGenerateBatch(t *testing.T) {
 		assert.Equal(t, alone.Noise, got.Noise, "picture %d: noise", i)
 		assert.Equal(t, alone.Decoded, got.Decoded, "picture %d: decoded", i)
 		assert.Equal(t, alone.Image.Pix, got.Image.Pix, "picture %d: image", i)
+		assert.Equal(t, alone.InputIDs, got.InputIDs, "picture %d: input ids", i)
+		assert.Equal(t, alone.TextEmbeddings, got.TextEmbeddings, "picture %d: text embeddings", i)
+		if i > 0 { // the prompt was encoded once, for the first picture
+			assert.Zero(t, got.Timings[StageTextEncoder], "picture %d", i)
+		}
 	}
+	assert.Positive(t, batch[0].Timings[StageTextEncoder])
 	assert.NotEqual(t, batch[0].Image.Pix, batch[1].Image.Pix)
+	// Each picture owns its slices.
+	batch[1].TextEmbeddings[0]++
+	assert.NotEqual(t, batch[1].TextEmbeddings[0], batch[2].TextEmbeddings[0])
 
 	for _, n := range []int{0, -1} {
 		res, err := p.GenerateBatch(ctx, req, n)
