@@ -722,7 +722,7 @@ func TestMetricsAndLogLines(t *testing.T) {
 		`sdxs_http_requests_total{code="400",route="/v1/images/generations"} 1`,
 		`sdxs_stage_duration_seconds_count{stage="unet"} 2`,
 		`sdxs_stage_duration_seconds_count{stage="vae_decoder"} 2`,
-		`sdxs_stage_duration_seconds_count{stage="text_encoder"} 2`,
+		`sdxs_stage_duration_seconds_count{stage="text_encoder"} 1`, // a batch encodes its prompt once
 		`sdxs_stage_duration_seconds_count{stage="queue"} 1`,
 		`sdxs_stage_duration_seconds_count{stage="generate"} 1`,
 		`sdxs_stage_duration_seconds_count{stage="encode"} 1`,
