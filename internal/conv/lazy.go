@@ -2,21 +2,21 @@ package conv
 
 import (
 	"fmt"
-	"math"
 	"unsafe"
+
+	"github.com/sdxs-go/sdxs/internal/kernels"
 )
 
 // The lazy mode.
 //
 // Transformed weights take 36 floats per (output, input) channel pair against the 9 of the
 // weight: a plan in the lazy mode (NewWinogradLazy) keeps only the 9 taps, packed for the
-// transform (PrepareWeights), and transforms them again on every run, one group of 24 output
-// channels and one block of gemmKB input channels at a time, into a worker's scratch (under
-// 1 MB, so that it stays in the L2 cache for the 36 products that read it back). The transform
-// is about 9 vector operations per channel pair, against 2·36·tiles multiply-adds of the
-// products: 1–4 % of the layer at 16 to 64 tiles per chunk. Only plans that would share their
-// chunks between goroutines (Cin·Cout above privateMaxMACs) go lazy: the small layers' transformed
-// weights are small.
+// transform (PrepareWeights), and transforms them again on every run, one group of lazyRows
+// output channels and lazyKB input channels at a time, into a worker's scratch (under 1 MB, so
+// that it stays in the L2 cache for the 36 products that read it back). The transform is about
+// 9 vector operations per channel pair, against 36·tiles multiply-adds of the products. Only
+// plans that would share their chunks between goroutines (Cin·Cout above privateMaxMACs) go
+// lazy: the small layers' transformed weights are small.
 
 // Blocking of the lazy mode (variables so that benchmarks can try others; see BenchmarkLazy):
 // a worker transforms the weights of lazyRows output channels (a multiple of gemmGroup) and
@@ -73,15 +73,28 @@ func (p *Winograd) cacheWeights(u, src []float32, part int) {
 	nk := ceilDiv(p.cin, gemmKB)
 	panel, k0 := part/nk, part%nk*gemmKB
 	klen := min(gemmKB, p.cin-k0)
-	rp := padRows(p.cout)
+	p.transformPanel(u[k0*padRows(p.cout)+panel*klen*8:], p.cachedStride(), src, panel, k0, klen)
+}
+
+// transformPanel transforms the taps src of output channels [8·panel, 8·panel+8) and input
+// channels [k0, k0+klen) (klen even) into dst: position ξ of input channel k0+i and output
+// channel 8·panel+l at dst[ξ·ldp + 8i + l], as blockIndex lays out one panel of a block.
+func (p *Winograd) transformPanel(dst []float32, ldp int, src []float32, panel, k0, klen int) {
 	off := (panel*(p.cin/2) + k0/2) * 9 * 16
-	dst := u[k0*rp+panel*klen*8:]
+	n := klen / 2
 	if p.lazy16 {
-		s16 := unsafe.Slice((*uint16)(unsafe.Pointer(&src[0])), 2*len(src))
-		weightPairsBF16(dst, p.cachedStride(), s16[off:off+klen/2*9*16], klen/2)
+		weightPairsBF16(dst, ldp, taps16(src)[off:off+n*9*16], n)
 		return
 	}
-	weightPairs(dst, p.cachedStride(), src[off:off+klen/2*9*16], klen/2)
+	weightPairs(dst, ldp, src[off:off+n*9*16], n)
+}
+
+// taps16 returns the bfloat16 taps a lazy bf16 plan keeps, two to each float32 slot of s.
+func taps16(s []float32) []uint16 {
+	if len(s) == 0 {
+		return nil
+	}
+	return unsafe.Slice((*uint16)(unsafe.Pointer(&s[0])), 2*len(s))
 }
 
 // LazyFast reports whether the lazy mode runs on assembly kernels on this CPU: without them
@@ -128,17 +141,14 @@ func (p *Winograd) PrepareWeights(w []float32) []float32 {
 		panic(fmt.Sprintf("conv: PrepareWeights: %d weights, want %d·%d·9 = %d", len(w), p.cout, p.cin, p.cout*p.cin*9))
 	}
 	out := make([]float32, p.WeightsSize())
-	var o16 []uint16
-	if p.lazy16 {
-		o16 = unsafe.Slice((*uint16)(unsafe.Pointer(&out[0])), 2*len(out))
-	}
+	o16 := taps16(out)
 	for o := 0; o < p.cout; o++ {
 		for i := 0; i < p.cin; i++ {
 			for tap := 0; tap < 9; tap++ {
 				v := w[(o*p.cin+i)*9+tap]
 				j := tapIndex(o, i, tap, p.cin)
 				if p.lazy16 {
-					o16[j] = toBF16(v)
+					o16[j] = kernels.ToBF16(v)
 				} else {
 					out[j] = v
 				}
@@ -153,15 +163,6 @@ func (p *Winograd) PrepareWeights(w []float32) []float32 {
 // channel's 8 rows, then its second's).
 func tapIndex(o, i, tap, cin int) int {
 	return (((o/8)*(cin/2)+i/2)*9+tap)*16 + (i%2)*8 + o%8
-}
-
-// toBF16 rounds f to the nearest bfloat16 (ties to even; NaN stays NaN), as kernels.ToBF16.
-func toBF16(f float32) uint16 {
-	b := math.Float32bits(f)
-	if b&0x7fffffff > 0x7f800000 {
-		return uint16(b>>16) | 0x40
-	}
-	return uint16((b + 0x7fff + (b>>16)&1) >> 16)
 }
 
 // Constants of the weight transform.
@@ -186,24 +187,21 @@ func gTriple(a, b, c float32) [6]float32 {
 // packed taps src (see tapIndex) into dst: transformed position ξ of lane l (the pair's first
 // channel's 8 rows, then its second's) of pair j at dst[ξ·ldp + 16j + l].
 func weightPairsGo(dst []float32, ldp int, src []float32, n int) {
-	for j := 0; j < n; j++ {
-		for l := 0; l < 16; l++ {
-			var g [9]float32
-			for tap := range g {
-				g[tap] = src[(j*9+tap)*16+l]
-			}
-			weightLane(dst[16*j+l:], ldp, &g)
-		}
-	}
+	weightPairsOf(dst, ldp, n, func(k int) float32 { return src[k] })
 }
 
 // weightPairsBF16Go is weightPairsGo on bfloat16 taps.
 func weightPairsBF16Go(dst []float32, ldp int, src []uint16, n int) {
+	weightPairsOf(dst, ldp, n, func(k int) float32 { return kernels.FromBF16(src[k]) })
+}
+
+// weightPairsOf is weightPairsGo with tap k of the packed taps given by tap.
+func weightPairsOf(dst []float32, ldp, n int, tap func(k int) float32) {
 	for j := 0; j < n; j++ {
 		for l := 0; l < 16; l++ {
 			var g [9]float32
-			for tap := range g {
-				g[tap] = math.Float32frombits(uint32(src[(j*9+tap)*16+l]) << 16)
+			for t := range g {
+				g[t] = tap((j*9+t)*16 + l)
 			}
 			weightLane(dst[16*j+l:], ldp, &g)
 		}
@@ -235,38 +233,14 @@ func (p *Winograd) lazyGroup(v, m, src, us []float32, nt, g int) {
 	rows := min(lazyRows, p.cout-o0)
 	rp := padRows(rows)
 	ld := nXi * p.ldt
-	var s16 []uint16
-	if p.lazy16 {
-		s16 = unsafe.Slice((*uint16)(unsafe.Pointer(&src[0])), 2*len(src))
-	}
 	for k0 := 0; k0 < p.cin; k0 += lazyKB {
 		klen := min(lazyKB, p.cin-k0)
 		ldp := rp*klen + lazyPad
 		for q := 0; q < rp/8; q++ {
-			off := (((o0/8)+q)*(p.cin/2) + k0/2) * 9 * 16
-			dst := us[q*klen*8 : (nXi-1)*ldp+(q+1)*klen*8]
-			if p.lazy16 {
-				weightPairsBF16(dst, ldp, s16[off:off+klen/2*9*16], klen/2)
-			} else {
-				weightPairs(dst, ldp, src[off:off+klen/2*9*16], klen/2)
-			}
+			p.transformPanel(us[q*klen*8:(nXi-1)*ldp+(q+1)*klen*8], ldp, src, o0/8+q, k0, klen)
 		}
 		for xi := 0; xi < nXi; xi++ {
 			gemmBlock(us[xi*ldp:xi*ldp+rp*klen], v[xi*p.ldt+k0*ld:], m[o0*ld+xi*p.ldt:], ld, klen, rows, nt, k0 > 0)
 		}
 	}
-}
-
-// CachedWeightsBytes returns the scratch bytes a lazy plan of cin → cout channels takes, beyond
-// its chunk's, when it transforms its weights once per run (large images), on CPUs where the
-// lazy mode runs (LazyFast); 0 elsewhere. Memory estimates add it to the convolutions' scratch.
-func CachedWeightsBytes(cin, cout int) int64 {
-	if !LazyFast() {
-		return 0
-	}
-	b := int64(nXi) * int64(padRows(cout)*cin+lazyPad) * 4
-	if b > lazyCacheMaxBytes {
-		return 0
-	}
-	return b
 }

@@ -5,13 +5,15 @@ import (
 	"math"
 	"math/rand/v2"
 	"testing"
+
+	"github.com/sdxs-go/sdxs/internal/kernels"
 )
 
 // roundBF16 returns w with every value rounded to bfloat16.
 func roundBF16(w []float32) []float32 {
 	r := make([]float32, len(w))
 	for i, v := range w {
-		r[i] = math.Float32frombits(uint32(toBF16(v)) << 16)
+		r[i] = kernels.FromBF16(kernels.ToBF16(v))
 	}
 	return r
 }
@@ -89,7 +91,7 @@ func TestWeightPairsTwins(t *testing.T) {
 		src16 := make([]uint16, len(src))
 		for i := range src {
 			src[i] = float32(rng.NormFloat64() * math.Exp(4*rng.NormFloat64()))
-			src16[i] = toBF16(src[i])
+			src16[i] = kernels.ToBF16(src[i])
 		}
 		for _, bf16 := range []bool{false, true} {
 			got := make([]float32, nXi*ldp)

@@ -20,12 +20,12 @@ const (
 	// torch.bfloat16 does; attention's products too where the score matrix has at least
 	// attnMinBF16 entries. Everything else (norms, softmax, smaller attention products,
 	// residual sums, biases, activations) stays float32, and so do the products of the
-	// convolutions that run
-	// with Winograd (large 3×3 layers): rounding their transformed weights to bfloat16 costs
-	// eight times the error of rounding the weights themselves (relative L2 1.8e-2 against
-	// 2.3e-3), and bf16 im2col runs them 1.8 times slower than float32 Winograd. In the lazy
-	// mode (conv.LazyFast) they hold their weights as bfloat16 taps and transform them, exactly,
-	// in float32 on every run; otherwise they keep a float32 transform.
+	// convolutions that run with Winograd (large 3×3 layers): rounding their transformed
+	// weights to bfloat16 costs eight times the error of rounding the weights themselves
+	// (relative L2 1.8e-2 against 2.3e-3), and bf16 im2col runs them 1.8 times slower than
+	// float32 Winograd. In the lazy mode (conv.LazyFast) they hold their weights as bfloat16
+	// taps and transform them, exactly, in float32 on every run; otherwise they keep a float32
+	// transform.
 	BF16
 )
 

@@ -176,3 +176,40 @@ func TestBF16FromFile(t *testing.T) {
 		require.ErrorContains(t, err, name+".weight")
 	}
 }
+
+// TestAttentionBF16 checks attention's bf16 products: on a score matrix of attnMinBF16 entries
+// or more they run in bf16 (the result differs from float32 by bfloat16 rounding, no more), with
+// and without the causal mask and with query rows past one block; smaller ones stay float32.
+func TestAttentionBF16(t *testing.T) {
+	r := rand.New(rand.NewPCG(91, 92))
+	for _, tc := range []struct {
+		nq, nk, c, heads int
+		causal, bf16     bool
+	}{
+		{1030, 512, 96, 3, false, true},
+		{600, 600, 64, 2, true, true},
+		{256, 256, 64, 2, false, false},
+	} {
+		q, k, v := randn(r, tc.nq*tc.c), randn(r, tc.nk*tc.c), randn(r, tc.nk*tc.c)
+		run := func(pr Precision) []float32 {
+			params := NewParams(memSource{})
+			params.SetPrecision(pr)
+			prog, err := Build(params, func(b *Builder) map[string]*Node {
+				return map[string]*Node{"y": b.Attention(b.Input("q", tc.nq, tc.c), b.Input("k", tc.nk, tc.c), b.Input("v", tc.nk, tc.c), tc.heads, tc.causal)}
+			})
+			require.NoError(t, err)
+			y := make([]float32, tc.nq*tc.c)
+			require.NoError(t, prog.Run(context.Background(), map[string][]float32{"q": q, "k": k, "v": v}, map[string][]float32{"y": y}))
+			return y
+		}
+		want, got := run(FP32), run(BF16)
+		e := relL2(got, want)
+		t.Logf("%d×%d, %d channels, %d heads, causal %v: bf16 rel L2 %.2e", tc.nq, tc.nk, tc.c, tc.heads, tc.causal, e)
+		if tc.bf16 {
+			require.Greater(t, e, 0.0, "the bf16 products ran")
+			require.Less(t, e, 1e-2)
+		} else {
+			require.Zero(t, e, "small score matrices stay float32")
+		}
+	}
+}

@@ -452,57 +452,46 @@ func (a *attentionKernel) run(out []float32, in [][]float32, scratch []float32) 
 	q, k, v := in[0], in[1], in[2]
 	d := a.c / a.heads
 	scale := float32(1 / math.Sqrt(float64(d)))
-	if a.bf16 {
-		a.runBF16(out, q, k, v, scratch, d, scale)
-		return
-	}
+	n := a.rows()
 	for h := 0; h < a.heads; h++ {
-		for r0 := 0; r0 < a.nq; r0 += attnRows {
-			rows := min(attnRows, a.nq-r0)
+		if a.bf16 { // this head's keys and values, packed once for all its query rows
+			a.kb.PackRight(k[h*d:], a.nk, d, a.c)
+			a.vb.PackRightTransposed(v[h*d:], a.nk, d, a.c)
+		}
+		for r0 := 0; r0 < a.nq; r0 += n {
+			rows := min(n, a.nq-r0)
 			s := scratch[:rows*a.nk]
+			o := out[r0*a.c+h*d:]
+			if a.bf16 {
+				kernels.GemmBF16Right(q[r0*a.c+h*d:], rows, a.c, &a.kb, s, a.nk, false)
+				a.softmax(s, rows, r0, scale)
+				kernels.GemmBF16Right(s, rows, a.nk, &a.vb, o, a.c, false)
+				continue
+			}
 			sgemm(false, true, rows, a.nk, d, scale, q[r0*a.c+h*d:], a.c, k[h*d:], a.c, 0, s, a.nk)
-			parallelFor(rows, 16, func(lo, hi int) {
-				for r := lo; r < hi; r++ {
-					row := s[r*a.nk : (r+1)*a.nk]
-					if a.causal {
-						for j := r0 + r + 1; j < a.nk; j++ {
-							row[j] = float32(math.Inf(-1))
-						}
-					}
-					softmaxRow(row)
-				}
-			})
-			sgemm(false, false, rows, d, a.nk, 1, s, a.nk, v[h*d:], a.c, 0, out[r0*a.c+h*d:], a.c)
+			a.softmax(s, rows, r0, 1)
+			sgemm(false, false, rows, d, a.nk, 1, s, a.nk, v[h*d:], a.c, 0, o, a.c)
 		}
 	}
 }
 
-// runBF16 is run with bf16 products: S = Q·Kᵀ, the scaled softmax of S in float32, then P·V,
-// both products on kernels.GemmBF16Right with the head's keys and values packed once.
-func (a *attentionKernel) runBF16(out, q, k, v, scratch []float32, d int, scale float32) {
-	n := a.rows()
-	for h := 0; h < a.heads; h++ {
-		a.kb.PackRight(k[h*d:], a.nk, d, a.c)
-		a.vb.PackRightTransposed(v[h*d:], a.nk, d, a.c)
-		for r0 := 0; r0 < a.nq; r0 += n {
-			rows := min(n, a.nq-r0)
-			s := scratch[:rows*a.nk]
-			kernels.GemmBF16Right(q[r0*a.c+h*d:], rows, a.c, &a.kb, s, a.nk, false)
-			parallelFor(rows, 16, func(lo, hi int) {
-				for r := lo; r < hi; r++ {
-					row := s[r*a.nk : (r+1)*a.nk]
-					kernels.ScaleShift(row, row, scale, 0)
-					if a.causal {
-						for j := r0 + r + 1; j < a.nk; j++ {
-							row[j] = float32(math.Inf(-1))
-						}
-					}
-					softmaxRow(row)
+// softmax replaces each of the rows of scores s (query rows r0, r0+1, …) with the softmax of
+// scale times it (scale 1: as it is), masking the keys after the query in a causal kernel.
+func (a *attentionKernel) softmax(s []float32, rows, r0 int, scale float32) {
+	parallelFor(rows, 16, func(lo, hi int) {
+		for r := lo; r < hi; r++ {
+			row := s[r*a.nk : (r+1)*a.nk]
+			if scale != 1 {
+				kernels.ScaleShift(row, row, scale, 0)
+			}
+			if a.causal {
+				for j := r0 + r + 1; j < a.nk; j++ {
+					row[j] = float32(math.Inf(-1))
 				}
-			})
-			kernels.GemmBF16Right(s, rows, a.nk, &a.vb, out[r0*a.c+h*d:], a.c, false)
+			}
+			softmaxRow(row)
 		}
-	}
+	})
 }
 
 // softmaxRow replaces row with its softmax (vectorised, max-subtracted; −Inf entries become 0).

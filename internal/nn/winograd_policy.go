@@ -37,8 +37,9 @@ const (
 // as im2col weights. A layer that can run as lazy Winograd (conv.LazyFast, and a plan that goes
 // lazy) does so at the same speed (BENCHMARKS.md: DreamShaper's fp32 UNet 0.61–0.62 s with 0
 // or 128 MiB), so the default budget does not grant it transformed weights. Elsewhere, in fp32
-// mode, 128 MiB: DreamShaper stays within 2.2 GiB of peak RSS. In bf16 mode 0: the transformed weights stay float32 (36·4 bytes a pair
-// against bf16's 9·2), and bf16 mode's memory target is tighter.
+// mode, 128 MiB: DreamShaper stays within 2.2 GiB of peak RSS. In bf16 mode 0: the transformed
+// weights stay float32 (36·4 bytes a pair against bf16's 9·2), and bf16 mode's memory target is
+// tighter.
 const (
 	DefaultWinogradBudgetFP32 int64 = 128 << 20
 	DefaultWinogradBudgetBF16 int64 = 0
