@@ -51,12 +51,7 @@ func TestBF16AsFaithfulAsPyTorch(t *testing.T) {
 			ref := oracle.Tensors(t, model, "reference.safetensors")
 			torchRef := oracle.Tensors(t, model, "bf16", "reference.safetensors")
 
-			p32, err := Load(oracle.Path(t, model, "model"))
-			require.NoError(t, err)
-			defer p32.Close()
-			p16, err := Load(oracle.Path(t, model, "model"), WithPrecision(PrecisionBF16))
-			require.NoError(t, err)
-			defer p16.Close()
+			p32, p16 := loadBothPrecisions(t, model)
 			require.Equal(t, PrecisionBF16, p16.Precision())
 			require.Equal(t, PrecisionFP32, p32.Precision())
 
@@ -214,4 +209,16 @@ func TestBF16Concurrent(t *testing.T) {
 		require.Equal(t, serial[o.pr][o.i], o.res.UNetOutput, "%v request %d", o.pr, o.i)
 	}
 	require.NotEqual(t, serial[PrecisionFP32][0], serial[PrecisionBF16][0])
+}
+
+// loadBothPrecisions loads the oracle model twice, in fp32 and in bf16, closed at test end.
+func loadBothPrecisions(t *testing.T, model string) (p32, p16 *Pipeline) {
+	t.Helper()
+	p32, err := Load(oracle.Path(t, model, "model"))
+	require.NoError(t, err)
+	t.Cleanup(func() { p32.Close() })
+	p16, err = Load(oracle.Path(t, model, "model"), WithPrecision(PrecisionBF16))
+	require.NoError(t, err)
+	t.Cleanup(func() { p16.Close() })
+	return p32, p16
 }

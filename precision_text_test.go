@@ -59,12 +59,7 @@ func TestBF16TextEncoder(t *testing.T) {
 			ref := oracle.Tensors(t, model, "reference.safetensors")
 			want, _ := oracle.Float32(t, ref, "case0.text_embeddings")
 
-			p32, err := Load(oracle.Path(t, model, "model"))
-			require.NoError(t, err)
-			defer p32.Close()
-			p16, err := Load(oracle.Path(t, model, "model"), WithPrecision(PrecisionBF16))
-			require.NoError(t, err)
-			defer p16.Close()
+			p32, p16 := loadBothPrecisions(t, model)
 			require.Equal(t, nn.FP32, p32.text.Params().Precision())
 			require.Equal(t, nn.BF16, p16.text.Params().Precision())
 
